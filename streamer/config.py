@@ -1,0 +1,218 @@
+"""Server configuration: a JSON file validated into frozen dataclasses.
+
+Start-up stops with a ``ConfigError`` naming the offending key (``tts.chunk_size``) for
+unknown keys, wrong types and out-of-range values, so a typo never silently falls back
+to a default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
+
+#: Engines a config may prefer; "auto" ranks every available engine, neural first.
+ENGINE_CHOICES = ("auto", "piper", "espeak", "melo")
+#: The seed called the MeloTTS engine "melotts"; accepted as an alias.
+ENGINE_ALIASES = {"melotts": "melo"}
+DEVICE_CHOICES = ("cpu", "cuda", "auto")
+PIPER_STREAMING_CHOICES = ("windowed", "clause")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(Exception):
+    """The configuration file is unusable; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "0.0.0.0"
+    http_port: int = 8080
+    websocket_port: int = 8081
+    #: Concurrent WebSocket connections; one more is refused with HTTP 503.
+    max_connections: int = 100
+    #: Largest client text frame; trio-websocket refuses bigger ones with close 1009.
+    max_message_bytes: int = 65536
+    log_file: str | None = "logs/mit-tts-streamer.log"
+    log_level: str = "INFO"
+    #: Graceful shutdown: sessions get 1001 closes, then everything is cancelled.
+    shutdown_timeout_s: float = 5.0
+    #: A client that does not read for this long is aborted: it would hold memory.
+    write_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class MeloConfig:
+    #: MeloTTS language codes to load (EN, ES, FR, ZH, JP, KR).
+    languages: tuple[str, ...] = ("EN", "ES")
+    #: ``<dir>/<LANG>/{config.json,checkpoint.pth}``; null lets melo fetch from its hub.
+    checkpoint_dir: str | None = None
+    device: str = "auto"
+    #: Off by default: melo is optional and its hub is unreachable offline.
+    enabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PiperSettings:
+    #: "windowed" streams the decoder over latent windows; "clause" one call per clause.
+    streaming: str = "windowed"
+    #: Where split ONNX graphs are cached; null = ~/.cache/mit-tts-streamer.
+    cache_dir: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TTSConfig:
+    engine: str = "auto"
+    device: str = "cpu"
+    default_language: str = "es"
+    default_voice_id: int | str = 0
+    default_format: str = "wav"
+    #: Samples per binary frame for raw formats (the seed's 1024).
+    chunk_size: int = 1024
+    #: Characters per synthesize request; longer text gets ``text_too_long``.
+    max_text_length: int = 5000
+    voices_dir: str = "voices"
+    melo: MeloConfig = field(default_factory=MeloConfig)
+    piper: PiperSettings = field(default_factory=PiperSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class PerformanceConfig:
+    #: Requests waiting per session; one more gets ``queue_full``.
+    max_queue_size: int = 32
+    #: Inference threads shared by all sessions; 0 = one per CPU core.
+    worker_processes: int = 0
+    preload_models: bool = True
+    #: One dummy synthesis per preloaded voice so the first request is not slower.
+    warm_up: bool = True
+    #: Synthesis runs at most this far ahead of real-time playback, so many sessions
+    #: stay real-time together and an interrupt wastes little work. 0 = no pacing.
+    realtime_lead_ms: int = 2000
+    #: New requests get ``busy`` when inference is this far behind its deadlines.
+    busy_lateness_ms: int = 750
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    tts: TTSConfig = field(default_factory=TTSConfig)
+    performance: PerformanceConfig = field(default_factory=PerformanceConfig)
+    #: Directory the config file was read from; relative paths resolve against it.
+    base_dir: str = "."
+
+    def path(self, value: str) -> Path:
+        """Resolve a path from the config relative to the config file's project root."""
+        p = Path(os.path.expanduser(value))
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+    def inference_workers(self) -> int:
+        return self.performance.worker_processes or (os.cpu_count() or 1)
+
+
+_T = TypeVar("_T")
+
+
+def _build(cls: type[_T], data: Mapping[str, Any], prefix: str) -> _T:
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    for key in data:
+        if key not in known or key == "base_dir":
+            raise ConfigError(f"unknown config key '{prefix}{key}'")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    if is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}' must be an object")
+        return _build(hint, value, f"{key}.")  # type: ignore[type-var]
+    options = get_args(hint) if get_origin(hint) is not None else (hint,)
+    if get_origin(hint) is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"config key '{key}' must be a list of strings")
+        return tuple(value)
+    for option in options:
+        if option is type(None) and value is None:
+            return None
+        if option is bool and isinstance(value, bool):
+            return value
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if option is str and isinstance(value, str):
+            return value
+    names = " or ".join("null" if o is type(None) else o.__name__ for o in options)
+    raise ConfigError(f"config key '{key}' must be {names}, got {json.dumps(value)}")
+
+
+def _check(ok: bool, key: str, rule: str) -> None:
+    if not ok:
+        raise ConfigError(f"config key '{key}' {rule}")
+
+
+def _validate(config: Config) -> Config:
+    s, t, p = config.server, config.tts, config.performance
+    for key, port in (("http_port", s.http_port), ("websocket_port", s.websocket_port)):
+        _check(0 <= port <= 65535, f"server.{key}", "must be a port number 0-65535")
+    _check(
+        s.http_port == 0 or s.http_port != s.websocket_port,
+        "server.websocket_port",
+        "must differ from server.http_port (REST and WebSocket cannot share a port)",
+    )
+    _check(s.max_connections >= 1, "server.max_connections", "must be >= 1")
+    _check(s.max_message_bytes >= 1024, "server.max_message_bytes", "must be >= 1024")
+    _check(s.log_level.upper() in LOG_LEVELS, "server.log_level", f"must be one of {LOG_LEVELS}")
+    _check(s.shutdown_timeout_s > 0, "server.shutdown_timeout_s", "must be > 0")
+    _check(s.write_timeout_s > 0, "server.write_timeout_s", "must be > 0")
+    engine = ENGINE_ALIASES.get(t.engine, t.engine)
+    _check(engine in ENGINE_CHOICES, "tts.engine", f"must be one of {ENGINE_CHOICES}")
+    _check(t.device in DEVICE_CHOICES, "tts.device", f"must be one of {DEVICE_CHOICES}")
+    _check(t.melo.device in DEVICE_CHOICES, "tts.melo.device", f"must be one of {DEVICE_CHOICES}")
+    _check(
+        t.piper.streaming in PIPER_STREAMING_CHOICES,
+        "tts.piper.streaming",
+        f"must be one of {PIPER_STREAMING_CHOICES}",
+    )
+    _check(bool(t.default_language.strip()), "tts.default_language", "must not be empty")
+    _check(64 <= t.chunk_size <= 48000, "tts.chunk_size", "must be 64-48000 samples")
+    _check(1 <= t.max_text_length <= 100_000, "tts.max_text_length", "must be 1-100000")
+    _check(p.max_queue_size >= 1, "performance.max_queue_size", "must be >= 1")
+    _check(p.worker_processes >= 0, "performance.worker_processes", "must be >= 0")
+    _check(p.realtime_lead_ms >= 0, "performance.realtime_lead_ms", "must be >= 0")
+    _check(p.busy_lateness_ms > 0, "performance.busy_lateness_ms", "must be > 0")
+    return replace(config, tts=replace(t, engine=engine))
+
+
+def parse_config(data: Mapping[str, Any], base_dir: str = ".") -> Config:
+    """Validate a decoded config mapping; raises ``ConfigError`` naming the key."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("config must be a JSON object")
+    built = _build(Config, data, "")
+    return _validate(
+        Config(server=built.server, tts=built.tts, performance=built.performance, base_dir=base_dir)
+    )
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a JSON config file. Relative paths in it (voices, logs) resolve
+    against the directory that holds the file's ``config/`` folder, i.e. the project."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+    base = p.resolve().parent
+    if base.name == "config":
+        base = base.parent
+    return parse_config(data, base_dir=str(base))

@@ -1,0 +1,78 @@
+"""Errors of the WebSocket protocol, typed by who is at fault.
+
+``ClientError`` is the peer's fault: the session answers it with an ``error`` event and
+keeps going. ``ServerError`` is ours: logged with its traceback, reported to the client
+with a generic code. Codes are stable strings clients may switch on.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Every ``error.code`` the server sends. Never rename a member: clients match on it."""
+
+    INVALID_JSON = "invalid_json"
+    INVALID_MESSAGE = "invalid_message"
+    UNKNOWN_TYPE = "unknown_type"
+    BINARY_NOT_SUPPORTED = "binary_not_supported"
+    MISSING_TEXT = "missing_text"
+    EMPTY_TEXT = "empty_text"
+    TEXT_TOO_LONG = "text_too_long"
+    UNKNOWN_PRIORITY = "unknown_priority"
+    INVALID_REQUEST_ID = "invalid_request_id"
+    DUPLICATE_REQUEST_ID = "duplicate_request_id"
+    INVALID_CONFIG = "invalid_config"
+    UNKNOWN_FORMAT = "unknown_format"
+    UNSUPPORTED_SAMPLE_RATE = "unsupported_sample_rate"
+    INVALID_CHUNK_SIZE = "invalid_chunk_size"
+    INVALID_BITRATE = "invalid_bitrate"
+    INVALID_VOLUME = "invalid_volume"
+    INVALID_SPEED = "invalid_speed"
+    UNKNOWN_LANGUAGE = "unknown_language"
+    UNKNOWN_VOICE = "unknown_voice"
+    UNKNOWN_SPEAKER = "unknown_speaker"
+    ALREADY_CONNECTED = "already_connected"
+    UNKNOWN_SESSION = "unknown_session"
+    SESSION_IN_USE = "session_in_use"
+    QUEUE_FULL = "queue_full"
+    BUSY = "busy"
+    SYNTHESIS_FAILED = "synthesis_failed"
+    INTERNAL_ERROR = "internal_error"
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes the server uses (RFC 6455 §7.4.1)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001  # server shutting down
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011  # our bug: logged with traceback, other sessions unaffected
+    TRY_AGAIN_LATER = 1013  # overloaded
+
+
+class ProtocolError(Exception):
+    """Base class: carries the stable code and a human-readable message."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        request_id: str | None = None,
+        details: dict[str, object] | None = None,
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.details = details or {}
+
+
+class ClientError(ProtocolError):
+    """The client sent something we cannot accept. Reply with ``error``; keep the session."""
+
+
+class ServerError(ProtocolError):
+    """We failed on valid input. Log the cause; tell the client without internals."""

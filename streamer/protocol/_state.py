@@ -1,0 +1,102 @@
+"""State machines of a connection and of a synthesis request.
+
+All legal transitions live in one table each; anything else is a bug on our side
+(``LocalProtocolError``) or a client message out of order (``ClientError``).
+"""
+
+from __future__ import annotations
+
+from enum import Enum, auto
+from typing import Final
+
+from ._errors import ClientError, ErrorCode
+from ._messages import ClientMessage, Connect, Interrupt, Synthesize, parse_client_message
+
+
+class LocalProtocolError(Exception):
+    """We tried a transition the table forbids: a server bug, never the client's fault."""
+
+
+class ConnectionState(Enum):
+    #: Socket open; no ``connect`` yet. A ``synthesize`` here connects with defaults.
+    AWAITING_CONNECT = auto()
+    #: Session established; requests flow.
+    READY = auto()
+    #: Closed by either side; nothing more is read or written.
+    CLOSED = auto()
+
+
+class RequestState(Enum):
+    #: Accepted and waiting in the session's priority queue.
+    QUEUED = auto()
+    #: Being synthesized and streamed (one per session at a time).
+    PLAYING = auto()
+    #: Every byte sent and ``audio_end`` queued.
+    FINISHED = auto()
+    #: Stopped while playing (interrupt or pre-emption); ``interrupted`` sent.
+    INTERRUPTED = auto()
+    #: Removed from the queue by an interrupt before it played.
+    DROPPED = auto()
+    #: The engine failed; ``error`` sent.
+    FAILED = auto()
+
+
+REQUEST_TRANSITIONS: Final[dict[RequestState, frozenset[RequestState]]] = {
+    RequestState.QUEUED: frozenset({RequestState.PLAYING, RequestState.DROPPED}),
+    # A pre-empted request goes back to nothing: it is INTERRUPTED, not re-queued, so
+    # that a barge-in never replays half a sentence.
+    RequestState.PLAYING: frozenset(
+        {RequestState.FINISHED, RequestState.INTERRUPTED, RequestState.FAILED}
+    ),
+    RequestState.FINISHED: frozenset(),
+    RequestState.INTERRUPTED: frozenset(),
+    RequestState.DROPPED: frozenset(),
+    RequestState.FAILED: frozenset(),
+}
+
+
+def check_request_transition(old: RequestState, new: RequestState) -> RequestState:
+    """Return ``new`` if the table allows ``old → new``; raise ``LocalProtocolError``."""
+    if new not in REQUEST_TRANSITIONS[old]:
+        raise LocalProtocolError(f"request cannot go from {old.name} to {new.name}")
+    return new
+
+
+# (state, message type) → next state. A missing pair is a client error.
+_CONNECTION_TRANSITIONS: Final[dict[tuple[ConnectionState, type], ConnectionState]] = {
+    (ConnectionState.AWAITING_CONNECT, Connect): ConnectionState.READY,
+    (ConnectionState.AWAITING_CONNECT, Synthesize): ConnectionState.READY,
+    (ConnectionState.AWAITING_CONNECT, Interrupt): ConnectionState.AWAITING_CONNECT,
+    (ConnectionState.READY, Synthesize): ConnectionState.READY,
+    (ConnectionState.READY, Interrupt): ConnectionState.READY,
+}
+
+
+class ServerProtocol:
+    """The server side of one WebSocket connection, without I/O.
+
+    Feed it each text/binary message with ``receive``; it returns the typed message
+    and advances the connection state, or raises ``ClientError`` (state unchanged).
+    """
+
+    def __init__(self, *, max_text_length: int) -> None:
+        self.state = ConnectionState.AWAITING_CONNECT
+        self._max_text_length = max_text_length
+
+    def receive(self, data: str | bytes) -> ClientMessage:
+        if self.state is ConnectionState.CLOSED:
+            raise LocalProtocolError("receive() after close")
+        message = parse_client_message(data, max_text_length=self._max_text_length)
+        next_state = _CONNECTION_TRANSITIONS.get((self.state, type(message)))
+        if next_state is None:
+            # The only missing pair for an open connection is a second ``connect``.
+            raise ClientError(
+                ErrorCode.ALREADY_CONNECTED,
+                "this connection already has a session; open a new connection for another",
+            )
+        self.state = next_state
+        return message
+
+    def close(self) -> None:
+        """Idempotent."""
+        self.state = ConnectionState.CLOSED
