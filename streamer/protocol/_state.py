@@ -97,6 +97,12 @@ class ServerProtocol:
         self.state = next_state
         return message
 
+    def session_refused(self) -> None:
+        """The server could not open a session for the first message (bad voice, say):
+        go back to awaiting ``connect`` so the client can retry on this connection."""
+        if self.state is ConnectionState.READY:
+            self.state = ConnectionState.AWAITING_CONNECT
+
     def close(self) -> None:
         """Idempotent."""
         self.state = ConnectionState.CLOSED

@@ -1,0 +1,45 @@
+# The README's two commands: `make serve` and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+CONFIG ?= config/default.json
+PYTEST_ARGS ?=
+
+.PHONY: install install-melo serve test test-fast lint typecheck bench clean
+
+# Re-run the install whenever the dependency list changes.
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	# torch is never pulled here; MeloTTS (which needs it) is `make install-melo`.
+	$(PIP) install --quiet -e '.[dev,client]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# MeloTTS is optional for the server but exercised for real by the test suite.
+install-melo: install
+	VENV=$(VENV) bash scripts/install_melotts.sh
+
+serve: install
+	$(PY) -m streamer --config $(CONFIG)
+
+test: install install-melo
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Everything but the slow model-loading and browser tests.
+test-fast: install
+	$(PY) -m pytest -m "not slow and not melo and not browser" $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check streamer tests scripts
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+bench: install
+	$(PY) scripts/latency_test.py --spawn
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache logs
