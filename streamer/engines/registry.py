@@ -1,0 +1,234 @@
+"""One catalogue of voices over every engine, and the rules that pick one for a request.
+
+A request names a language (BCP-47, loosely spelt) and optionally a voice: the seed's
+integer index into that language's ordered voice list, or a voice id. Resolution:
+
+1. A voice id string is looked up across every available engine; it must exist. It
+   wins over the language: ``language`` is then ignored, even when it names another
+   language or none the server knows (the client said exactly which voice it wants).
+   A string of digits (``"1"``) is an index, not an id: no voice id is all digits.
+2. Otherwise the language (``default_language`` when None) selects the voices whose
+   language subtag matches, after normalisation: case-insensitive, ``_`` read as
+   ``-``, legacy and seed codes mapped (``JP`` → ``ja``, ``iw`` → ``he``; see
+   ``languages.LANGUAGE_ALIASES``). None match: ``UnknownLanguageError``, listing the
+   languages there are.
+3. Those voices are ordered best first by, in turn: the ``preferred_engine``'s voices
+   first (when one is configured); neural before espeak fallback; regional closeness
+   to the request (exact tag; same region with another variant; a macro-region that
+   contains the region, ``es-419`` for ``es-MX``; the bare language; any other region);
+   quality ``high`` > ``medium`` > ``low`` > ``x_low`` > anything else; then voice id.
+   So ``es-MX`` with no ``es-MX`` voice falls back to other Spanish voices, and a
+   neural Castilian voice still beats espeak's Latin American one.
+4. The index (0 when no voice is given) picks from that list; out of range (or a
+   negative index) raises ``UnknownVoiceError`` listing that language's voice ids.
+
+Engines whose ``status().available`` is False contribute no voices. Nothing is cached:
+each query asks the engines (``Engine.voices`` is cheap by contract), so a Piper voice
+dropped into the voices directory is offered by the next query.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import ClassVar, Final
+
+from streamer.engines.base import Engine, EngineStatus, Voice
+from streamer.engines.languages import Closeness, LanguageTag, closeness, parse_tag
+
+logger = logging.getLogger(__name__)
+
+#: The language resolved when a request names none: the config's default
+#: (``tts.default_language``), which the server passes explicitly.
+DEFAULT_LANGUAGE: Final = "es"
+
+#: Rank of each neural quality grade, best first; unknown grades come after all of them.
+QUALITY_RANK: Final[dict[str, int]] = {"high": 0, "medium": 1, "low": 2, "x_low": 3}
+
+
+class VoiceSelectionError(Exception):
+    """A request named a language or voice the server cannot offer (the client's fault).
+
+    ``code`` is stable (clients switch on it); ``available`` lists what could be asked
+    for instead.
+    """
+
+    code: ClassVar[str]
+
+    def __init__(self, message: str, available: Sequence[str]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.available = list(available)
+
+    def to_json(self) -> dict[str, object]:
+        return {"code": self.code, "message": self.message, "available": self.available}
+
+
+class UnknownLanguageError(VoiceSelectionError):
+    """No available voice speaks the language; ``available`` lists language tags."""
+
+    code = "unknown_language"
+
+
+class UnknownVoiceError(VoiceSelectionError):
+    """No such voice id, or the index is out of range; ``available`` lists voice ids."""
+
+    code = "unknown_voice"
+
+
+def _quality_rank(voice: Voice) -> int:
+    return QUALITY_RANK.get(voice.quality, len(QUALITY_RANK))
+
+
+def _tag_or_none(tag: str) -> LanguageTag | None:
+    try:
+        return parse_tag(tag)
+    except ValueError:
+        return None
+
+
+class VoiceRegistry:
+    """Every voice of every available engine, and resolution of requests to one of them.
+
+    Thread-safe as far as the engines' ``status`` and ``voices`` are: it keeps no state
+    of its own beyond the engine list.
+    """
+
+    def __init__(
+        self,
+        engines: Sequence[Engine],
+        *,
+        default_language: str = DEFAULT_LANGUAGE,
+        preferred_engine: str | None = None,
+    ) -> None:
+        """``preferred_engine`` (an engine name, e.g. the config's ``tts.engine`` when it
+        is not ``auto``) ranks that engine's voices first in every language it speaks.
+        Raises ``ValueError`` if two engines share a name."""
+        self._engines = tuple(engines)
+        self._by_name: dict[str, Engine] = {}
+        for engine in self._engines:
+            if engine.name in self._by_name:
+                raise ValueError(f"two engines named {engine.name!r}")
+            self._by_name[engine.name] = engine
+        self._default_language = default_language
+        self._preferred_engine = preferred_engine
+
+    def engines(self) -> Sequence[Engine]:
+        return self._engines
+
+    def statuses(self) -> list[EngineStatus]:
+        return [engine.status() for engine in self._engines]
+
+    def _all_voices(self) -> list[Voice]:
+        """Voices of available engines, in engine order; the first of duplicate ids wins."""
+        seen: set[str] = set()
+        voices: list[Voice] = []
+        for engine in self._engines:
+            if not engine.status().available:
+                continue
+            try:
+                offered = engine.voices()
+            except Exception:
+                # One broken engine must not hide the others' voices.
+                logger.exception("engine %s failed to list its voices", engine.name)
+                continue
+            for voice in offered:
+                if voice.id in seen:
+                    logger.warning("voice id %s offered twice; keeping the first", voice.id)
+                    continue
+                seen.add(voice.id)
+                voices.append(voice)
+        return voices
+
+    def _rank(self, voice: Voice, match: Closeness | None) -> tuple[bool, bool, int, int, str]:
+        return (
+            voice.engine != self._preferred_engine if self._preferred_engine else False,
+            not voice.neural,
+            -1 if match is None else int(match),
+            _quality_rank(voice),
+            voice.id,
+        )
+
+    def _matching(self, voices: Sequence[Voice], language: str) -> list[Voice]:
+        requested = _tag_or_none(language)
+        if requested is None:
+            return []
+        ranked: list[tuple[tuple[bool, bool, int, int, str], Voice]] = []
+        for voice in voices:
+            offered = _tag_or_none(voice.language)
+            match = None if offered is None else closeness(requested, offered)
+            if match is not None:
+                ranked.append((self._rank(voice, match), voice))
+        ranked.sort(key=lambda item: item[0])
+        return [voice for _, voice in ranked]
+
+    def voices(self, language: str | None = None) -> list[Voice]:
+        """Available voices, best first. With ``language``: only that language's voices
+        in resolution order (``es`` gives every Spanish voice, ``es-MX`` too but the
+        closest regions first); an unknown or malformed tag gives an empty list.
+        Without: every voice, grouped by language tag, best first within each."""
+        voices = self._all_voices()
+        if language is not None:
+            return self._matching(voices, language)
+        return sorted(voices, key=lambda voice: (voice.language, self._rank(voice, None)))
+
+    def languages(self) -> list[str]:
+        """The distinct language tags of the available voices, sorted."""
+        return sorted({voice.language for voice in self._all_voices()})
+
+    def get(self, voice_id: str) -> Voice:
+        """The available voice with this id. Raises ``UnknownVoiceError``."""
+        voices = self._all_voices()
+        for voice in voices:
+            if voice.id == voice_id:
+                return voice
+        raise UnknownVoiceError(f"unknown voice {voice_id!r}", sorted(voice.id for voice in voices))
+
+    def engine_for(self, voice: Voice) -> Engine:
+        """The engine that speaks ``voice``. Raises ``UnknownVoiceError`` for a voice of
+        an engine this registry does not hold."""
+        engine = self._by_name.get(voice.engine)
+        if engine is None:
+            raise UnknownVoiceError(
+                f"voice {voice.id!r} belongs to engine {voice.engine!r}, which is not loaded",
+                [],
+            )
+        return engine
+
+    def resolve(self, language: str | None, voice_id: int | str | None) -> Voice:
+        """The voice for a request, by the rules in this module's docstring.
+
+        Raises ``UnknownLanguageError`` or ``UnknownVoiceError`` (each listing what is
+        available) when nothing fits.
+        """
+        if isinstance(voice_id, str) and not voice_id.isdecimal():
+            return self._resolve_id(language, voice_id)
+        if isinstance(voice_id, bool):
+            raise UnknownVoiceError(f"invalid voice {voice_id!r}", [])
+        index = 0 if voice_id is None else int(voice_id)
+        requested = self._default_language if language is None else language
+        voices = self._all_voices()
+        candidates = self._matching(voices, requested)
+        if not candidates:
+            raise UnknownLanguageError(
+                f"no voice for language {requested!r}",
+                sorted({voice.language for voice in voices}),
+            )
+        if not 0 <= index < len(candidates):
+            raise UnknownVoiceError(
+                f"voice index {index} out of range for language {requested!r} "
+                f"({len(candidates)} voices)",
+                [voice.id for voice in candidates],
+            )
+        return candidates[index]
+
+    def _resolve_id(self, language: str | None, voice_id: str) -> Voice:
+        voices = self._all_voices()
+        for voice in voices:
+            if voice.id == voice_id:
+                return voice
+        # List the voices of the requested language when there are any: that is what
+        # the client was choosing among.
+        listed = self._matching(voices, language) if language is not None else []
+        available = [voice.id for voice in listed] or sorted(voice.id for voice in voices)
+        raise UnknownVoiceError(f"unknown voice {voice_id!r}", available)
