@@ -50,6 +50,7 @@ from streamer.engines.base import (
     SynthesisOptions,
     Voice,
 )
+from streamer.engines.piper_split import SplitError, WindowedDecoder, window_plan
 from streamer.engines.text import split_for_streaming
 
 logger = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ class _LoadedVoice:
 
     piper: Any  # piper.PiperVoice (untyped library)
     #: The cut model for windowed streaming; None when the voice runs in clause mode.
-    windowed: Any | None
+    windowed: WindowedDecoder | None
 
 
 def bcp47_from_locale(code: str) -> str:
@@ -382,9 +383,9 @@ class PiperEngine(Engine):
             )
         except Exception as exc:
             raise EngineError(f"cannot load Piper voice {files.voice.id}: {exc}") from exc
-        windowed: Any | None = None
+        windowed: WindowedDecoder | None = None
         if self._streaming == "windowed":
-            windowed = self._create_windowed(files, providers)
+            windowed = self._create_windowed(files, providers, int(config.hop_length))
         logger.info(
             "loaded Piper voice %s (%s mode)",
             files.voice.id,
@@ -392,23 +393,19 @@ class PiperEngine(Engine):
         )
         return _LoadedVoice(piper=PiperVoice(session=session, config=config), windowed=windowed)
 
-    def _create_windowed(self, files: _VoiceFiles, providers: list[str]) -> Any | None:
+    def _create_windowed(
+        self, files: _VoiceFiles, providers: list[str], hop_length: int
+    ) -> WindowedDecoder | None:
         """The voice's cut model, or None (logged) so the voice streams by clause."""
         try:
-            from streamer.engines import piper_split
-        except ImportError as exc:
-            logger.warning(
-                "windowed streaming unavailable (%s); %s uses clause mode", exc, files.voice.id
-            )
-            return None
-        try:
-            return piper_split.WindowedDecoder.load(
+            return WindowedDecoder.load(
                 files.model_path,
                 cache_dir=self._split_cache_dir,
                 session_options=self.session_options(),
                 providers=providers,
+                hop_length=hop_length,
             )
-        except Exception:
+        except Exception:  # any failure to cut or open: the voice still works by clause
             logger.warning(
                 "cannot cut Piper voice %s for windowed streaming; using clause mode",
                 files.voice.id,
@@ -451,19 +448,45 @@ class PiperEngine(Engine):
             [config.noise_scale, config.length_scale / speed, config.noise_w_scale],
             dtype=np.float32,
         )
+        first = True  # only the stream's first window needs to be small
         for segment in split_for_streaming(text):
             for phonemes in piper.phonemize(segment):
                 if not phonemes:
                     continue
                 ids = piper.phonemes_to_ids(phonemes)
-                if loaded.windowed is not None:
-                    for chunk in loaded.windowed.stream(ids, scales, speaker_id):
+                windowed = loaded.windowed
+                latent = None
+                if windowed is not None:
+                    try:
+                        latent = windowed.encode(ids, scales, speaker_id)
+                    except SplitError:
+                        # The cut does not fit this voice after all: stop using it, say
+                        # so once, and speak this utterance (and later ones) by clause.
+                        logger.warning(
+                            "windowed decoding failed for %s; falling back to clause mode",
+                            files.voice.id,
+                            exc_info=True,
+                        )
+                        loaded.windowed = None
+                if windowed is not None and latent is not None:
+                    for start, end in window_plan(latent.frames, small_start=first):
+                        chunk = windowed.decode(latent, start, end)
                         if chunk.size:
+                            first = False
                             yield _finish(chunk)
                 else:
                     audio = _run_whole(piper.session, ids, scales, speaker_id)
                     if audio.size:
+                        first = False
                         yield _finish(audio)
+
+    def streaming_mode(self, voice: Voice) -> str | None:
+        """``windowed`` or ``clause`` for a loaded voice, None if not loaded yet."""
+        files = self._table().get(voice.id)
+        loaded = self._loaded.get(files.model_path) if files is not None else None
+        if loaded is None:
+            return None
+        return "windowed" if loaded.windowed is not None else "clause"
 
 
 def _run_whole(
