@@ -1,0 +1,148 @@
+"""The queue between a session and the one task that writes its socket.
+
+A plain memory channel cannot take back what was put in it, but an interrupt must
+guarantee that no byte of the interrupted request follows the ``interrupted`` reply.
+So the outbox tags every frame with its request id and can drop a request's frames
+(and refuse its later ones) in one synchronous step.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Final
+
+import trio
+
+#: Audio bytes a session may have queued for its writer before synthesis waits. About
+#: 10 s of 22 kHz PCM16: ample for real-time playback, bounded for a client that stalls.
+MAX_QUEUED_AUDIO_BYTES: Final = 512 * 1024
+#: Text events bypass the byte budget (they are tiny and must never block a reply), but
+#: a client that stops reading cannot make us queue them without end.
+MAX_QUEUED_EVENTS: Final = 1024
+
+
+
+@dataclass(frozen=True, slots=True)
+class CloseRequest:
+    """Queued last: the writer closes the socket with this code after what precedes it."""
+
+    code: int
+    reason: str
+
+
+Payload = str | bytes | CloseRequest
+
+
+class OutboxClosed(Exception):
+    """The connection is gone; nothing more will be written."""
+
+
+class Outbox:
+    """Frames waiting for the writer, in order, each tagged with a request id or None."""
+
+    def __init__(self) -> None:
+        self._items: deque[tuple[str | None, Payload]] = deque()
+        self._dead: set[str] = set()
+        self._audio_bytes = 0
+        self._events = 0
+        self._closed = False
+        self._readable = trio.lowlevel.ParkingLot()
+        self._writable = trio.lowlevel.ParkingLot()
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._audio_bytes
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put_event(self, text: str, request_id: str | None = None) -> None:
+        """Queue a text event now (never blocks). Dropped if ``request_id`` is dead."""
+        if self._closed:
+            raise OutboxClosed
+        if request_id is not None and request_id in self._dead:
+            return
+        if self._events >= MAX_QUEUED_EVENTS:
+            raise OutboxClosed("client is not reading its events")
+        self._events += 1
+        self._items.append((request_id, text))
+        self._readable.unpark()
+
+    async def put_audio(self, frame: bytes, request_id: str) -> bool:
+        """Queue an audio frame, waiting while the byte budget is spent.
+
+        Returns False (and queues nothing) once ``request_id`` has been dropped.
+        Cancellable while waiting; nothing is half-queued.
+        """
+        while not self._closed and self._audio_bytes >= MAX_QUEUED_AUDIO_BYTES:
+            if request_id in self._dead:
+                return False
+            await self._writable.park()
+        if self._closed:
+            raise OutboxClosed
+        if request_id in self._dead:
+            return False
+        self._audio_bytes += len(frame)
+        self._items.append((request_id, frame))
+        self._readable.unpark()
+        return True
+
+    def drop(self, request_id: str) -> int:
+        """Remove every queued frame of ``request_id`` and refuse its future ones.
+
+        Synchronous: a reply queued right after it is guaranteed to be the last thing
+        the client hears about that request. Returns the number of frames dropped.
+        """
+        self._dead.add(request_id)
+        kept: deque[tuple[str | None, Payload]] = deque()
+        dropped = 0
+        for item in self._items:
+            if item[0] == request_id:
+                dropped += 1
+                self._account_removed(item[1])
+            else:
+                kept.append(item)
+        self._items = kept
+        self._writable.unpark_all()
+        return dropped
+
+    def forget(self, request_id: str) -> None:
+        """The request is over; stop remembering it as dead (bounded memory)."""
+        self._dead.discard(request_id)
+
+    def _account_removed(self, payload: Payload) -> None:
+        if isinstance(payload, bytes):
+            self._audio_bytes -= len(payload)
+        elif isinstance(payload, str):
+            self._events -= 1
+
+    async def get(self) -> Payload:
+        """The next frame for the socket. Raises ``OutboxClosed`` once closed and empty."""
+        while not self._items:
+            if self._closed:
+                raise OutboxClosed
+            await self._readable.park()
+        _, payload = self._items.popleft()
+        self._account_removed(payload)
+        self._writable.unpark_all()
+        return payload
+
+    def close_with(self, code: int, reason: str, *, drop_audio: bool) -> None:
+        """Ask the writer to close the socket after the queued frames (or, with
+        ``drop_audio``, after the queued text events only). Nothing is queued after."""
+        if self._closed:
+            return
+        if drop_audio:
+            self._items = deque(i for i in self._items if not isinstance(i[1], bytes))
+            self._audio_bytes = 0
+        self._items.append((None, CloseRequest(code, reason)))
+        self._closed = True
+        self._readable.unpark_all()
+        self._writable.unpark_all()
+
+    def close(self) -> None:
+        """Idempotent. The writer drains what is queued, then sees ``OutboxClosed``."""
+        self._closed = True
+        self._readable.unpark_all()
+        self._writable.unpark_all()

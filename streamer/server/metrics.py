@@ -1,0 +1,128 @@
+"""Server metrics: latency distributions, counters and gauges, kept in memory.
+
+Latencies are measured inside the server from the moment a message is read off the
+socket, so they exclude the network; ``scripts/latency_test.py`` measures the same
+things from a client. Percentiles come from a bounded window of recent samples.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Final
+
+from ..protocol import Priority
+
+#: Samples kept per distribution: enough for a stable p99, bounded memory.
+WINDOW: Final = 2048
+
+
+class Distribution:
+    """Recent samples of one latency, in seconds."""
+
+    def __init__(self) -> None:
+        self._samples: deque[float] = deque(maxlen=WINDOW)
+        self.count = 0
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self._samples.append(seconds)
+        self.count += 1
+        self.total += seconds
+
+    def percentile(self, q: float) -> float | None:
+        if not self._samples:
+            return None
+        ordered = sorted(self._samples)
+        index = min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))
+        return ordered[index]
+
+    def to_json(self) -> dict[str, object]:
+        def ms(v: float | None) -> float | None:
+            return None if v is None else round(v * 1000, 2)
+
+        return {
+            "count": self.count,
+            "p50_ms": ms(self.percentile(50)),
+            "p95_ms": ms(self.percentile(95)),
+            "p99_ms": ms(self.percentile(99)),
+            "max_ms": ms(max(self._samples) if self._samples else None),
+        }
+
+
+#: Hook signature for exporters (Prometheus): (metric name, labels, value).
+Observer = Callable[[str, dict[str, str], float], None]
+
+
+class Metrics:
+    """Everything the REST ``/api/v1/metrics`` endpoint reports."""
+
+    def __init__(self) -> None:
+        self.first_response = Distribution()
+        self.time_to_first_audio = Distribution()
+        self.interrupt_latency = Distribution()
+        self.queue_wait = {p: Distribution() for p in Priority}
+        self.real_time_factor = Distribution()
+        self.requests: Counter[str] = Counter()  # by outcome
+        self.errors: Counter[str] = Counter()  # by error code
+        self.underruns = 0
+        self.sessions_opened = 0
+        self._observers: list[Observer] = []
+
+    def add_observer(self, observer: Observer) -> None:
+        self._observers.append(observer)
+
+    def _emit(self, name: str, labels: dict[str, str], value: float) -> None:
+        for observer in self._observers:
+            observer(name, labels, value)
+
+    def observe_first_response(self, seconds: float) -> None:
+        self.first_response.observe(seconds)
+        self._emit("first_response_seconds", {}, seconds)
+
+    def observe_ttfa(self, seconds: float) -> None:
+        self.time_to_first_audio.observe(seconds)
+        self._emit("time_to_first_audio_seconds", {}, seconds)
+
+    def observe_interrupt(self, seconds: float) -> None:
+        self.interrupt_latency.observe(seconds)
+        self._emit("interrupt_latency_seconds", {}, seconds)
+
+    def observe_queue_wait(self, priority: Priority, seconds: float) -> None:
+        self.queue_wait[priority].observe(seconds)
+        self._emit("queue_wait_seconds", {"priority": priority.label}, seconds)
+
+    def observe_rtf(self, rtf: float) -> None:
+        self.real_time_factor.observe(rtf)
+        self._emit("real_time_factor", {}, rtf)
+
+    def count_request(self, outcome: str) -> None:
+        self.requests[outcome] += 1
+        self._emit("requests_total", {"outcome": outcome}, 1)
+
+    def count_error(self, code: str) -> None:
+        self.errors[code] += 1
+        self._emit("errors_total", {"code": code}, 1)
+
+    def count_underrun(self) -> None:
+        self.underruns += 1
+        self._emit("underruns_total", {}, 1)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "first_response": self.first_response.to_json(),
+            "time_to_first_audio": self.time_to_first_audio.to_json(),
+            "interrupt_latency": self.interrupt_latency.to_json(),
+            "queue_wait": {p.label: d.to_json() for p, d in self.queue_wait.items()},
+            "real_time_factor": {
+                k: v for k, v in self.real_time_factor.to_json().items() if k == "count"
+            }
+            | {
+                "p50": self.real_time_factor.percentile(50),
+                "p95": self.real_time_factor.percentile(95),
+            },
+            "requests": dict(self.requests),
+            "errors": dict(self.errors),
+            "underruns": self.underruns,
+            "sessions_opened": self.sessions_opened,
+        }

@@ -1,0 +1,171 @@
+"""The REST control API (Quart-Trio), sharing the ``SessionManager`` with the
+WebSocket server, so a REST interrupt reaches a WebSocket session directly.
+
+Every error is JSON ``{"error": {"code", "message", "details"?}}`` with a status that
+says who is at fault (4xx the client, 5xx us). Responses are small on purpose:
+Hypercorn's graceful shutdown waits on streamed responses to clients that stopped
+reading.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import trio
+from quart import Response, jsonify, request
+from quart_trio import QuartTrio
+
+from .. import __version__
+from ..audio import format_info
+from ..protocol import AudioConfig, ClientError, ErrorCode, parse_audio_config
+from .session import SessionManager
+
+#: HTTP status for each client error code the REST API can raise.
+_STATUS = {
+    ErrorCode.UNKNOWN_SESSION: 404,
+    ErrorCode.SESSION_IN_USE: 409,
+    ErrorCode.BUSY: 503,
+}
+
+
+def error_response(
+    code: str, message: str, status: int, details: dict[str, object] | None = None
+) -> Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    response = jsonify({"error": body})
+    response.status_code = status
+    return response
+
+
+def create_app(
+    manager: SessionManager,
+    *,
+    websocket_port: Callable[[], int | None],
+    ready: Callable[[], bool],
+) -> QuartTrio:
+    """The Quart-Trio app. ``websocket_port`` and ``ready`` are read at request time."""
+    app = QuartTrio(__name__)
+    app.config["JSON_SORT_KEYS"] = False
+    services = manager.services
+    started = time.time()
+
+    @app.errorhandler(ClientError)
+    async def _client_error(error: ClientError) -> Response:
+        services.metrics.count_error(error.code)
+        return error_response(error.code, error.message, _STATUS.get(error.code, 400), error.details)
+
+    @app.errorhandler(404)
+    async def _not_found(_: Exception) -> Response:
+        return error_response("not_found", f"no route {request.method} {request.path}", 404)
+
+    @app.errorhandler(405)
+    async def _bad_method(_: Exception) -> Response:
+        return error_response("method_not_allowed", f"{request.method} not allowed here", 405)
+
+    async def _json_body() -> dict[str, Any]:
+        body = await request.get_json(force=True, silent=True)
+        if body is None:
+            raw = await request.get_data()
+            if raw.strip():
+                raise ClientError(ErrorCode.INVALID_JSON, "request body is not valid JSON")
+            return {}
+        if not isinstance(body, dict):
+            raise ClientError(ErrorCode.INVALID_MESSAGE, "request body must be a JSON object")
+        return body
+
+    @app.get("/api/v1/status")
+    async def status() -> Response:
+        inference = services.inference
+        return jsonify(
+            {
+                "status": "ok",
+                "ready": ready(),
+                "version": __version__,
+                "uptime_s": round(time.time() - started, 1),
+                "websocket_port": websocket_port(),
+                "sessions": len(manager.sessions),
+                "connections": manager.connections,
+                "max_connections": services.config.server.max_connections,
+                "default_language": services.config.tts.default_language,
+                "engines": [s.to_json() for s in services.registry.statuses()],
+                "inference": {
+                    "workers": inference.workers,
+                    "running": inference.running,
+                    "waiting": inference.waiting,
+                    "lateness_ms": round(inference.lateness() * 1000, 1),
+                },
+                "formats": format_info(),
+            }
+        )
+
+    @app.get("/api/v1/voices")
+    async def voices() -> Response:
+        language = request.args.get("language") or None
+        found = services.registry.voices(language)
+        return jsonify({"voices": [v.to_json() for v in found], "count": len(found)})
+
+    @app.post("/api/v1/sessions")
+    async def create_session() -> tuple[Response, int]:
+        body = await _json_body()
+        unknown = set(body) - {"config"}
+        if unknown:
+            raise ClientError(ErrorCode.INVALID_MESSAGE, f"unknown field(s): {sorted(unknown)}")
+        config: AudioConfig = parse_audio_config(body.get("config"))
+        session = manager.create(config)
+        return jsonify(session.to_json()), 201
+
+    @app.get("/api/v1/sessions")
+    async def list_sessions() -> Response:
+        return jsonify({"sessions": [s.to_json() for s in manager.sessions.values()]})
+
+    @app.get("/api/v1/sessions/<session_id>")
+    async def get_session(session_id: str) -> Response:
+        return jsonify(manager.get(session_id).to_json())
+
+    @app.delete("/api/v1/sessions/<session_id>")
+    async def delete_session(session_id: str) -> Response:
+        session = manager.get(session_id)
+        session.close(1000, "session deleted")
+        manager.remove(session)
+        return jsonify({"deleted": session_id})
+
+    @app.post("/api/v1/interrupt/<session_id>")
+    async def interrupt(session_id: str) -> Response:
+        received_at = trio.current_time()
+        body = await _json_body()
+        reason = body.get("reason", "user_request")
+        if not isinstance(reason, str) or not reason:
+            raise ClientError(ErrorCode.INVALID_MESSAGE, "'reason' must be a non-empty string")
+        event = manager.get(session_id).interrupt(reason, received_at)
+        return jsonify(
+            {
+                "session_id": session_id,
+                "request_id": event.request_id,
+                "reason": event.reason,
+                "dropped": list(event.dropped),
+            }
+        )
+
+    @app.get("/api/v1/metrics")
+    async def metrics() -> Response:
+        return jsonify(
+            services.metrics.to_json()
+            | {
+                "sessions": len(manager.sessions),
+                "connections": manager.connections,
+                "queue_depths": manager.queue_depths(),
+                "inference": {
+                    "workers": services.inference.workers,
+                    "running": services.inference.running,
+                    "waiting": services.inference.waiting,
+                    "chunks_run": services.inference.chunks_run,
+                    "busy_seconds": round(services.inference.busy_seconds, 3),
+                },
+            }
+        )
+
+    return app

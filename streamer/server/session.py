@@ -1,0 +1,489 @@
+"""Sessions: one listener's settings, priority queue and playing request.
+
+A ``Session`` is pure bookkeeping plus one scheduler task: the connection feeds it
+messages (``configure``, ``submit``, ``interrupt``) and drains its ``Outbox``. All state
+changes are synchronous, so a reply (``queued``, ``interrupted``) is queued in the same
+step as the change it reports — that is what makes "nothing of the interrupted request
+follows the reply" hold without locks.
+
+Ordering rules: one request plays at a time; a higher priority plays first; equal
+priorities are FIFO; a ``critical`` request pre-empts a playing request of lower
+priority (which ends with ``interrupted``/``preempted``; queued requests stay queued).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Final
+
+import trio
+
+from ..audio import AudioSpecError, OutputSpec, validate_spec
+from ..config import Config
+from ..engines.base import SynthesisOptions, Voice
+from ..engines.registry import UnknownLanguageError, UnknownVoiceError, VoiceRegistry
+from ..protocol import (
+    AudioConfig,
+    AudioEnd,
+    AudioStart,
+    ClientError,
+    Connected,
+    Error,
+    ErrorCode,
+    Interrupted,
+    Priority,
+    Queued,
+    RequestState,
+    Synthesize,
+    check_request_transition,
+    render,
+)
+from ._inference import InferenceScheduler
+from ._outbox import Outbox, OutboxClosed
+from .metrics import Metrics
+from .synthesis import SynthesisJob, run_job
+
+log = logging.getLogger(__name__)
+
+#: Finished request ids remembered per session, so a reused id is caught a while.
+RECENT_REQUEST_IDS: Final = 256
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedConfig:
+    """An ``AudioConfig`` checked against the registry and the audio formats."""
+
+    voice: Voice
+    spec: OutputSpec
+    options: SynthesisOptions
+    realtime: bool
+
+
+@dataclass(eq=False, slots=True)
+class SynthesisRequest:
+    id: str
+    text: str
+    priority: Priority
+    seq: int
+    resolved: ResolvedConfig
+    received_at: float
+    state: RequestState = RequestState.QUEUED
+    scope: trio.CancelScope | None = None
+    job: SynthesisJob | None = None
+
+    def sort_key(self) -> tuple[int, int]:
+        return (-int(self.priority), self.seq)
+
+    def __lt__(self, other: SynthesisRequest) -> bool:
+        return self.sort_key() < other.sort_key()
+
+    def advance(self, new: RequestState) -> None:
+        self.state = check_request_transition(self.state, new)
+
+
+@dataclass(slots=True)
+class Services:
+    """What every session shares: one registry, one inference scheduler, one metrics."""
+
+    config: Config
+    registry: VoiceRegistry
+    inference: InferenceScheduler
+    metrics: Metrics
+
+
+def resolve_config(services: Services, cfg: AudioConfig, request_id: str | None) -> ResolvedConfig:
+    """Check ``cfg`` (already merged over the session's) against what the server has.
+
+    Raises ``ClientError`` with ``unknown_language`` / ``unknown_voice`` (listing what is
+    available), ``unknown_speaker`` or an audio code (``unknown_format``…).
+    """
+    tts = services.config.tts
+    if cfg.language is None and cfg.voice_id is None:
+        language, voice_id = tts.default_language, tts.default_voice_id
+    else:
+        language = cfg.language or tts.default_language
+        voice_id = cfg.voice_id if cfg.voice_id is not None else 0
+    try:
+        voice = services.registry.resolve(language, voice_id)
+    except UnknownLanguageError as exc:
+        raise ClientError(
+            ErrorCode.UNKNOWN_LANGUAGE,
+            exc.message,
+            request_id=request_id,
+            details={"available": exc.available},
+        ) from None
+    except UnknownVoiceError as exc:
+        raise ClientError(
+            ErrorCode.UNKNOWN_VOICE,
+            exc.message,
+            request_id=request_id,
+            details={"available": exc.available},
+        ) from None
+    if cfg.speaker is not None and cfg.speaker not in voice.speakers:
+        raise ClientError(
+            ErrorCode.UNKNOWN_SPEAKER,
+            f"voice {voice.id} has no speaker {cfg.speaker!r}",
+            request_id=request_id,
+            details={"available": list(voice.speakers)},
+        )
+    spec = OutputSpec(
+        format=cfg.format or tts.default_format,
+        sample_rate=cfg.sample_rate,
+        chunk_size=cfg.chunk_size or tts.chunk_size,
+        bitrate=cfg.bitrate,
+        volume=1.0 if cfg.volume is None else cfg.volume,
+        trim_silence=bool(cfg.trim_silence),
+    )
+    try:
+        validate_spec(spec)
+    except AudioSpecError as exc:
+        raise ClientError(ErrorCode(exc.code), exc.message, request_id=request_id) from None
+    return ResolvedConfig(
+        voice=voice,
+        spec=spec,
+        options=SynthesisOptions(speed=cfg.speed or 1.0, speaker=cfg.speaker),
+        realtime=cfg.realtime is not False,
+    )
+
+
+class Session:
+    """One listener. Created by a WebSocket ``connect`` (or REST), freed on disconnect."""
+
+    def __init__(self, session_id: str, services: Services, config: AudioConfig) -> None:
+        self.id = session_id
+        self.created_at = time.time()
+        self._services = services
+        self.config = config
+        self._resolved = resolve_config(services, config, None)
+        self._queue: list[SynthesisRequest] = []
+        self._seq = itertools.count()
+        self._ids = itertools.count(1)
+        self.playing: SynthesisRequest | None = None
+        self._recent_ids: dict[str, None] = {}
+        self._changed = trio.lowlevel.ParkingLot()
+        self.outbox: Outbox | None = None
+        self.requests_total = 0
+        self.closed = False
+
+    # --- views -----------------------------------------------------------------
+    @property
+    def attached(self) -> bool:
+        return self.outbox is not None
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    def effective_config(self) -> dict[str, object]:
+        r = self._resolved
+        return self.config.to_json() | {
+            "language": r.voice.language,
+            "voice_id": self.config.voice_id if self.config.voice_id is not None else 0,
+            "voice": r.voice.id,
+            "engine": r.voice.engine,
+            "format": r.spec.format,
+            "sample_rate": r.spec.sample_rate or r.voice.sample_rate,
+            "chunk_size": r.spec.chunk_size,
+            "speed": r.options.speed,
+            "volume": r.spec.volume,
+            "trim_silence": r.spec.trim_silence,
+            "realtime": r.realtime,
+        }
+
+    def to_json(self) -> dict[str, object]:
+        playing = self.playing
+        return {
+            "session_id": self.id,
+            "created_at": self.created_at,
+            "attached": self.attached,
+            "config": self.effective_config(),
+            "playing": None
+            if playing is None
+            else {"request_id": playing.id, "priority": playing.priority.label},
+            "queued": [
+                {"request_id": r.id, "priority": r.priority.label} for r in sorted(self._queue)
+            ],
+            "requests_total": self.requests_total,
+        }
+
+    # --- messages ------------------------------------------------------------------
+    def configure(self, config: AudioConfig) -> Connected:
+        """Apply ``connect`` settings over the session's; raises ``ClientError``."""
+        merged = self.config.merged(config)
+        self._resolved = resolve_config(self._services, merged, None)
+        self.config = merged
+        return Connected(session_id=self.id, config=self.effective_config())
+
+    def close(self, code: int, reason: str) -> None:
+        """Stop everything and close the attached connection (REST delete, shutdown)."""
+        if self.playing is not None or self._queue:
+            self.interrupt("session_closed")
+        if self.outbox is not None:
+            self.outbox.close_with(code, reason, drop_audio=True)
+
+    def submit(self, message: Synthesize, received_at: float) -> Queued:
+        """Queue a request (and pre-empt for ``critical``). Raises ``ClientError``."""
+        services = self._services
+        request_id = message.request_id or f"{self.id}-{next(self._ids)}"
+        if request_id in self._recent_ids or self._active(request_id):
+            raise ClientError(
+                ErrorCode.DUPLICATE_REQUEST_ID,
+                f"request_id {request_id!r} was already used in this session",
+                request_id=request_id,
+            )
+        if len(self._queue) >= services.config.performance.max_queue_size:
+            raise ClientError(
+                ErrorCode.QUEUE_FULL,
+                f"{len(self._queue)} requests are already queued in this session",
+                request_id=request_id,
+            )
+        lateness = services.inference.lateness()
+        if lateness * 1000 > services.config.performance.busy_lateness_ms:
+            raise ClientError(
+                ErrorCode.BUSY,
+                "the server is overloaded and cannot keep new requests real-time; retry",
+                request_id=request_id,
+                details={"retry_after_ms": round(lateness * 1000)},
+            )
+        resolved = resolve_config(services, self.config.merged(message.config), request_id)
+        request = SynthesisRequest(
+            id=request_id,
+            text=message.text,
+            priority=message.priority,
+            seq=next(self._seq),
+            resolved=resolved,
+            received_at=received_at,
+        )
+        self._remember(request_id)
+        self.requests_total += 1
+        playing = self.playing
+        if (
+            playing is not None
+            and request.priority is Priority.CRITICAL
+            and playing.priority < Priority.CRITICAL
+        ):
+            self._stop_playing(playing, "preempted")
+        heapq.heappush(self._queue, request)
+        position = sum(1 for r in self._queue if r < request) + (self.playing is not None)
+        queued = Queued(request_id=request_id, position=position)
+        self._send(queued)
+        services.metrics.observe_first_response(trio.current_time() - received_at)
+        self._changed.unpark_all()
+        return queued
+
+    def interrupt(self, reason: str, received_at: float | None = None) -> Interrupted:
+        """Barge-in: stop the playing request and drop every queued one.
+
+        Synchronous: when this returns, the ``interrupted`` reply is queued behind
+        everything already sent and no frame of the dropped requests can follow it.
+        """
+        dropped: list[str] = []
+        while self._queue:
+            request = heapq.heappop(self._queue)
+            request.advance(RequestState.DROPPED)
+            dropped.append(request.id)
+            self._services.metrics.count_request("dropped")
+        playing = self.playing
+        if playing is not None:
+            self._cancel(playing)
+        event = Interrupted(
+            request_id=playing.id if playing else None, reason=reason, dropped=tuple(dropped)
+        )
+        self._send(event)
+        if received_at is not None:
+            self._services.metrics.observe_interrupt(trio.current_time() - received_at)
+        self._changed.unpark_all()
+        return event
+
+    def send_error(self, error: ClientError) -> None:
+        self._services.metrics.count_error(error.code)
+        self._send(
+            Error(
+                code=error.code,
+                message=error.message,
+                request_id=error.request_id,
+                details=error.details,
+            )
+        )
+
+    # --- internals -----------------------------------------------------------------
+    def _active(self, request_id: str) -> bool:
+        return (self.playing is not None and self.playing.id == request_id) or any(
+            r.id == request_id for r in self._queue
+        )
+
+    def _remember(self, request_id: str) -> None:
+        self._recent_ids[request_id] = None
+        if len(self._recent_ids) > RECENT_REQUEST_IDS:
+            del self._recent_ids[next(iter(self._recent_ids))]
+
+    def _send(self, event: Connected | Queued | AudioStart | AudioEnd | Interrupted | Error,
+              request_id: str | None = None) -> None:
+        if self.outbox is not None:
+            self.outbox.put_event(render(event), request_id)
+
+    def _cancel(self, request: SynthesisRequest) -> None:
+        request.advance(RequestState.INTERRUPTED)
+        if request.scope is not None:
+            request.scope.cancel()
+        if self.outbox is not None:
+            self.outbox.drop(request.id)
+        self.playing = None
+        self._services.metrics.count_request("interrupted")
+
+    def _stop_playing(self, request: SynthesisRequest, reason: str) -> None:
+        self._cancel(request)
+        self._send(Interrupted(request_id=request.id, reason=reason))
+
+    # --- tasks ---------------------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The scheduler: start the best queued request whenever nothing plays.
+
+        Runs until cancelled (the connection closing). Each request plays in its own
+        task and cancel scope inside this task's nursery.
+        """
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            while True:
+                while not self._queue or self.playing is not None:
+                    await self._changed.park()
+                request = heapq.heappop(self._queue)
+                request.advance(RequestState.PLAYING)
+                self.playing = request
+                self._services.metrics.observe_queue_wait(
+                    request.priority, trio.current_time() - request.received_at
+                )
+                await nursery.start(self._play, request)
+
+    async def _play(
+        self, request: SynthesisRequest, *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        outbox = self.outbox
+        assert outbox is not None, "a session plays only while attached"
+        services = self._services
+        resolved = request.resolved
+        job = SynthesisJob(
+            voice=resolved.voice,
+            engine=services.registry.engine_for(resolved.voice),
+            text=request.text,
+            options=resolved.options,
+            spec=resolved.spec,
+            priority=request.priority,
+            received_at=request.received_at,
+            realtime_lead=services.config.performance.realtime_lead_ms / 1000
+            if resolved.realtime
+            else 0.0,
+        )
+        request.job = job
+        try:
+            with trio.CancelScope() as scope:
+                request.scope = scope
+                task_status.started()
+                if request.state is not RequestState.PLAYING:
+                    return  # interrupted before it could start
+                fmt = job.open()
+                self._send_for(
+                    request,
+                    AudioStart(
+                        request_id=request.id,
+                        format=fmt.format,
+                        sample_rate=fmt.sample_rate,
+                        channels=fmt.channels,
+                        priority=request.priority.label,
+                        voice=resolved.voice.id,
+                        bitrate=fmt.bitrate,
+                        mime_type=fmt.mime_type,
+                        note=fmt.note,
+                    ),
+                )
+
+                async def emit(frame: bytes) -> bool:
+                    return await outbox.put_audio(frame, request.id)
+
+                try:
+                    completed = await run_job(job, emit, services.inference, services.metrics)
+                except (OutboxClosed, trio.Cancelled):
+                    raise
+                except Exception:
+                    log.exception("session %s: synthesis of %s failed", self.id, request.id)
+                    if request.state is RequestState.PLAYING:
+                        request.advance(RequestState.FAILED)
+                        services.metrics.count_request("failed")
+                        services.metrics.count_error(ErrorCode.SYNTHESIS_FAILED)
+                        self._send(
+                            Error(
+                                code=ErrorCode.SYNTHESIS_FAILED,
+                                message="synthesis failed; the session continues",
+                                request_id=request.id,
+                            )
+                        )
+                    return
+                if completed and request.state is RequestState.PLAYING:
+                    self._send_for(
+                        request,
+                        AudioEnd(
+                            request_id=request.id,
+                            chunks=job.chunks,
+                            bytes=job.bytes,
+                            duration_ms=job.duration_ms,
+                        ),
+                    )
+                    request.advance(RequestState.FINISHED)
+                    services.metrics.count_request("finished")
+        except OutboxClosed:
+            pass  # the connection is closing; its nursery ends us all
+        finally:
+            if self.playing is request:
+                self.playing = None
+            outbox.forget(request.id)
+            self._changed.unpark_all()
+
+    def _send_for(self, request: SynthesisRequest, event: AudioStart | AudioEnd) -> None:
+        # Tagged with the request, so an interrupt drops it if still queued.
+        if self.outbox is not None:
+            self.outbox.put_event(render(event), request.id)
+
+
+def new_session_id() -> str:
+    return "s-" + secrets.token_urlsafe(9)
+
+
+@dataclass(slots=True)
+class SessionManager:
+    """Every live session, by id; shared by the WebSocket server and the REST API."""
+
+    services: Services
+    sessions: dict[str, Session] = field(default_factory=dict)
+    #: The outbox of every open WebSocket connection (with or without a session), so
+    #: shutdown can close each with 1001 through its own writer.
+    outboxes: set[Outbox] = field(default_factory=set)
+
+    @property
+    def connections(self) -> int:
+        return len(self.outboxes)
+
+    def create(self, config: AudioConfig) -> Session:
+        """A new session with ``config`` (validated: raises ``ClientError``)."""
+        session = Session(new_session_id(), self.services, config)
+        self.sessions[session.id] = session
+        self.services.metrics.sessions_opened += 1
+        return session
+
+    def get(self, session_id: str) -> Session:
+        """Raises ``ClientError(unknown_session)``."""
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise ClientError(ErrorCode.UNKNOWN_SESSION, f"no session {session_id!r}")
+        return session
+
+    def remove(self, session: Session) -> None:
+        session.closed = True
+        self.sessions.pop(session.id, None)
+
+    def queue_depths(self) -> dict[str, int]:
+        return {s.id: s.queue_depth for s in self.sessions.values()}

@@ -1,0 +1,137 @@
+"""One synthesis job: engine chunks → audio pipeline → frames, paced to real time.
+
+Shared by WebSocket sessions and the HTTP speech endpoints. The job itself owns no
+socket: it hands each encoded frame to an ``emit`` callback (the session's outbox, or
+an HTTP response channel) and returns when the text is spoken, raising ``Cancelled``
+when its scope is cancelled. Cancellation waits for at most the one chunk of
+inference already running in a worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from ..audio import AudioPipeline, OutputSpec, StreamFormat
+from ..engines.base import Engine, Pcm, SynthesisOptions, Voice
+from ..protocol import Priority
+from ._inference import InferenceScheduler
+from .metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+#: Called with each encoded frame; returns False when the consumer no longer wants
+#: frames of this job (it was interrupted), which ends the job early.
+Emit = Callable[[bytes], Awaitable[bool]]
+
+
+@dataclass(slots=True)
+class SynthesisJob:
+    """What to say, how, and the figures gathered while saying it."""
+
+    voice: Voice
+    engine: Engine
+    text: str
+    options: SynthesisOptions
+    spec: OutputSpec
+    priority: Priority
+    #: trio clock when the request arrived; time to first audio counts from here.
+    received_at: float
+    #: Synthesize at most this many seconds ahead of playback; 0 = as fast as possible.
+    realtime_lead: float
+    # Filled in while running:
+    pipeline: AudioPipeline | None = None
+    first_audio_at: float | None = None
+    chunks: int = 0
+    bytes: int = 0
+    audio_seconds: float = 0.0
+    compute_seconds: float = 0.0
+    underruns: int = 0
+    done: bool = field(default=False)
+
+    def open(self) -> StreamFormat:
+        """Create the audio pipeline (cheap) and return the effective stream format."""
+        self.pipeline = AudioPipeline(self.spec, self.voice.sample_rate)
+        return self.pipeline.stream_format
+
+    @property
+    def duration_ms(self) -> int:
+        if self.pipeline is None:
+            return 0
+        return round(self.pipeline.samples_out * 1000 / self.pipeline.stream_format.sample_rate)
+
+
+def _timed_next(generator: object) -> tuple[Pcm | None, float]:
+    # Runs in a worker thread: time only the inference, not the wait for a slot.
+    started = time.perf_counter()
+    chunk: Pcm | None = next(generator, None)  # type: ignore[call-overload]
+    return chunk, time.perf_counter() - started
+
+
+async def run_job(
+    job: SynthesisJob, emit: Emit, inference: InferenceScheduler, metrics: Metrics
+) -> bool:
+    """Speak ``job`` through ``emit``. Returns True if every frame was delivered,
+    False if ``emit`` refused one (the consumer dropped the request)."""
+    pipeline = job.pipeline
+    if pipeline is None:
+        job.open()
+        pipeline = job.pipeline
+        assert pipeline is not None
+    generator = job.engine.stream(job.voice, job.text, job.options)
+    rate = job.voice.sample_rate
+    playback_start: float | None = None
+
+    async def send(frames: list[bytes]) -> bool:
+        nonlocal playback_start
+        for frame in frames:
+            if not frame:
+                continue
+            now = trio.current_time()
+            if playback_start is None:
+                playback_start = now
+                job.first_audio_at = now
+                metrics.observe_ttfa(now - job.received_at)
+            elif job.realtime_lead > 0 and now > playback_start + job.audio_seconds + 0.001:
+                # The listener has played everything sent so far before this frame:
+                # audible silence. (Only meaningful for real-time consumers.)
+                job.underruns += 1
+                metrics.count_underrun()
+            if not await emit(frame):
+                return False
+            job.chunks += 1
+            job.bytes += len(frame)
+        return True
+
+    try:
+        while True:
+            # Earliest-deadline-first: before the first audio the deadline is "now"
+            # (arrival); after it, the moment the listener runs out of audio.
+            deadline = (
+                job.received_at if playback_start is None else playback_start + job.audio_seconds
+            )
+            chunk, seconds = await inference.run(
+                lambda: _timed_next(generator), priority=job.priority, deadline=deadline
+            )
+            if chunk is None:
+                break
+            job.compute_seconds += seconds
+            if not await send(pipeline.push(chunk)):
+                return False
+            job.audio_seconds += len(chunk) / rate
+            if job.realtime_lead > 0 and playback_start is not None:
+                # Stay no more than ``realtime_lead`` ahead of the listener.
+                await trio.sleep_until(playback_start + job.audio_seconds - job.realtime_lead)
+        if not await send(pipeline.finish()):
+            return False
+    finally:
+        # Safe: no next() is running (to_thread waits for the thread on cancel).
+        generator.close()
+    job.done = True
+    if job.audio_seconds > 0:
+        metrics.observe_rtf(job.compute_seconds / job.audio_seconds)
+    return True

@@ -1,0 +1,197 @@
+"""The WebSocket side: one nursery per connection, owned by ``serve_connection``.
+
+Tasks of a connection:
+
+- reader (the body of ``_Connection.serve``): drains the socket promptly —
+  trio-websocket stops answering pings and close frames while its one-message queue is
+  full — parses each message with the sans-IO protocol and hands it to the session;
+- writer: the only task that writes the socket. Its sends are shielded and bounded by
+  a write deadline: a cancelled send would leave a torn frame on the wire, so a client
+  that stops reading is aborted instead;
+- scheduler (``Session.run``) and one synthesis task per playing request.
+
+No exception escapes into the server nursery: trio-websocket would end every other
+connection with it. A bug in one connection is logged and closes only that one (1011).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
+
+from ..protocol import (
+    AudioConfig,
+    ClientError,
+    CloseCode,
+    Connect,
+    Error,
+    ErrorCode,
+    Interrupt,
+    Interrupted,
+    ServerProtocol,
+    Synthesize,
+    render,
+)
+from ._outbox import CloseRequest, Outbox, OutboxClosed
+from .session import Session, SessionManager
+
+log = logging.getLogger(__name__)
+
+#: Bound on a close handshake we start: a dead peer must not hold the connection.
+CLOSE_TIMEOUT_S: Final = 2.0
+#: The handshake refusal body for a server at ``max_connections``.
+_FULL_BODY: Final = (
+    b'{"error":{"code":"max_connections","message":"server is at max_connections; retry later"}}'
+)
+
+
+class _Connection:
+    """State of one accepted WebSocket connection."""
+
+    def __init__(self, ws: WebSocketConnection, manager: SessionManager) -> None:
+        self.ws = ws
+        self.manager = manager
+        config = manager.services.config
+        self.protocol = ServerProtocol(max_text_length=config.tts.max_text_length)
+        self.outbox = Outbox()
+        self.session: Session | None = None
+        self.write_timeout = config.server.write_timeout_s
+
+    @property
+    def session_id(self) -> str:
+        return self.session.id if self.session else "-"
+
+    async def writer(self, cancel_connection: trio.CancelScope) -> None:
+        """Send queued frames in order until the outbox closes; then end the connection."""
+        try:
+            while True:
+                item = await self.outbox.get()
+                if isinstance(item, CloseRequest):
+                    await _close(self.ws, item.code, item.reason)
+                    return
+                with trio.CancelScope(shield=True):
+                    with trio.move_on_after(self.write_timeout) as deadline:
+                        await self.ws.send_message(item)
+                if deadline.cancelled_caught:
+                    log.warning(
+                        "session %s: client read nothing for %.1f s; aborting",
+                        self.session_id,
+                        self.write_timeout,
+                    )
+                    await _abort(self.ws)
+                    return
+        except (ConnectionClosed, OutboxClosed):
+            return
+        finally:
+            cancel_connection.cancel()
+
+    def _attach(self, nursery: trio.Nursery, session_id: str | None, config: AudioConfig) -> Session:
+        if session_id is not None:
+            session = self.manager.get(session_id)
+            if session.attached:
+                raise ClientError(
+                    ErrorCode.SESSION_IN_USE,
+                    f"session {session.id} is attached to another connection",
+                )
+            session.configure(config)
+        else:
+            session = self.manager.create(config)
+        session.outbox = self.outbox
+        self.session = session
+        nursery.start_soon(session.run)
+        return session
+
+    def dispatch(self, nursery: trio.Nursery, data: str | bytes, received_at: float) -> None:
+        """Handle one client message synchronously; client faults become ``error``."""
+        try:
+            message = self.protocol.receive(data)
+            if isinstance(message, Connect):
+                session = self._attach(nursery, message.session_id, message.config)
+                self.outbox.put_event(render(session.configure(AudioConfig())))
+            elif isinstance(message, Synthesize):
+                session = self.session or self._attach(nursery, None, AudioConfig())
+                session.submit(message, received_at)
+            elif isinstance(message, Interrupt):
+                if self.session is None:
+                    self.outbox.put_event(render(Interrupted(None, message.reason)))
+                else:
+                    self.session.interrupt(message.reason, received_at)
+        except ClientError as error:
+            if self.session is not None:
+                self.session.send_error(error)
+                return
+            self.manager.services.metrics.count_error(error.code)
+            self.protocol.session_refused()
+            self.outbox.put_event(
+                render(Error(error.code, error.message, error.request_id, error.details))
+            )
+
+    async def serve(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.writer, nursery.cancel_scope)
+            while True:
+                try:
+                    data = await self.ws.get_message()
+                except ConnectionClosed:
+                    break
+                self.dispatch(nursery, data, trio.current_time())
+            # The client closed: stop synthesis; nothing more can be delivered.
+            nursery.cancel_scope.cancel()
+
+
+async def _close(ws: WebSocketConnection, code: int, reason: str) -> None:
+    with trio.move_on_after(CLOSE_TIMEOUT_S, shield=True) as scope:
+        await ws.aclose(code, reason)
+    if scope.cancelled_caught:
+        await _abort(ws)
+
+
+async def _abort(ws: WebSocketConnection) -> None:
+    """Drop the TCP connection without a close handshake (the peer sees 1006)."""
+    # aclose() in an already-cancelled scope skips the handshake but still closes the
+    # underlying stream in its ``finally``.
+    with trio.CancelScope(shield=True) as scope:
+        scope.cancel()
+        await ws.aclose(CloseCode.INTERNAL_ERROR)
+
+
+async def serve_connection(request: WebSocketRequest, manager: SessionManager) -> None:
+    """Handle one WebSocket connection from handshake to close. Never raises."""
+    config = manager.services.config.server
+    if manager.connections >= config.max_connections:
+        manager.services.metrics.count_error("max_connections")
+        try:
+            await request.reject(
+                503,
+                extra_headers=[(b"retry-after", b"1"), (b"content-type", b"application/json")],
+                body=_FULL_BODY,
+            )
+        except ConnectionClosed:
+            pass
+        return
+    connection: _Connection | None = None
+    try:
+        try:
+            ws = await request.accept()
+        except ConnectionClosed:
+            return
+        connection = _Connection(ws, manager)
+        manager.outboxes.add(connection.outbox)
+        await connection.serve()
+    except Exception:
+        log.exception(
+            "session %s: connection failed; closing it with 1011",
+            connection.session_id if connection else "-",
+        )
+        if connection is not None:
+            await _close(connection.ws, CloseCode.INTERNAL_ERROR, "internal server error")
+    finally:
+        if connection is not None:
+            manager.outboxes.discard(connection.outbox)
+            connection.outbox.close()
+            connection.protocol.close()
+            if connection.session is not None:
+                manager.remove(connection.session)
