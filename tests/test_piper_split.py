@@ -129,6 +129,7 @@ def test_windowed_equals_one_call_model(
     ids = reference_voice.phonemes_to_ids(reference_voice.phonemize(LONG_SENTENCE)[0])
     deterministic = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
     reference = reference_voice.phoneme_ids_to_audio(ids, deterministic)
+    assert isinstance(reference, np.ndarray)
     scales = np.array([0.0, 1.0, 0.0], dtype=np.float32)
     chunks = list(windowed.stream(ids, scales, None))
     audio = np.concatenate(chunks)

@@ -93,6 +93,9 @@ class _VoiceFiles:
     model_path: Path
     config_path: Path
     speaker_ids: Mapping[str, int]
+    #: Identifies this version of the model file: a file replaced in place gets a new
+    #: key, so it is loaded afresh instead of served from the old session.
+    load_key: tuple[Path, int, int]
 
 
 @dataclass(slots=True)
@@ -128,29 +131,34 @@ def _read_voice(model_path: Path) -> _VoiceFiles | None:
     config_path = model_path.with_name(model_path.name + ".json")
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
-        sample_rate = int(config["audio"]["sample_rate"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        logger.warning("skipping Piper voice %s: unreadable config (%s)", model_path, exc)
+        model_stat = model_path.stat()
+        audio = config["audio"]
+        sample_rate = int(audio["sample_rate"])
+        language = config.get("language")
+        espeak = config.get("espeak")
+        language_code = (language.get("code") if isinstance(language, dict) else None) or (
+            espeak.get("voice") if isinstance(espeak, dict) else None
+        )
+        speaker_ids: dict[str, int] = {}
+        if int(config.get("num_speakers", 1)) > 1:
+            raw_speakers = config.get("speaker_id_map") or {}
+            speaker_ids = {str(name): int(sid) for name, sid in raw_speakers.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        logger.warning("skipping Piper voice %s: unreadable files (%s)", model_path, exc)
         return None
-    language_code = (config.get("language") or {}).get("code") or (config.get("espeak") or {}).get(
-        "voice", ""
-    )
-    raw_speakers = config.get("speaker_id_map") or {}
-    speaker_ids = {str(name): int(sid) for name, sid in raw_speakers.items()}
-    if int(config.get("num_speakers", 1)) <= 1:
-        speaker_ids = {}
     stem = _stem(model_path)
     voice = Voice(
         id=_voice_id(stem),
         engine=ENGINE_NAME,
-        language=bcp47_from_locale(str(language_code)),
+        language=bcp47_from_locale(str(language_code or "")),
         name=str(config.get("dataset") or stem),
         sample_rate=sample_rate,
-        quality=str((config.get("audio") or {}).get("quality") or DEFAULT_QUALITY),
+        quality=str(audio.get("quality") or DEFAULT_QUALITY),
         neural=True,
         speakers=tuple(sorted(speaker_ids, key=lambda name: speaker_ids[name])),
     )
-    return _VoiceFiles(voice, model_path, config_path, speaker_ids)
+    load_key = (model_path, model_stat.st_mtime_ns, model_stat.st_size)
+    return _VoiceFiles(voice, model_path, config_path, speaker_ids, load_key)
 
 
 def _packaged_voice_models() -> list[Path]:
@@ -228,8 +236,8 @@ class PiperEngine(Engine):
         self._dir_mtime_ns: int | None = None
         self._dir_scanned = False
         # One lock per model file, so two voices load in parallel but one voice once.
-        self._load_locks: dict[Path, threading.Lock] = {}
-        self._loaded: dict[Path, _LoadedVoice] = {}
+        self._load_locks: dict[tuple[Path, int, int], threading.Lock] = {}
+        self._loaded: dict[tuple[Path, int, int], _LoadedVoice] = {}
         self._is_loaded = False
         self._device = "cpu"
 
@@ -274,6 +282,13 @@ class PiperEngine(Engine):
                     sorted(added),
                     sorted(removed),
                 )
+            # Forget the models of voices gone or replaced (streams still running on
+            # them keep their own reference), so a long-running server does not grow.
+            live = {files.load_key for files in voices.values()}
+            live.update(files.load_key for files in self._ensure_packaged().values())
+            for key in [k for k in self._loaded if k not in live]:
+                del self._loaded[key]
+                self._load_locks.pop(key, None)
             self._dir_voices = voices
             self._dir_mtime_ns = mtime_ns
             self._dir_scanned = True
@@ -353,7 +368,7 @@ class PiperEngine(Engine):
         return options
 
     def _load_voice(self, files: _VoiceFiles) -> _LoadedVoice:
-        key = files.model_path
+        key = files.load_key
         with self._table_lock:
             loaded = self._loaded.get(key)
             if loaded is not None:
@@ -483,7 +498,7 @@ class PiperEngine(Engine):
     def streaming_mode(self, voice: Voice) -> str | None:
         """``windowed`` or ``clause`` for a loaded voice, None if not loaded yet."""
         files = self._table().get(voice.id)
-        loaded = self._loaded.get(files.model_path) if files is not None else None
+        loaded = self._loaded.get(files.load_key) if files is not None else None
         if loaded is None:
             return None
         return "windowed" if loaded.windowed is not None else "clause"
