@@ -1,7 +1,7 @@
 """``tts-streamer``: run the server (``serve``, the default) and talk to one.
 
-    tts-streamer --config config/default.json        # same as: tts-streamer serve ...
-    python -m streamer --config config/default.json
+tts-streamer --config config/default.json        # same as: tts-streamer serve ...
+python -m streamer --config config/default.json
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] in CLIENT_COMMANDS:
         from .client.cli import main as client_main
 
-        return client_main(args)
+        return int(client_main(args))
     if args and args[0] == "serve":
         args = args[1:]
     parser = argparse.ArgumentParser(

@@ -131,7 +131,7 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     if is_dataclass(hint):
         if not isinstance(value, dict):
             raise ConfigError(f"config key '{key}' must be an object")
-        return _build(hint, value, f"{key}.")  # type: ignore[type-var]
+        return _build(hint, value, f"{key}.")  # type: ignore[arg-type]
     options = get_args(hint) if get_origin(hint) is not None else (hint,)
     if get_origin(hint) is tuple:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

@@ -45,8 +45,16 @@ class FakeEngine(Engine):
             voices
             or [
                 Voice("fake-en", "fake", "en-US", "Fake English", FAKE_RATE, "high", True),
-                Voice("fake-es", "fake", "es", "Fake Spanish", FAKE_RATE, "medium", True,
-                      speakers=("ana", "luis")),
+                Voice(
+                    "fake-es",
+                    "fake",
+                    "es",
+                    "Fake Spanish",
+                    FAKE_RATE,
+                    "medium",
+                    True,
+                    speakers=("ana", "luis"),
+                ),
             ]
         )
         self._lock = threading.Lock()

@@ -96,7 +96,9 @@ class Client:
             try:
                 while True:
                     message = await self.ws.get_message()
-                    self.received.append(message if isinstance(message, bytes) else json.loads(message))
+                    self.received.append(
+                        message if isinstance(message, bytes) else json.loads(message)
+                    )
             except ConnectionClosed as exc:
                 self.closed_code = exc.reason.code
 

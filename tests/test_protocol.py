@@ -173,7 +173,12 @@ def test_audio_config_merge() -> None:
         (Queued("r1", 0), {"type": "queued", "request_id": "r1", "position": 0}),
         (
             Interrupted("r1", "user_request", ("r2",)),
-            {"type": "interrupted", "request_id": "r1", "reason": "user_request", "dropped": ["r2"]},
+            {
+                "type": "interrupted",
+                "request_id": "r1",
+                "reason": "user_request",
+                "dropped": ["r2"],
+            },
         ),
         (
             Interrupted(None, "user_request"),
@@ -181,7 +186,13 @@ def test_audio_config_merge() -> None:
         ),
         (
             AudioEnd("r1", 3, 100, 250),
-            {"type": "audio_end", "request_id": "r1", "chunks": 3, "bytes": 100, "duration_ms": 250},
+            {
+                "type": "audio_end",
+                "request_id": "r1",
+                "chunks": 3,
+                "bytes": 100,
+                "duration_ms": 250,
+            },
         ),
         (
             Error(ErrorCode.BUSY, "later", details={"retry_after_ms": 5}),

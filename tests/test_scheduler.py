@@ -6,6 +6,7 @@ import threading
 
 import pytest
 import trio
+from trio.testing import wait_all_tasks_blocked
 
 from streamer.protocol import Priority
 from streamer.server._inference import InferenceScheduler
@@ -26,12 +27,16 @@ async def test_grants_by_priority_then_deadline_then_arrival() -> None:
         )
         await trio.sleep(0.05)
         now = trio.current_time()
-        nursery.start_soon(job, "late-normal", Priority.NORMAL, now + 5)
-        nursery.start_soon(job, "early-normal", Priority.NORMAL, now + 1)
-        nursery.start_soon(job, "same-deadline-later", Priority.NORMAL, now + 1)
-        nursery.start_soon(job, "critical", Priority.CRITICAL, now + 9)
-        nursery.start_soon(job, "high", Priority.HIGH, now + 9)
-        await trio.sleep(0.05)
+        # Trio starts tasks in random order: let each one queue before the next.
+        for args in (
+            ("late-normal", Priority.NORMAL, now + 5),
+            ("early-normal", Priority.NORMAL, now + 1),
+            ("same-deadline-later", Priority.NORMAL, now + 1),
+            ("critical", Priority.CRITICAL, now + 9),
+            ("high", Priority.HIGH, now + 9),
+        ):
+            nursery.start_soon(job, *args)
+            await wait_all_tasks_blocked()
         assert scheduler.waiting == 5 and scheduler.running == 1
         release.set()
     assert order == ["critical", "high", "early-normal", "same-deadline-later", "late-normal"]
@@ -54,8 +59,9 @@ async def test_cancelled_waiter_gives_up_its_place() -> None:
 
         async def cancellable() -> None:
             with waiter_scope:
-                await scheduler.run(lambda: ran.append("cancelled"), priority=Priority.CRITICAL,
-                                    deadline=0)
+                await scheduler.run(
+                    lambda: ran.append("cancelled"), priority=Priority.CRITICAL, deadline=0
+                )
 
         nursery.start_soon(cancellable)
         await trio.sleep(0.05)
@@ -75,8 +81,9 @@ async def test_lateness_reports_overdue_waiters() -> None:
         )
         await trio.sleep(0.02)
         nursery.start_soon(
-            lambda: scheduler.run(lambda: None, priority=Priority.NORMAL,
-                                  deadline=trio.current_time() - 0.5)
+            lambda: scheduler.run(
+                lambda: None, priority=Priority.NORMAL, deadline=trio.current_time() - 0.5
+            )
         )
         await trio.sleep(0.02)
         assert scheduler.lateness() >= 0.5

@@ -210,15 +210,24 @@ async def test_rest_api(server: RunningServer) -> None:
         assert (await http.get(f"/api/v1/sessions/{session_id}")).status_code == 404
 
         metrics = (await http.get("/api/v1/metrics")).json()
-        for key in ("time_to_first_audio", "first_response", "interrupt_latency", "queue_depths",
-                    "requests", "sessions", "queue_wait"):
+        for key in (
+            "time_to_first_audio",
+            "first_response",
+            "interrupt_latency",
+            "queue_depths",
+            "requests",
+            "sessions",
+            "queue_wait",
+        ):
             assert key in metrics
 
 
 async def test_websocket_attaches_to_a_rest_session(server: RunningServer) -> None:
     async with rest(server) as http:
         session_id = (
-            await http.post("/api/v1/sessions", json={"config": {"language": "es", "format": "wav"}})
+            await http.post(
+                "/api/v1/sessions", json={"config": {"language": "es", "format": "wav"}}
+            )
         ).json()["session_id"]
         async with ws_client(server) as client:
             await client.send(type="connect", session_id=session_id, config={"speed": 1.5})
@@ -235,7 +244,8 @@ async def test_websocket_attaches_to_a_rest_session(server: RunningServer) -> No
             assert sessions[0]["attached"] is True
         # Disconnect frees the session.
         with trio.fail_after(5):
-            while (await http.get(f"/api/v1/sessions/{session_id}")).status_code != 404:
+            # Polling is the point: this is what a REST client sees.
+            while (await http.get(f"/api/v1/sessions/{session_id}")).status_code != 404:  # noqa: ASYNC110
                 await trio.sleep(0.02)
 
 
@@ -259,7 +269,7 @@ async def test_disconnect_mid_stream_cancels_synthesis(
                 await client.receive_one()
         made = engine.chunks_made
         with trio.fail_after(5):
-            while (await http.get("/api/v1/sessions")).json()["sessions"]:
+            while (await http.get("/api/v1/sessions")).json()["sessions"]:  # noqa: ASYNC110
                 await trio.sleep(0.02)
         await trio.sleep(0.2)
         assert engine.chunks_made <= made + 2  # at most the chunk in flight finished

@@ -71,8 +71,12 @@ async def test_english_is_intelligible_wav(server: RunningServer) -> None:
 async def test_fresh_config_speaks_spanish_with_espeak(server: RunningServer) -> None:
     # config/default.json's default_language is "es": no language given → Spanish.
     async with ws_client(server) as client:
-        await client.send(type="synthesize", text="Hola, ¿cómo estás? Muy bien, gracias.",
-                          request_id="es", config={"format": "wav"})
+        await client.send(
+            type="synthesize",
+            text="Hola, ¿cómo estás? Muy bien, gracias.",
+            request_id="es",
+            config={"format": "wav"},
+        )
         await client.until("audio_end", "es")
         assert client.events("audio_start")[0]["voice"] == "espeak-es"
         audio, rate = decode(client.audio("es"))
@@ -86,10 +90,12 @@ async def test_priorities_with_the_real_voice(server: RunningServer) -> None:
         await client.send(type="synthesize", text=LONG, request_id="story")
         await client.until("audio_start", "story")
         await client.send(type="synthesize", text="Normal request.", request_id="normal")
-        await client.send(type="synthesize", text="High request.", request_id="high",
-                          priority="high")
-        await client.send(type="synthesize", text="Critical alert!", request_id="alert",
-                          priority="critical")
+        await client.send(
+            type="synthesize", text="High request.", request_id="high", priority="high"
+        )
+        await client.send(
+            type="synthesize", text="Critical alert!", request_id="alert", priority="critical"
+        )
         await client.until("audio_end", "normal")
         order = [e["request_id"] for e in client.events("audio_start")]
         if client.events("interrupted"):
@@ -103,8 +109,9 @@ async def test_priorities_with_the_real_voice(server: RunningServer) -> None:
 
 async def test_interrupt_stops_audio_at_once(server: RunningServer) -> None:
     async with ws_client(server) as client:
-        await client.send(type="connect", config={"language": "en", "format": "pcm",
-                                                  "realtime": True})
+        await client.send(
+            type="connect", config={"language": "en", "format": "pcm", "realtime": True}
+        )
         await client.next_event("connected")
         await client.send(type="synthesize", text=LONG * 3, request_id="long")
         await client.send(type="synthesize", text="never spoken", request_id="queued")
@@ -121,8 +128,9 @@ async def test_interrupt_stops_audio_at_once(server: RunningServer) -> None:
 
 async def test_rest_interrupt_reaches_websocket(server: RunningServer) -> None:
     async with ws_client(server) as client, rest(server) as http:
-        await client.send(type="connect", config={"language": "en", "format": "mp3",
-                                                  "realtime": True})
+        await client.send(
+            type="connect", config={"language": "en", "format": "mp3", "realtime": True}
+        )
         session_id = (await client.next_event("connected"))["session_id"]
         await client.send(type="synthesize", text=LONG * 3, request_id="long")
         while not client.audio("long"):
@@ -139,10 +147,14 @@ async def test_rest_interrupt_reaches_websocket(server: RunningServer) -> None:
 async def test_bad_inputs_with_real_engines(server: RunningServer) -> None:
     async with ws_client(server) as client:
         cases = [
-            ({"type": "synthesize", "text": "x", "config": {"language": "xx-YY"}},
-             "unknown_language"),
-            ({"type": "synthesize", "text": "x", "config": {"language": "en", "voice_id": 99}},
-             "unknown_voice"),
+            (
+                {"type": "synthesize", "text": "x", "config": {"language": "xx-YY"}},
+                "unknown_language",
+            ),
+            (
+                {"type": "synthesize", "text": "x", "config": {"language": "en", "voice_id": 99}},
+                "unknown_voice",
+            ),
             ({"type": "synthesize", "text": "x", "config": {"format": "wma"}}, "unknown_format"),
             ({"type": "synthesize", "text": "x", "config": {"speed": -0.5}}, "invalid_speed"),
             ({"type": "synthesize", "text": "x", "priority": "asap"}, "unknown_priority"),
@@ -159,8 +171,11 @@ async def test_twenty_concurrent_sessions_all_get_their_audio(server: RunningSer
     async def one(index: int) -> None:
         async with ws_client(server) as client:
             language = "en" if index % 2 == 0 else "es"
-            text = f"Session number {index} says hello." if language == "en" else \
-                f"La sesión número {index} dice hola."
+            text = (
+                f"Session number {index} says hello."
+                if language == "en"
+                else f"La sesión número {index} dice hola."
+            )
             end = await speak(client, text, f"r{index}", language=language, format="wav")
             audio, rate = decode(client.audio(f"r{index}"))
             results[index] = (rate, len(audio) / rate)

@@ -42,8 +42,9 @@ class Harness:
     received: list[dict[str, object] | bytes] = field(default_factory=list)
     _arrived: trio.Event = field(default_factory=trio.Event)
 
-    def submit(self, text: str, priority: str = "normal", request_id: str | None = None,
-               **config: object) -> dict[str, object]:
+    def submit(
+        self, text: str, priority: str = "normal", request_id: str | None = None, **config: object
+    ) -> dict[str, object]:
         queued = self.session.submit(
             Synthesize(text, Priority[priority.upper()], request_id, AudioConfig(**config)),  # type: ignore[arg-type]
             trio.current_time(),
@@ -51,12 +52,22 @@ class Harness:
         return {"request_id": queued.request_id, "position": queued.position}
 
     def events(self, kind: str | None = None) -> list[dict[str, object]]:
-        return [m for m in self.received if isinstance(m, dict) and (kind is None or m["type"] == kind)]
+        return [
+            m for m in self.received if isinstance(m, dict) and (kind is None or m["type"] == kind)
+        ]
 
     async def wait_for(self, kind: str, request_id: str | None = None, count: int = 1) -> None:
         with trio.fail_after(WAIT):
-            while len([e for e in self.events(kind)
-                       if request_id is None or e.get("request_id") == request_id]) < count:
+            while (
+                len(
+                    [
+                        e
+                        for e in self.events(kind)
+                        if request_id is None or e.get("request_id") == request_id
+                    ]
+                )
+                < count
+            ):
                 self._arrived = trio.Event()
                 await self._arrived.wait()
 
@@ -191,7 +202,9 @@ async def test_interrupt_drops_queue_and_nothing_follows(harness: Harness) -> No
     await harness.wait_for("interrupted")
     after = harness.received[index:]
     interrupted_at = next(
-        i for i, m in enumerate(harness.received) if isinstance(m, dict) and m["type"] == "interrupted"
+        i
+        for i, m in enumerate(harness.received)
+        if isinstance(m, dict) and m["type"] == "interrupted"
     )
     tail = harness.received[interrupted_at + 1 :]
     assert tail == [], f"frames after interrupted: {after!r}"
@@ -261,7 +274,9 @@ async def test_duplicate_request_id(harness: Harness) -> None:
         ({"chunk_size": 1}, ErrorCode.INVALID_CHUNK_SIZE),
     ],
 )
-async def test_bad_request_config(harness: Harness, config: dict[str, object], code: ErrorCode) -> None:
+async def test_bad_request_config(
+    harness: Harness, config: dict[str, object], code: ErrorCode
+) -> None:
     with pytest.raises(ClientError) as info:
         harness.submit("text", request_id="bad", **config)
     assert info.value.code is code
@@ -297,15 +312,20 @@ async def test_busy_when_inference_is_far_behind() -> None:
     session.outbox = Outbox()
 
     async def hog() -> None:
-        await services.inference.run(lambda: threading.Event().wait(0.3), priority=Priority.NORMAL,
-                                     deadline=trio.current_time())
+        await services.inference.run(
+            lambda: threading.Event().wait(0.3),
+            priority=Priority.NORMAL,
+            deadline=trio.current_time(),
+        )
 
     async with trio.open_nursery() as nursery:
         for _ in range(3):  # 2 workers busy, 1 waiting with a deadline in the past
             nursery.start_soon(hog)
         await trio.sleep(0.1)
         with pytest.raises(ClientError) as info:
-            session.submit(Synthesize("x", Priority.NORMAL, None, AudioConfig()), trio.current_time())
+            session.submit(
+                Synthesize("x", Priority.NORMAL, None, AudioConfig()), trio.current_time()
+            )
         assert info.value.code is ErrorCode.BUSY
         assert info.value.details["retry_after_ms"] >= 1
 

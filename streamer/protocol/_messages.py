@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import IntEnum
 from typing import Any, Final
@@ -119,7 +120,7 @@ _FIELD_RULES: Final[dict[str, tuple[str, ErrorCode]]] = {
     "realtime": ("bool", ErrorCode.INVALID_CONFIG),
 }
 
-_TYPE_CHECKS: Final = {
+_TYPE_CHECKS: Final[dict[str, Callable[[object], bool]]] = {
     "str": lambda v: isinstance(v, str) and v.strip() != "",
     "int": _is_int,
     "int|str": lambda v: _is_int(v) or (isinstance(v, str) and v.strip() != ""),

@@ -69,9 +69,7 @@ class InferenceScheduler:
         late = [now - w.key[1] for w in self._heap if not w.cancelled]
         return max([0.0, *late])
 
-    async def run(
-        self, fn: Callable[[], T], *, priority: Priority, deadline: float
-    ) -> T:
+    async def run(self, fn: Callable[[], T], *, priority: Priority, deadline: float) -> T:
         """Run ``fn()`` in a worker thread once a slot is granted; return its result."""
         if self._free > 0 and not self._heap:
             self._free -= 1

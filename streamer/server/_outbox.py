@@ -22,7 +22,6 @@ MAX_QUEUED_AUDIO_BYTES: Final = 512 * 1024
 MAX_QUEUED_EVENTS: Final = 1024
 
 
-
 @dataclass(frozen=True, slots=True)
 class CloseRequest:
     """Queued last: the writer closes the socket with this code after what precedes it."""

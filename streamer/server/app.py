@@ -170,6 +170,6 @@ async def run_server(
                 outbox.close_with(CloseCode.GOING_AWAY, "server shutting down", drop_audio=True)
             http_stop.set()
             while manager.connections:
-                await trio.sleep(0.02)
+                await manager.connection_ended.park()
         nursery.cancel_scope.cancel()
     log.info("stopped")

@@ -56,7 +56,9 @@ def create_app(
     @app.errorhandler(ClientError)
     async def _client_error(error: ClientError) -> Response:
         services.metrics.count_error(error.code)
-        return error_response(error.code, error.message, _STATUS.get(error.code, 400), error.details)
+        return error_response(
+            error.code, error.message, _STATUS.get(error.code, 400), error.details
+        )
 
     @app.errorhandler(404)
     async def _not_found(_: Exception) -> Response:

@@ -322,8 +322,11 @@ class Session:
         if len(self._recent_ids) > RECENT_REQUEST_IDS:
             del self._recent_ids[next(iter(self._recent_ids))]
 
-    def _send(self, event: Connected | Queued | AudioStart | AudioEnd | Interrupted | Error,
-              request_id: str | None = None) -> None:
+    def _send(
+        self,
+        event: Connected | Queued | AudioStart | AudioEnd | Interrupted | Error,
+        request_id: str | None = None,
+    ) -> None:
         if self.outbox is not None:
             self.outbox.put_event(render(event), request_id)
 
@@ -360,9 +363,7 @@ class Session:
                 )
                 await nursery.start(self._play, request)
 
-    async def _play(
-        self, request: SynthesisRequest, *, task_status: trio.TaskStatus[None]
-    ) -> None:
+    async def _play(self, request: SynthesisRequest, *, task_status: trio.TaskStatus[None]) -> None:
         outbox = self.outbox
         assert outbox is not None, "a session plays only while attached"
         services = self._services
@@ -462,6 +463,8 @@ class SessionManager:
     #: The outbox of every open WebSocket connection (with or without a session), so
     #: shutdown can close each with 1001 through its own writer.
     outboxes: set[Outbox] = field(default_factory=set)
+    #: Woken whenever a connection ends (graceful shutdown waits on it).
+    connection_ended: trio.lowlevel.ParkingLot = field(default_factory=trio.lowlevel.ParkingLot)
 
     @property
     def connections(self) -> int:

@@ -130,7 +130,9 @@ async def run_job(
             return False
     finally:
         # Safe: no next() is running (to_thread waits for the thread on cancel).
-        generator.close()
+        close = getattr(generator, "close", None)
+        if close is not None:
+            close()
     job.done = True
     if job.audio_seconds > 0:
         metrics.observe_rtf(job.compute_seconds / job.audio_seconds)

@@ -88,7 +88,9 @@ class _Connection:
         finally:
             cancel_connection.cancel()
 
-    def _attach(self, nursery: trio.Nursery, session_id: str | None, config: AudioConfig) -> Session:
+    def _attach(
+        self, nursery: trio.Nursery, session_id: str | None, config: AudioConfig
+    ) -> Session:
         if session_id is not None:
             session = self.manager.get(session_id)
             if session.attached:
@@ -191,6 +193,7 @@ async def serve_connection(request: WebSocketRequest, manager: SessionManager) -
     finally:
         if connection is not None:
             manager.outboxes.discard(connection.outbox)
+            manager.connection_ended.unpark_all()
             connection.outbox.close()
             connection.protocol.close()
             if connection.session is not None:
