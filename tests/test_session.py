@@ -337,3 +337,14 @@ async def test_session_json_and_manager(harness: Harness) -> None:
     with pytest.raises(ClientError) as info:
         harness.manager.get("missing")
     assert info.value.code is ErrorCode.UNKNOWN_SESSION
+
+
+async def test_unattached_sessions_are_reaped(harness: Harness) -> None:
+    manager = harness.manager
+    orphan = manager.create(AudioConfig(language="es"))
+    now = orphan.created_at
+    assert manager.reap_unattached(now + 10, max_age_s=60) == []
+    assert manager.reap_unattached(now + 61, max_age_s=60) == [orphan.id]
+    # The attached session is never reaped, however old.
+    assert harness.session.id in manager.sessions
+    assert orphan.closed

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 
 #: trio-websocket's receive queue; the reader drains it at once, so a few suffice.
 WS_MESSAGE_QUEUE: int = 8
+#: How often abandoned REST-created sessions are looked for.
+REAP_INTERVAL_S: float = 30.0
 
 
 @dataclass(slots=True)
@@ -108,6 +111,12 @@ def _load_models(services: Services) -> None:
             log.exception("warm-up of %s failed", voice.id)
 
 
+async def _reap_sessions(manager: SessionManager) -> None:
+    while True:
+        await trio.sleep(REAP_INTERVAL_S)
+        manager.reap_unattached(time.time())
+
+
 async def run_server(
     config: Config,
     *,
@@ -161,6 +170,7 @@ async def run_server(
             ws_port,
             os.getpid(),
         )
+        nursery.start_soon(_reap_sessions, manager)
         task_status.started(running)
         await running._shutdown.wait()
 

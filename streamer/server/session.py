@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 
 #: Finished request ids remembered per session, so a reused id is caught a while.
 RECENT_REQUEST_IDS: Final = 256
+#: A session created over REST that no WebSocket attaches to within this long is
+#: removed, so abandoned sessions cannot pile up.
+UNATTACHED_SESSION_TTL_S: Final = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,6 +490,16 @@ class SessionManager:
     def remove(self, session: Session) -> None:
         session.closed = True
         self.sessions.pop(session.id, None)
+
+    def reap_unattached(self, now: float, max_age_s: float = UNATTACHED_SESSION_TTL_S) -> list[str]:
+        """Remove sessions never attached for ``max_age_s`` (wall clock); return their ids."""
+        stale = [
+            s for s in self.sessions.values() if not s.attached and now - s.created_at > max_age_s
+        ]
+        for session in stale:
+            log.info("session %s: never attached in %.0f s; removed", session.id, max_age_s)
+            self.remove(session)
+        return [s.id for s in stale]
 
     def queue_depths(self) -> dict[str, int]:
         return {s.id: s.queue_depth for s in self.sessions.values()}
