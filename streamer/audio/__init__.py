@@ -1,0 +1,68 @@
+"""Audio output stage: engine PCM to the byte stream a client asked for.
+
+The public surface is re-exported here; the modules behind it are private.
+"""
+
+from ._encoders import AudioEncoder, make_encoder, wav_header
+from ._g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from ._pipeline import RESAMPLE_QUALITY, AudioPipeline
+from ._spec import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_MP3_BITRATE_KBPS,
+    DEFAULT_OPUS_BITRATE_KBPS,
+    G711_DEFAULT_SAMPLE_RATE,
+    MAX_CHUNK_SIZE,
+    MAX_SAMPLE_RATE,
+    MAX_VOLUME,
+    MIN_CHUNK_SIZE,
+    MIN_SAMPLE_RATE,
+    MIN_VOLUME,
+    MP3_SAMPLE_RATES,
+    OPUS_SAMPLE_RATES,
+    SUPPORTED_FORMATS,
+    AudioSpecError,
+    AudioSpecErrorCode,
+    OutputSpec,
+    StreamFormat,
+    format_info,
+    resolve_stream_format,
+    snap_sample_rate,
+    validate_spec,
+)
+from ._trim import TRIM_PAD_SECONDS, TRIM_THRESHOLD, SilenceTrimmer
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_MP3_BITRATE_KBPS",
+    "DEFAULT_OPUS_BITRATE_KBPS",
+    "G711_DEFAULT_SAMPLE_RATE",
+    "MAX_CHUNK_SIZE",
+    "MAX_SAMPLE_RATE",
+    "MAX_VOLUME",
+    "MIN_CHUNK_SIZE",
+    "MIN_SAMPLE_RATE",
+    "MIN_VOLUME",
+    "MP3_SAMPLE_RATES",
+    "OPUS_SAMPLE_RATES",
+    "RESAMPLE_QUALITY",
+    "SUPPORTED_FORMATS",
+    "TRIM_PAD_SECONDS",
+    "TRIM_THRESHOLD",
+    "AudioEncoder",
+    "AudioPipeline",
+    "AudioSpecError",
+    "AudioSpecErrorCode",
+    "OutputSpec",
+    "SilenceTrimmer",
+    "StreamFormat",
+    "alaw_decode",
+    "alaw_encode",
+    "format_info",
+    "make_encoder",
+    "resolve_stream_format",
+    "snap_sample_rate",
+    "ulaw_decode",
+    "ulaw_encode",
+    "validate_spec",
+    "wav_header",
+]
