@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import trio
@@ -86,7 +86,7 @@ async def run_job(
     rate = job.voice.sample_rate
     playback_start: float | None = None
 
-    async def send(frames: list[bytes]) -> bool:
+    async def send(frames: Iterable[bytes]) -> bool:
         nonlocal playback_start
         for frame in frames:
             if not frame:
@@ -120,7 +120,10 @@ async def run_job(
             if chunk is None:
                 break
             job.compute_seconds += seconds
-            if not await send(pipeline.push(chunk)):
+            # push_iter encodes lazily: the first frame leaves after one slice of
+            # encoding, not after the whole chunk (matters for Opus and MP3).
+            if not await send(pipeline.push_iter(chunk)):
+                pipeline.close()
                 return False
             job.audio_seconds += len(chunk) / rate
             if job.realtime_lead > 0 and playback_start is not None:
@@ -128,6 +131,9 @@ async def run_job(
                 await trio.sleep_until(playback_start + job.audio_seconds - job.realtime_lead)
         if not await send(pipeline.finish()):
             return False
+    except BaseException:
+        pipeline.close()  # interrupted mid-chunk: drop encoder state
+        raise
     finally:
         # Safe: no next() is running (to_thread waits for the thread on cancel).
         close = getattr(generator, "close", None)
