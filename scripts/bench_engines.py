@@ -100,12 +100,13 @@ def _piper(threads: int, streaming: str) -> Callable[[], Engine]:
     return build
 
 
-def _melo() -> Engine:
-    from streamer.engines import melo
+def _melo(checkpoint_dir: Path | None) -> Callable[[], Engine]:
+    def build() -> Engine:
+        from streamer.engines.melo import MeloEngine
 
-    # Constructed with its defaults: the benchmark has no settings to give it.
-    engine: Engine = melo.MeloEngine()  # type: ignore[call-arg,unused-ignore]
-    return engine
+        return MeloEngine(languages=("EN", "ES"), checkpoint_dir=checkpoint_dir)
+
+    return build
 
 
 def _measure(engine: Engine, voice: Voice, text: str, repeat: int) -> tuple[float, float, float]:
@@ -134,6 +135,9 @@ def bench(factories: Sequence[tuple[str, Callable[[], Engine]]], repeat: int) ->
     for label, factory in factories:
         try:
             engine = factory()
+            status = engine.status()
+            if not status.available:
+                raise RuntimeError(status.reason or "unavailable")
             start = time.perf_counter()
             engine.load()
             load_s = time.perf_counter() - start
@@ -155,7 +159,6 @@ def bench(factories: Sequence[tuple[str, Callable[[], Engine]]], repeat: int) ->
                 )
                 measured = True
         if not measured:
-            status = engine.status()
             rows.append(
                 Row(
                     label,
@@ -198,6 +201,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT)
     parser.add_argument("--threads", type=int, default=1, help="Piper intra-op threads")
     parser.add_argument("--piper-streaming", default="windowed", choices=("windowed", "clause"))
+    parser.add_argument(
+        "--melo-checkpoint-dir",
+        type=Path,
+        default=None,
+        help="MeloTTS models as <dir>/<LANG>/{config.json,checkpoint.pth} (default: the hub)",
+    )
     args = parser.parse_args(argv)
 
     factories: list[tuple[str, Callable[[], Engine]]] = [
@@ -206,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"piper ({args.piper_streaming}, {args.threads} thr)",
             _piper(args.threads, args.piper_streaming),
         ),
-        ("melo", _melo),
+        ("melo", _melo(args.melo_checkpoint_dir)),
     ]
     machine = _machine()
     rows = bench(factories, max(1, args.repeat))
