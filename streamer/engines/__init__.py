@@ -15,6 +15,15 @@ from .base import Engine
 log = logging.getLogger(__name__)
 
 
+def _piper_wants_cuda(device: str) -> bool:
+    # "auto" means CUDA only where onnxruntime was built with it (onnxruntime-gpu).
+    if device != "auto":
+        return device == "cuda"
+    import onnxruntime
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
 def build_engines(
     *,
     engine: str,
@@ -28,13 +37,16 @@ def build_engines(
     melo_checkpoint_dir: Path | None = None,
     melo_device: str = "auto",
 ) -> list[Engine]:
-    """The engines a config asks for. ``engine`` is "auto" (all) or one engine name.
+    """Every engine the server offers. ``engine`` ("auto" or an engine name) is only a
+    preference, applied by the registry's ranking: the other engines stay as fallbacks,
+    so a language the preferred engine lacks is still spoken. MeloTTS is built only when
+    enabled (or preferred), since it needs an optional install.
 
     Engines are cheap to construct; models load in ``Engine.load``. An engine that
     cannot run here still appears, with ``status().available`` False and the reason.
     """
     engines: list[Engine] = []
-    if engine in ("auto", "melo") and (melo_enabled or engine == "melo"):
+    if melo_enabled or engine == "melo":
         from .melo import MeloEngine
 
         engines.append(
@@ -42,20 +54,17 @@ def build_engines(
                 languages=melo_languages, checkpoint_dir=melo_checkpoint_dir, device=melo_device
             )
         )
-    if engine in ("auto", "piper"):
-        from .piper import PiperEngine
+    from .espeak import EspeakEngine
+    from .piper import PiperEngine
 
-        engines.append(
-            PiperEngine(
-                voices_dir,
-                intra_op_threads=intra_op_threads,
-                use_cuda=device == "cuda",
-                streaming=piper_streaming,
-                split_cache_dir=piper_cache_dir,
-            )
+    engines.append(
+        PiperEngine(
+            voices_dir,
+            intra_op_threads=intra_op_threads,
+            use_cuda=_piper_wants_cuda(device),
+            streaming=piper_streaming,
+            split_cache_dir=piper_cache_dir,
         )
-    if engine in ("auto", "espeak"):
-        from .espeak import EspeakEngine
-
-        engines.append(EspeakEngine())
+    )
+    engines.append(EspeakEngine())
     return engines

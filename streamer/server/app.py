@@ -75,7 +75,11 @@ def build_services(config: Config) -> Services:
     )
     return Services(
         config=config,
-        registry=VoiceRegistry(engines),
+        registry=VoiceRegistry(
+            engines,
+            default_language=config.tts.default_language,
+            preferred_engine=None if config.tts.engine == "auto" else config.tts.engine,
+        ),
         inference=InferenceScheduler(workers),
         metrics=Metrics(),
     )
