@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -22,12 +22,7 @@ import pytest
 from streamer.engines.base import EngineError, Pcm, SynthesisOptions, Voice
 from streamer.engines.melo import MeloEngine, _TorchaudioPlaceholder, speaker_language
 from streamer.engines.text import split_for_streaming
-from tests.melo_fixture import (
-    TINY_SAMPLE_RATE,
-    build_tiny_melo,
-    checkpoint_dir,
-    melo_offline_environment,
-)
+from tests.melo_fixture import TINY_SAMPLE_RATE, checkpoint_dir
 
 ENGLISH = "Hello there, my good friend. The weather is lovely today. Shall we walk?"
 SPANISH = "Hola, mi buen amigo. Hoy hace un tiempo precioso. ¿Damos un paseo?"
@@ -41,21 +36,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning:melo.*"),
     pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:DeprecationWarning"),
 ]
-
-
-@pytest.fixture(scope="session")
-def tiny_melo_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    pytest.importorskip("melo")
-    root = build_tiny_melo(tmp_path_factory.mktemp("melo"))
-    with melo_offline_environment(root):
-        yield root
-
-
-@pytest.fixture(scope="session")
-def melo_engine(tiny_melo_root: Path) -> MeloEngine:
-    engine = MeloEngine(languages=("EN", "ES"), checkpoint_dir=checkpoint_dir(tiny_melo_root))
-    engine.load()
-    return engine
 
 
 def _voice(engine: MeloEngine, voice_id: str) -> Voice:
