@@ -1,0 +1,485 @@
+"""``tts-streamer say|voices|status``: talk to a running server from the shell.
+
+    tts-streamer say "Hola, ¿qué tal?" --language es -o hola.mp3
+    tts-streamer say "Hello" --language en --play
+    echo "long text" | tts-streamer say - --format opus -o out.ogg
+    tts-streamer voices --language es
+    tts-streamer status --http http://127.0.0.1:8080
+
+Exit status: 0 done; 1 the server answered with an error (or the request was
+interrupted, or the connection was lost mid-way); 2 bad usage, or nothing to talk to
+(connection refused, no audio output device); 130 Ctrl-C.
+
+``say -o FILE`` asks for ``realtime: false`` (the server sends as fast as it
+synthesizes) and writes the frames as they come into ``FILE.part``, renamed to FILE
+once the request ended well, so a failed run never leaves a truncated file behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Final, NoReturn
+
+import trio
+
+from ._client import TTSStreamingClient
+from ._events import (
+    AudioEnd,
+    AudioOptions,
+    AudioStart,
+    Interrupted,
+    TTSClientError,
+    TTSConnectionError,
+    TTSServerError,
+    TTSTimeoutError,
+)
+from .playback import PlaybackSink, PlaybackUnavailableError
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
+
+EXIT_OK: Final = 0
+EXIT_SERVER_ERROR: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_CTRL_C: Final = 130
+
+#: The server's default ports (config/default.json); override with --url/--http or
+#: the environment variables below.
+DEFAULT_WS_URL: Final = "ws://127.0.0.1:8081"
+DEFAULT_HTTP_URL: Final = "http://127.0.0.1:8080"
+WS_URL_ENV: Final = "TTS_STREAMER_URL"
+HTTP_URL_ENV: Final = "TTS_STREAMER_HTTP"
+#: Bound on one REST call: every endpoint used here answers from memory.
+HTTP_TIMEOUT_S: Final = 10.0
+#: Progress line refresh: often enough to look live, rare enough to cost nothing.
+PROGRESS_INTERVAL_S: Final = 0.1
+
+#: Output format implied by a file name when --format is not given.
+FORMAT_BY_SUFFIX: Final = {
+    ".wav": "wav",
+    ".mp3": "mp3",
+    ".ogg": "opus",
+    ".opus": "opus",
+    ".oga": "ogg_vorbis",
+    ".flac": "flac",
+    ".pcm": "pcm",
+    ".raw": "pcm",
+    ".f32": "pcm_f32",
+    ".ulaw": "mulaw",
+    ".mulaw": "mulaw",
+    ".alaw": "alaw",
+}
+#: Bytes per second of audio for raw formats, per Hz of sample rate.
+_RAW_BYTES_PER_SAMPLE: Final = {"pcm": 2, "wav": 2, "pcm_f32": 4, "mulaw": 1, "alaw": 1}
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that writes to the given streams and raises instead of exiting."""
+
+    def __init__(self, *args: Any, out: IO[str], err: IO[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._out, self._err = out, err
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        if message:
+            (self._err if file is sys.stderr else self._out).write(message)
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            self._err.write(message)
+        raise SystemExit(status)
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+def _build_parser(out: IO[str], err: IO[str]) -> _Parser:
+    parser = _Parser(prog="tts-streamer", out=out, err=err)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    ws_default = os.environ.get(WS_URL_ENV, DEFAULT_WS_URL)
+    http_default = os.environ.get(HTTP_URL_ENV, DEFAULT_HTTP_URL)
+
+    say = commands.add_parser(
+        "say", help="synthesize text to a file or the speakers", out=out, err=err,
+        description="Synthesize TEXT ('-' or nothing: read stdin) to a file or the speakers.",
+    )
+    say.add_argument("text", nargs="?", default="-", help="text to speak; '-' reads stdin")
+    say.add_argument("-l", "--language", help="language tag, e.g. es, en-US")
+    say.add_argument("-v", "--voice", help="voice id, or index within the language")
+    say.add_argument("--speaker", help="speaker of a multi-speaker voice")
+    say.add_argument("-p", "--priority", choices=("normal", "high", "critical"), default="normal")
+    say.add_argument("-f", "--format", help="audio format (default: from -o's suffix, else wav)")
+    say.add_argument("--sample-rate", type=int, help="output rate in Hz")
+    say.add_argument("--bitrate", type=int, help="kbit/s for mp3/opus")
+    say.add_argument("--speed", type=float, help="speaking rate, 0.5-2.0")
+    say.add_argument("--volume", type=float, help="linear gain, 0-4")
+    target = say.add_mutually_exclusive_group(required=True)
+    target.add_argument("-o", "--output", help="write the audio to this file ('-': stdout)")
+    target.add_argument("--play", action="store_true", help="play through the sound card")
+    say.add_argument("--url", default=ws_default, help=f"WebSocket URL (${WS_URL_ENV})")
+    say.add_argument("--progress", action="store_true", help="progress line even if not a tty")
+    say.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
+
+    voices = commands.add_parser("voices", help="list the server's voices", out=out, err=err)
+    voices.add_argument("-l", "--language", help="only voices of this language")
+    voices.add_argument("--http", default=http_default, help=f"REST base URL (${HTTP_URL_ENV})")
+    voices.add_argument("--json", action="store_true", help="print the raw JSON")
+
+    status = commands.add_parser("status", help="show the server's status", out=out, err=err)
+    status.add_argument("--http", default=http_default, help=f"REST base URL (${HTTP_URL_ENV})")
+    status.add_argument("--json", action="store_true", help="print the raw JSON")
+    return parser
+
+
+def main(
+    argv: Sequence[str],
+    *,
+    stdout: IO[str] | None = None,
+    stderr: IO[str] | None = None,
+    sink: PlaybackSink | None = None,
+) -> int:
+    """Run one client command; ``argv[0]`` is the command (``say``, ``voices``,
+    ``status``). Returns the exit status. ``sink`` replaces the sound card for --play."""
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    parser = _build_parser(out, err)
+    try:
+        args = parser.parse_args(list(argv))
+    except _UsageError as exc:
+        err.write(f"{exc}\n")
+        return EXIT_USAGE
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    try:
+        if args.command == "say":
+            return _say(args, out, err, sink)
+        if args.command == "voices":
+            return _voices(args, out, err)
+        return _status(args, out, err)
+    except _UsageError as exc:
+        err.write(f"tts-streamer: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        err.write("\ntts-streamer: interrupted\n")
+        return EXIT_CTRL_C
+
+
+# --- say ------------------------------------------------------------------------------
+
+
+def _options(args: argparse.Namespace, fmt: str, realtime: bool) -> AudioOptions:
+    config: AudioOptions = {"format": fmt, "realtime": realtime}
+    if args.language:
+        config["language"] = args.language
+    if args.voice:
+        config["voice_id"] = int(args.voice) if args.voice.isdecimal() else args.voice
+    if args.speaker:
+        config["speaker"] = args.speaker
+    if args.sample_rate is not None:
+        config["sample_rate"] = args.sample_rate
+    if args.bitrate is not None:
+        config["bitrate"] = args.bitrate
+    if args.speed is not None:
+        config["speed"] = args.speed
+    if args.volume is not None:
+        config["volume"] = args.volume
+    return config
+
+
+class _Progress:
+    """The ``N.N s of audio received`` line on stderr, rewritten in place."""
+
+    def __init__(self, err: IO[str], live: bool) -> None:
+        self._err = err
+        self._live = live
+        self._bytes_per_second: float | None = None
+        self._header = 0
+        self.bytes = 0
+        self.started = time.monotonic()
+        self.first_audio_s: float | None = None
+        self._shown_at = 0.0
+
+    def start(self, event: AudioStart) -> None:
+        per_sample = _RAW_BYTES_PER_SAMPLE.get(event.format)
+        if per_sample is not None:
+            self._bytes_per_second = per_sample * event.sample_rate * event.channels
+            self._header = 44 if event.format == "wav" else 0
+        elif event.bitrate:
+            self._bytes_per_second = event.bitrate * 1000 / 8
+
+    def add(self, count: int) -> None:
+        if self.first_audio_s is None:
+            self.first_audio_s = time.monotonic() - self.started
+        self.bytes += count
+        now = time.monotonic()
+        if self._live and now - self._shown_at >= PROGRESS_INTERVAL_S:
+            self._shown_at = now
+            self._err.write(f"\r{self.describe()}   ")
+            self._err.flush()
+
+    def describe(self) -> str:
+        size = f"{self.bytes / 1000:.1f} kB"
+        if self._bytes_per_second:
+            seconds = max(0, self.bytes - self._header) / self._bytes_per_second
+            return f"{seconds:.1f} s of audio received ({size})"
+        return f"{size} of audio received"
+
+    def done(self) -> None:
+        if self._live and self._shown_at:
+            self._err.write("\r" + " " * 60 + "\r")
+
+
+class _Output:
+    """Frames to a file (through FILE.part) or stdout."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        if target == "-":
+            self._path = None
+            self._file: IO[bytes] = sys.stdout.buffer
+        else:
+            self._path = Path(target)
+            self._partial = self._path.with_name(self._path.name + ".part")
+            self._file = open(self._partial, "wb")
+
+    def write(self, frame: bytes) -> None:
+        self._file.write(frame)
+
+    def commit(self) -> None:
+        self._file.flush()
+        if self._path is not None:
+            self._file.close()
+            os.replace(self._partial, self._path)
+
+    def discard(self) -> None:
+        if self._path is not None:
+            self._file.close()
+            self._partial.unlink(missing_ok=True)
+
+
+def _read_text(arg: str) -> str:
+    text = sys.stdin.read() if arg == "-" else arg
+    if not text.strip():
+        raise _UsageError("no text to say")
+    return text
+
+
+def _say(
+    args: argparse.Namespace, out: IO[str], err: IO[str], sink: PlaybackSink | None
+) -> int:
+    text = _read_text(args.text)
+    if args.play:
+        fmt = args.format or "pcm"
+        if fmt not in ("pcm", "pcm_f32"):
+            raise _UsageError("--play needs --format pcm or pcm_f32")
+    else:
+        suffix = Path(args.output).suffix.lower() if args.output != "-" else ""
+        fmt = args.format or FORMAT_BY_SUFFIX.get(suffix, "wav")
+    config = _options(args, fmt, realtime=bool(args.play))
+    progress = _Progress(err, live=not args.quiet and (args.progress or err.isatty()))
+    try:
+        if args.play:
+            summary = trio.run(_play, args, text, config, sink)
+        else:
+            summary = _download(args, text, config, progress)
+    except TTSServerError as exc:
+        progress.done()
+        hint = ""
+        available = exc.details.get("available")
+        if isinstance(available, list) and available:
+            hint = f" (available: {', '.join(map(str, available[:20]))})"
+        err.write(f"tts-streamer: server error {exc.code}: {exc.message}{hint}\n")
+        return EXIT_SERVER_ERROR
+    except PlaybackUnavailableError as exc:
+        err.write(f"tts-streamer: cannot play: {exc.message}\n")
+        return EXIT_USAGE
+    except TTSConnectionError as exc:
+        progress.done()
+        if exc.code == "connection_closed":
+            err.write(f"tts-streamer: connection lost: {exc.message}\n")
+            return EXIT_SERVER_ERROR
+        err.write(f"tts-streamer: {exc.message}\n")
+        return EXIT_USAGE
+    except TTSTimeoutError as exc:
+        err.write(f"tts-streamer: {exc.message}\n")
+        return EXIT_USAGE
+    except TTSClientError as exc:
+        err.write(f"tts-streamer: {exc.message}\n")
+        return EXIT_SERVER_ERROR
+    progress.done()
+    ok = summary.startswith("wrote") or summary.startswith("played")
+    if not args.quiet or not ok:
+        err.write(summary + "\n")
+    return EXIT_OK if ok else EXIT_SERVER_ERROR
+
+
+def _download(
+    args: argparse.Namespace, text: str, config: AudioOptions, progress: _Progress
+) -> str:
+    output = _Output(args.output)
+    try:
+        start, end, interrupted = trio.run(_fetch, args, text, config, output, progress)
+    except BaseException:
+        output.discard()
+        raise
+    if end is None:
+        output.discard()
+        reason = interrupted.reason if interrupted else "unknown"
+        return f"tts-streamer: the request was interrupted ({reason}); nothing written"
+    output.commit()
+    where = "stdout" if args.output == "-" else args.output
+    first = f", first audio after {progress.first_audio_s * 1000:.0f} ms" if (
+        progress.first_audio_s is not None
+    ) else ""
+    assert start is not None
+    return (
+        f"wrote {where}: {end.duration_ms / 1000:.2f} s of audio ({end.bytes / 1000:.1f} kB, "
+        f"{start.format} {start.sample_rate} Hz, voice {start.voice}){first}"
+    )
+
+
+async def _fetch(
+    args: argparse.Namespace,
+    text: str,
+    config: AudioOptions,
+    output: _Output,
+    progress: _Progress,
+) -> tuple[AudioStart | None, AudioEnd | None, Interrupted | None]:
+    async with TTSStreamingClient(args.url) as client:
+        stream = client.synthesize(text, priority=args.priority, **config)
+        async for item in stream:
+            if isinstance(item, bytes):
+                output.write(item)
+                progress.add(len(item))
+            elif isinstance(item, AudioStart):
+                progress.start(item)
+        return stream.start, stream.end, stream.interrupted
+
+
+async def _play(
+    args: argparse.Namespace, text: str, config: AudioOptions, sink: PlaybackSink | None
+) -> str:
+    async with TTSStreamingClient(args.url) as client:
+        result = await client.synthesize_and_play(
+            text, sink=sink, priority=args.priority, **config
+        )
+    if result.end is None:
+        reason = result.interrupted.reason if result.interrupted else "unknown"
+        return f"tts-streamer: playback interrupted ({reason})"
+    voice = result.start.voice if result.start else "?"
+    return f"played {result.end.duration_ms / 1000:.2f} s of audio (voice {voice})"
+
+
+# --- voices, status -------------------------------------------------------------------
+
+
+def _get_json(base: str, path: str, query: dict[str, str] | None = None) -> Any:
+    """GET a REST endpoint; raises ``_UsageError`` when the server cannot be reached and
+    ``TTSServerError``-like ``_HttpError`` for an error reply."""
+    url = base.rstrip("/") + path
+    if query:
+        url += "?" + urllib.parse.urlencode(query)
+    if not url.startswith(("http://", "https://")):
+        raise _UsageError(f"--http must be an http:// or https:// URL, got {base!r}")
+    try:
+        with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as exc:
+        try:
+            error = json.load(exc).get("error", {})
+        except (ValueError, AttributeError):
+            error = {}
+        raise _HttpError(
+            exc.code, error.get("code", "http_error"), error.get("message", str(exc))
+        ) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise _UsageError(f"cannot reach {base}: {reason}") from None
+
+
+class _HttpError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"HTTP {status} {code}: {message}")
+
+
+def _voices(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    query = {"language": args.language} if args.language else None
+    try:
+        body = _get_json(args.http, "/api/v1/voices", query)
+    except _HttpError as exc:
+        err.write(f"tts-streamer: {exc}\n")
+        return EXIT_SERVER_ERROR
+    if args.json:
+        out.write(json.dumps(body, indent=2, ensure_ascii=False) + "\n")
+        return EXIT_OK
+    voices = body.get("voices", [])
+    if not voices:
+        err.write("no voices" + (f" for language {args.language}" if args.language else "") + "\n")
+        return EXIT_OK
+    rows = [("ID", "LANGUAGE", "ENGINE", "QUALITY", "RATE", "SPEAKERS", "NAME")]
+    for v in voices:
+        rows.append(
+            (
+                str(v.get("id")),
+                str(v.get("language")),
+                str(v.get("engine")),
+                str(v.get("quality")),
+                str(v.get("sample_rate")),
+                ",".join(v.get("speakers") or []) or "-",
+                str(v.get("name")),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        out.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
+    return EXIT_OK
+
+
+def _engine_state(engine: dict[str, Any]) -> str:
+    if engine.get("loaded"):
+        return "loaded"
+    return "available" if engine.get("available") else f"unavailable: {engine.get('reason')}"
+
+
+def _status(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    try:
+        body = _get_json(args.http, "/api/v1/status")
+    except _HttpError as exc:
+        err.write(f"tts-streamer: {exc}\n")
+        return EXIT_SERVER_ERROR
+    if args.json:
+        out.write(json.dumps(body, indent=2, ensure_ascii=False) + "\n")
+        return EXIT_OK
+    host = urllib.parse.urlsplit(args.http).hostname or "127.0.0.1"
+    inference = body.get("inference", {})
+    engines = ", ".join(
+        f"{e.get('name')} ({_engine_state(e)})" for e in body.get("engines", [])
+    )
+    lines = [
+        f"server:     {args.http} (version {body.get('version')}, up {body.get('uptime_s')} s, "
+        f"{'ready' if body.get('ready') else 'NOT ready'})",
+        f"websocket:  ws://{host}:{body.get('websocket_port')}",
+        f"sessions:   {body.get('sessions')} (connections {body.get('connections')}"
+        f" / {body.get('max_connections')})",
+        f"inference:  {inference.get('workers')} workers, {inference.get('running')} running, "
+        f"{inference.get('waiting')} waiting, lateness {inference.get('lateness_ms')} ms",
+        f"engines:    {engines}",
+        f"language:   {body.get('default_language')} (default)",
+        f"formats:    {', '.join(str(f.get('name')) for f in body.get('formats', []))}",
+    ]
+    out.write("\n".join(lines) + "\n")
+    return EXIT_OK
