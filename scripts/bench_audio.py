@@ -11,7 +11,8 @@ AudioPipeline with the format's defaults:
   byte can be sent. Setup (the constructor) is reported apart: the server builds the
   pipeline when the request arrives, before the engine's first chunk.
 - held: how much of that first chunk is not yet decodable from the bytes out so far
-  (codec look-ahead and paging; see streamer/audio/_encoders.py).
+  (resampler delay, codec look-ahead and paging; see streamer/audio/_encoders.py). For
+  AAC the priming frame does not count as audio.
 
 Usage: python scripts/bench_audio.py [--seconds 10] [--repeat 3] [--trials 30] [--json]
 """
@@ -102,6 +103,12 @@ def decodable_seconds(name: str, data: bytes, rate: int) -> float | None:
             frames += 1
         # LAME's encoder delay plus the decoder's: 576 + 529 samples before the audio.
         return max(0, frames * (576 if lsf else 1152) - 1105) / rate if frames else 0.0
+    if name == "aac":
+        frames, offset = 0, 0
+        while offset + 7 <= len(data):
+            offset += (int.from_bytes(data[offset + 3 : offset + 6], "big") >> 5) & 0x1FFF
+            frames += 1
+        return max(0, frames - 1) * 1024 / rate  # the first frame is the encoder's priming
     return None  # flac: frames are not self-delimiting without decoding
 
 
@@ -179,6 +186,7 @@ def main() -> None:
         ("pcm trim+volume", OutputSpec("pcm", trim_silence=True, volume=1.5)),
         ("mp3 44.1 kHz 128k", OutputSpec("mp3", sample_rate=44100, bitrate=128)),
         ("opus 48 kHz", OutputSpec("opus", sample_rate=48000)),
+        ("aac 48 kHz", OutputSpec("aac", sample_rate=48000)),
     ]
     rows = [measure(name, spec, signal, args) for name, spec in cases]
     baseline = next(row.first_frame_ms for row in rows if row.case == "pcm")

@@ -40,7 +40,9 @@ needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed")
 
 RAW_FORMATS = ("pcm", "pcm_f32", "wav", "mulaw", "alaw")
 OGG_FORMATS = ("ogg", "opus", "ogg_vorbis")
-BROWSER_FORMATS = ("mp3", "opus", "ogg_vorbis", "wav", "flac")
+BROWSER_FORMATS = ("mp3", "opus", "ogg_vorbis", "wav", "flac", "aac")
+#: AAC in ADTS: every frame decodes to 1024 samples, the first one is encoder priming.
+AAC_FRAME = 1024
 
 
 # -- signals and driving ----------------------------------------------------------------
@@ -170,6 +172,10 @@ def decode(fmt: StreamFormat, data: bytes, total: int) -> tuple[npt.NDArray[np.f
         return alaw_decode(data) / 32768.0, fmt.sample_rate
     if name == "flac":
         data = flac_with_length(data, total)
+    if name == "aac":
+        if FFMPEG is None:  # libsndfile does not read AAC
+            pytest.skip("ffmpeg not installed")
+        return ffmpeg_decode(data, fmt.sample_rate), fmt.sample_rate
     samples, rate = sf.read(io.BytesIO(data), dtype="float64")
     return samples, int(rate)
 
@@ -235,6 +241,9 @@ def test_every_format_round_trips(name: str) -> None:
     if name == "mp3":
         # MP3 decoders without gapless info add LAME's delay and padding (< 3 frames).
         assert 0 <= samples.size - expected <= 3 * mp3_frame_samples(rate)
+    elif name == "aac":
+        # ADTS cannot signal the priming frame or the last frame's padding.
+        assert AAC_FRAME <= samples.size - expected < 2 * AAC_FRAME
     else:
         assert samples.size == expected
     assert abs(peak_hz(samples, rate) - TONE_HZ) < 2.0
@@ -292,7 +301,7 @@ def test_empty_request_is_still_a_valid_stream() -> None:
         elif name == "flac":
             assert flac_header_end(data) == len(data)
         else:
-            assert data == b""  # mp3: no frames
+            assert data == b""  # mp3, aac: no frames
 
 
 @pytest.mark.parametrize("name", ["opus", "ogg"])
@@ -352,6 +361,8 @@ def test_ffmpeg_decodes_browser_formats(name: str) -> None:
     extra = samples.size - expected
     if name == "mp3":
         assert 0 <= extra <= 3 * mp3_frame_samples(rate)
+    elif name == "aac":
+        assert AAC_FRAME <= extra < 2 * AAC_FRAME
     elif name == "ogg_vorbis":
         # ffmpeg ends libsndfile's Vorbis streams one short block (256) early, files
         # written to disk by libsndfile alike: an end-trim disagreement, not streaming.
@@ -397,9 +408,24 @@ def test_ffmpeg_decodes_g711(name: str) -> None:
 # -- how early audio leaves ----------------------------------------------------------------
 
 
+def adts_frame_count(data: bytes) -> int:
+    frames, offset = 0, 0
+    while offset < len(data):
+        assert data[offset] == 0xFF and data[offset + 1] & 0xF0 == 0xF0, "ADTS sync"
+        offset += (int.from_bytes(data[offset + 3 : offset + 6], "big") >> 5) & 0x1FFF
+        frames += 1
+    assert offset == len(data)
+    return frames
+
+
 def has_audio(name: str, data: bytes) -> bool:
+    if name in ("ogg", "opus"):
+        preskip = opus_preskip(data) if data else 0
+        return any(granule > preskip for _, granule, _ in ogg_pages(data))
     if name in OGG_FORMATS:
         return any(granule > 0 for _, granule, _ in ogg_pages(data))
+    if name == "aac":
+        return adts_frame_count(data) > 1  # the first frame is priming only
     if name == "flac":
         return len(data) > flac_header_end(data)
     if name == "wav":
@@ -417,6 +443,10 @@ def test_first_push_of_100ms_yields_bytes(name: str) -> None:
         # Documented exception: the Vorbis headers leave at once, the audio waits for
         # libogg's 4 KiB page (see the next test).
         assert not has_audio(name, data)
+    elif name == "aac":
+        # Documented exception: 100 ms is 2 AAC frames, which yield the priming frame;
+        # the first audio needs 3 (test_aac_first_audio_after_three_frames).
+        assert not has_audio(name, data)
     else:
         assert has_audio(name, data)
 
@@ -432,15 +462,15 @@ def test_vorbis_audio_pages_come_before_the_end() -> None:
     assert audio_pages and audio_pages[0] < 1.0 * VOICE_RATE
 
 
-def test_opus_holds_at_most_three_packets_and_a_partial_one() -> None:
-    # 48 kHz in and out: no resampler, the bound is libsndfile's alone (see _encoders).
+def test_opus_holds_at_most_one_packet_and_the_look_ahead() -> None:
+    # 48 kHz in and out: no resampler, the bound is the encoder's alone (see _opus.py).
     rate, packet = 48000, 960
     signal = sine(1.0, rate)
     pipeline = AudioPipeline(OutputSpec("opus"), rate)
-    data = b"".join(pipeline.push(signal[: 3 * packet]))
+    data = b"".join(pipeline.push(signal[: packet - 1]))
     assert not has_audio("opus", data)
-    data += b"".join(pipeline.push(signal[3 * packet : 3 * packet + 1]))
-    assert has_audio("opus", data), "first audio page once 3 packets and 1 sample are in"
+    data += b"".join(pipeline.push(signal[packet - 1 : packet]))
+    assert has_audio("opus", data), "first audio page as soon as one packet is complete"
 
     pipeline = AudioPipeline(OutputSpec("opus"), rate)
     data = b""
@@ -450,7 +480,16 @@ def test_opus_holds_at_most_three_packets_and_a_partial_one() -> None:
         preskip = preskip if preskip is not None else opus_preskip(data)
         decodable = max(0, max(g for _, g, _ in ogg_pages(data)) - preskip)
         held = min(start + 480, signal.size) - decodable
-        assert held <= 4 * packet + preskip
+        assert held < packet + preskip
+
+
+def test_aac_first_audio_after_three_frames() -> None:
+    pipeline = AudioPipeline(OutputSpec("aac"), VOICE_RATE)
+    signal = sine(0.5, VOICE_RATE)
+    data = b"".join(pipeline.push(signal[: 3 * AAC_FRAME - 1]))
+    assert not has_audio("aac", data)
+    data += b"".join(pipeline.push(signal[3 * AAC_FRAME - 1 : 3 * AAC_FRAME]))
+    assert has_audio("aac", data)
 
 
 def test_mp3_first_bytes_within_two_frames() -> None:
@@ -504,7 +543,7 @@ def test_compressed_frames_follow_the_pacing_unit() -> None:
     assert len(frames) >= 2.0 * VOICE_RATE / 1024 - 2
 
 
-@pytest.mark.parametrize("name", ["pcm", "mp3", "opus", "flac"])
+@pytest.mark.parametrize("name", ["pcm", "mp3", "opus", "flac", "aac"])
 def test_push_iter_gives_the_same_stream(name: str) -> None:
     signal = sine(0.8, VOICE_RATE)
     by_list = AudioPipeline(OutputSpec(name), VOICE_RATE)
@@ -639,7 +678,7 @@ def test_misuse_is_a_programming_error() -> None:
 
 
 def test_close_abandons_without_output() -> None:
-    for name in ("opus", "flac", "mp3", "wav"):
+    for name in ("opus", "flac", "mp3", "wav", "aac"):
         pipeline = AudioPipeline(OutputSpec(name), VOICE_RATE)
         pipeline.push(sine(0.3, VOICE_RATE))
         pipeline.close()

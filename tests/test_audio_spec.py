@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from streamer.audio import (
+    AAC_SAMPLE_RATES,
     DEFAULT_CHUNK_SIZE,
     MAX_CHUNK_SIZE,
     MAX_SAMPLE_RATE,
@@ -38,6 +39,7 @@ def test_supported_formats() -> None:
         "flac",
         "mulaw",
         "alaw",
+        "aac",
     }
 
 
@@ -49,7 +51,7 @@ def test_defaults_are_valid(name: str) -> None:
 @pytest.mark.parametrize(
     ("fields", "code"),
     [
-        ({"format": "aac"}, "unknown_format"),
+        ({"format": "m4a"}, "unknown_format"),
         ({"format": "WAV"}, "unknown_format"),
         ({"format": 3}, "unknown_format"),
         ({"sample_rate": MIN_SAMPLE_RATE - 1}, "unsupported_sample_rate"),
@@ -65,6 +67,8 @@ def test_defaults_are_valid(name: str) -> None:
         ({"format": "mp3", "bitrate": 64.5}, "invalid_bitrate"),
         ({"format": "opus", "bitrate": 5}, "invalid_bitrate"),
         ({"format": "opus", "bitrate": 257}, "invalid_bitrate"),
+        ({"format": "aac", "bitrate": 15}, "invalid_bitrate"),
+        ({"format": "aac", "bitrate": 257}, "invalid_bitrate"),
         ({"format": "wav", "bitrate": 64}, "invalid_bitrate"),
         ({"format": "ogg_vorbis", "bitrate": 64}, "invalid_bitrate"),
         ({"volume": -0.1}, "invalid_volume"),
@@ -98,6 +102,8 @@ def test_each_error_code(fields: dict[str, Any], code: str) -> None:
         {"format": "mp3", "bitrate": 320},
         {"format": "opus", "bitrate": 6},
         {"format": "ogg", "bitrate": 256},
+        {"format": "aac", "bitrate": 16},
+        {"format": "aac", "bitrate": 256},
     ],
 )
 def test_range_ends_are_accepted(fields: dict[str, Any]) -> None:
@@ -121,6 +127,8 @@ def test_range_ends_are_accepted(fields: dict[str, Any]) -> None:
 def test_rate_snaps_up_to_the_next_allowed_rate(rate: int, opus: int, mp3: int) -> None:
     assert snap_sample_rate(rate, OPUS_SAMPLE_RATES) == opus
     assert snap_sample_rate(rate, MP3_SAMPLE_RATES) == mp3
+    # AAC's standard rates are MP3's.
+    assert snap_sample_rate(rate, AAC_SAMPLE_RATES) == mp3
     assert snap_sample_rate(96000, OPUS_SAMPLE_RATES) == 48000
 
 
@@ -153,6 +161,23 @@ def test_mp3_rate_and_bitrate() -> None:
     assert resolve_stream_format(OutputSpec("mp3", bitrate=36), 22050).bitrate == 32
     snapped = resolve_stream_format(OutputSpec("mp3", sample_rate=20000), 22050)
     assert snapped.sample_rate == 22050
+
+
+def test_aac_rate_and_bitrate() -> None:
+    native = resolve_stream_format(OutputSpec("aac"), 22050)
+    assert (native.sample_rate, native.bitrate, native.note) == (22050, 64, None)
+    assert native.mime_type == "audio/aac"
+    assert resolve_stream_format(OutputSpec("aac"), 20000).sample_rate == 22050
+    assert resolve_stream_format(OutputSpec("aac"), 96000).sample_rate == 48000
+    # AAC-LC carries at most 6 bits per sample: 48 kbit/s at 8 kHz.
+    low = resolve_stream_format(OutputSpec("aac", sample_rate=8000), 22050)
+    assert low.bitrate == 48
+    assert low.note is not None and "48" in low.note
+    assert (
+        resolve_stream_format(OutputSpec("aac", sample_rate=11025, bitrate=80), 22050).bitrate == 66
+    )
+    high = resolve_stream_format(OutputSpec("aac", sample_rate=48000, bitrate=256), 22050)
+    assert (high.bitrate, high.note) == (256, None)
 
 
 @pytest.mark.parametrize("name", ["mulaw", "alaw"])
@@ -208,4 +233,7 @@ def test_format_info_lists_every_format() -> None:
     assert by_name["pcm"]["compressed"] is False
     assert by_name["flac"]["lossless"] is True
     assert by_name["mp3"]["bitrate_kbps"] == {"default": 64, "min": 8, "max": 320}
+    assert by_name["aac"]["bitrate_kbps"] == {"default": 64, "min": 16, "max": 256}
+    assert by_name["aac"]["sample_rates"] == list(AAC_SAMPLE_RATES)
+    assert by_name["aac"]["mime_type"] == "audio/aac"
     assert by_name["pcm"]["chunk_size"]["default"] == DEFAULT_CHUNK_SIZE

@@ -7,6 +7,8 @@ from ._encoders import AudioEncoder, make_encoder, wav_header
 from ._g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from ._pipeline import RESAMPLE_QUALITY, AudioPipeline
 from ._spec import (
+    AAC_SAMPLE_RATES,
+    DEFAULT_AAC_BITRATE_KBPS,
     DEFAULT_CHUNK_SIZE,
     DEFAULT_MP3_BITRATE_KBPS,
     DEFAULT_OPUS_BITRATE_KBPS,
@@ -32,6 +34,8 @@ from ._spec import (
 from ._trim import TRIM_PAD_SECONDS, TRIM_THRESHOLD, SilenceTrimmer
 
 __all__ = [
+    "AAC_SAMPLE_RATES",
+    "DEFAULT_AAC_BITRATE_KBPS",
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_MP3_BITRATE_KBPS",
     "DEFAULT_OPUS_BITRATE_KBPS",

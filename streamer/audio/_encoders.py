@@ -10,20 +10,20 @@ Compressed formats hand out bytes as soon as the codec produces them. Input is f
 codec ``chunk_size`` samples (at least one codec frame) at a time and whatever came out
 after each slice becomes a frame, so frames follow the pacing unit without waiting for
 it. How much each codec holds back, measured with the libraries pinned here (libsndfile
-1.2.2, lameenc 1.9):
+1.2.2, lameenc 1.9, PyAV 18.1 with its bundled FFmpeg and libopus):
 
 - MP3 (LAME): the first frame appears after about 1.5 MP3 frames of input (576 samples
   per frame below 32 kHz, 1152 above): the MDCT look-ahead plus LAME's encoder delay.
   After that each frame leaves as soon as it is complete.
-- Ogg Opus (libsndfile): libsndfile packs 20 ms Opus packets into Ogg pages and by
-  default closes a page only once it holds a second of audio; that would hold the first
-  audio back for a whole second. We set SFC_SET_OGG_PAGE_LATENCY_MS to its floor, 50 ms
-  (libsndfile clamps smaller values). libsndfile also encodes a full packet only when the
-  next sample arrives and decides on a page only when it encodes a packet, so a page
-  with packets 1-2 leaves once 3 packets and 1 sample are in: the first audio needs
-  60 ms of input, and at any moment at most 80 ms of input (3 packets and a partial one)
-  plus the codec's 6.5 ms look-ahead is not yet decodable. Below that would take our own
-  Ogg muxer over libopus, which the soundfile wheel does not expose.
+- Ogg Opus (libopus through PyAV, our own Ogg muxer; see _opus.py): each 20 ms
+  packet is its own Ogg page, sent as soon as its frame is complete, so at any moment
+  less than one frame plus the codec's 6.5 ms look-ahead is not yet decodable. (The
+  libsndfile path it replaced held up to 80 ms: its pages cannot be shorter than 50 ms,
+  and it runs libopus at complexity 10: 3.5x the CPU, 33 ms per second of audio.)
+- AAC-LC in ADTS (FFmpeg's aac through PyAV; see _aac.py): the encoder works one
+  1024-sample frame behind and starts with a frame of priming, so the first audio is
+  decodable once 3 frames are in (128 ms at 24 kHz); after that at most 2 frames plus
+  the partial one are held.
 - Ogg Vorbis (libsndfile): pages are cut by libogg's ogg_stream_pageout, which waits for
   4 KiB of packets; libsndfile has no page-latency control for Vorbis. Headers go out on
   the first write, but audio only in 4 KiB pages: 0.35 s of dense, 3 s of sparse audio.
@@ -41,14 +41,16 @@ from __future__ import annotations
 import abc
 import struct
 from collections.abc import Iterator
-from typing import Final
+from typing import Final, Protocol
 
 import lameenc
 import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 
+from ._aac import AdtsAacWriter
 from ._g711 import alaw_encode, ulaw_encode
+from ._opus import OggOpusWriter
 from ._spec import StreamFormat
 
 Pcm = npt.NDArray[np.float32]
@@ -65,17 +67,8 @@ _MPEG1_MIN_RATE: Final = 32000
 _MP3_FRAME_MPEG1: Final = 1152
 _MP3_FRAME_LSF: Final = 576
 
-#: libsndfile's Ogg page latency command (sndfile.h); the value is a double in ms.
-_SFC_SET_OGG_PAGE_LATENCY_MS: Final = 0x1302
-#: Shortest Ogg page libsndfile accepts for Opus (it clamps to 50-1600 ms; default 1000).
-OGG_PAGE_LATENCY_MS: Final = 50.0
-
-#: libsndfile's Opus packets are 20 ms long: 50 per second.
-_PACKETS_PER_SECOND: Final = 50
-
-#: libsndfile maps Opus "compression level" q in [0, 1] to (1 - q) * 250 kbit/s + 6 kbit/s.
-_OPUS_LEVEL_SPAN_BPS: Final = 250_000.0
-_OPUS_LEVEL_FLOOR_BPS: Final = 6_000.0
+#: Vorbis blocks vary in length; 20 ms (1/50 s) is a fair pacing floor for them.
+_VORBIS_PACING_PER_SECOND: Final = 50
 
 #: libsndfile compression level 0 = libFLAC preset 0: 1152-sample blocks (one frame of
 #: hold-back, 52 ms at 22 kHz). Presets up to 2 differ only in stereo coding, so for mono
@@ -291,6 +284,44 @@ class Mp3Encoder(_PacedEncoder):
         return bytes(self._lame.flush())
 
 
+class StreamWriter(Protocol):
+    """A codec and its container writing one stream (see _opus.py, _aac.py)."""
+
+    @property
+    def frame_size(self) -> int:
+        """Samples per codec frame: nothing leaves before a frame is complete."""
+        ...
+
+    def write(self, samples: Pcm) -> bytes:
+        """Encode ``samples``; the stream bytes completed meanwhile."""
+        ...
+
+    def finish(self) -> bytes:
+        """End the stream; its last bytes."""
+        ...
+
+    def close(self) -> None:
+        """Drop the stream unfinished; idempotent."""
+        ...
+
+
+class WriterEncoder(_PacedEncoder):
+    """``ogg``/``opus`` (Ogg Opus) and ``aac`` (ADTS): a :class:`StreamWriter`, paced."""
+
+    def __init__(self, writer: StreamWriter, chunk_size: int) -> None:
+        super().__init__(chunk_size, writer.frame_size)
+        self._writer = writer
+
+    def _feed(self, samples: Pcm) -> bytes:
+        return self._writer.write(samples)
+
+    def _drain(self) -> bytes:
+        return self._writer.finish()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
 class _ByteSink:
     """The file libsndfile writes into: keeps what it wrote until :meth:`take`.
 
@@ -342,7 +373,7 @@ class _ByteSink:
 
 
 class SoundFileEncoder(_PacedEncoder):
-    """``ogg``/``opus`` (Ogg Opus), ``ogg_vorbis`` and ``flac`` through libsndfile."""
+    """``ogg_vorbis`` and ``flac`` through libsndfile."""
 
     def __init__(
         self,
@@ -352,11 +383,9 @@ class SoundFileEncoder(_PacedEncoder):
         chunk_size: int,
         compression_level: float | None = None,
         as_int16: bool = False,
-        ogg_page_latency_ms: float | None = None,
         codec_frame: int | None = None,
     ) -> None:
-        # Opus packets are 20 ms; Vorbis blocks vary, 20 ms is a fair pacing floor.
-        super().__init__(chunk_size, codec_frame or sample_rate // _PACKETS_PER_SECOND)
+        super().__init__(chunk_size, codec_frame or sample_rate // _VORBIS_PACING_PER_SECOND)
         self._sink = _ByteSink()
         self._as_int16 = as_int16
         self._file = sf.SoundFile(
@@ -368,8 +397,6 @@ class SoundFileEncoder(_PacedEncoder):
             subtype=codec,
             compression_level=compression_level,
         )
-        if ogg_page_latency_ms is not None:
-            _set_ogg_page_latency(self._file, ogg_page_latency_ms)
         self._closed = False
 
     def _feed(self, samples: Pcm) -> bytes:
@@ -424,21 +451,6 @@ def empty_flac_stream(sample_rate: int) -> bytes:
     return b"fLaC" + bytes([last_streaminfo]) + len(block).to_bytes(3, "big") + block
 
 
-def _set_ogg_page_latency(file: sf.SoundFile, milliseconds: float) -> None:
-    # soundfile has no API for this command; its cffi handles are the only way in.
-    # libsndfile answers SF_FALSE even when it applied the value, so there is nothing
-    # to check: the tests assert the resulting page timing instead.
-    ffi = sf._ffi
-    value = ffi.new("double[1]", [milliseconds])
-    sf._snd.sf_command(file._file, _SFC_SET_OGG_PAGE_LATENCY_MS, value, ffi.sizeof("double"))
-
-
-def _opus_compression_level(bitrate_kbps: int) -> float:
-    # Inverse of libsndfile's mapping; the half bit/s survives its int truncation.
-    bps = bitrate_kbps * 1000 - _OPUS_LEVEL_FLOOR_BPS + 0.5
-    return min(1.0, max(0.0, 1.0 - bps / _OPUS_LEVEL_SPAN_BPS))
-
-
 def make_encoder(stream: StreamFormat, chunk_size: int) -> AudioEncoder:
     """A fresh encoder for ``stream`` (already resolved) framing by ``chunk_size``."""
     name = stream.format
@@ -456,14 +468,10 @@ def make_encoder(stream: StreamFormat, chunk_size: int) -> AudioEncoder:
         return Mp3Encoder(rate, stream.bitrate, chunk_size)
     if name in ("ogg", "opus"):
         assert stream.bitrate is not None
-        return SoundFileEncoder(
-            "OGG",
-            "OPUS",
-            rate,
-            chunk_size,
-            compression_level=_opus_compression_level(stream.bitrate),
-            ogg_page_latency_ms=OGG_PAGE_LATENCY_MS,
-        )
+        return WriterEncoder(OggOpusWriter(rate, stream.bitrate), chunk_size)
+    if name == "aac":
+        assert stream.bitrate is not None
+        return WriterEncoder(AdtsAacWriter(rate, stream.bitrate), chunk_size)
     if name == "ogg_vorbis":
         return SoundFileEncoder("OGG", "VORBIS", rate, chunk_size)
     if name == "flac":

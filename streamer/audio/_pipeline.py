@@ -40,10 +40,11 @@ class AudioPipeline:
     :meth:`push` and :meth:`finish` are synchronous CPU work, cheap enough to run in the
     Trio task itself. CPU per second of 22050 Hz speech on the 2-core runner
     (scripts/bench_audio.py): pcm/wav/pcm_f32 0.05 ms, G.711 0.2 ms, resampled to
-    48 kHz 0.4 ms, flac 0.6 ms, ogg_vorbis 2.6 ms, mp3 5.3 ms, opus 33 ms (libsndfile
-    runs libopus at complexity 10, which it does not let us lower). A 0.3 s clause thus
-    blocks for up to ~9 ms (opus); :meth:`push_iter` hands out the first frame after one
-    slice (~1.5 ms) so a sender that awaits between frames is not held up by the rest.
+    48 kHz 0.4 ms, flac 0.6 ms, ogg_vorbis 2.6 ms, mp3 5.3 ms, aac 8 ms (12 ms at
+    48 kHz), opus 9.6 ms (libopus at complexity 6; 10 ms at 48 kHz). A 0.3 s clause
+    thus blocks for up to ~3.5 ms (aac at 48 kHz); :meth:`push_iter` hands out the first
+    frame after one slice (~0.5 ms) so a sender that awaits between frames is not held
+    up by the rest.
     If a request is abandoned (interrupt), call :meth:`close` instead of :meth:`finish`.
     """
 
@@ -87,7 +88,7 @@ class AudioPipeline:
         Trimming, gain and resampling happen at the call; encoding happens as the
         iterator is consumed, ``chunk_size`` samples at a time. A sender that awaits
         between frames gets the first one out after one slice of encoding instead of
-        the whole chunk's (for opus: ~2 ms instead of ~9 ms for a 0.3 s clause).
+        the whole chunk's (for opus: ~0.4 ms instead of ~3 ms for a 0.3 s clause).
         Consume it to the end before the next push/finish, or close() the pipeline.
         """
         if self._finished:

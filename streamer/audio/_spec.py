@@ -4,9 +4,9 @@ A request names an output ``format`` plus optional knobs (``sample_rate``, ``chu
 ``bitrate``, ``volume``, ``trim_silence``). :func:`validate_spec` rejects what no voice
 could honour, with a stable error code. :func:`resolve_stream_format` then turns the
 request and the voice's native rate into the effective parameters announced in
-``audio_start``: codecs with a fixed set of rates (Opus, MP3) are moved to the next
-allowed rate at or above the one asked for, never rejected, and the announcement says so
-in ``note``.
+``audio_start``: codecs with a fixed set of rates (Opus, MP3, AAC) are moved to the
+next allowed rate at or above the one asked for, never rejected, and the announcement
+says so in ``note``.
 """
 
 from __future__ import annotations
@@ -57,24 +57,38 @@ MAX_CHUNK_SIZE: Final = 48000
 MIN_VOLUME: Final = 0.0
 MAX_VOLUME: Final = 4.0
 
-#: Rates Opus encodes at (RFC 6716); libsndfile refuses any other.
+#: Rates Opus encodes at (RFC 6716); libopus refuses any other.
 OPUS_SAMPLE_RATES: Final = (8000, 12000, 16000, 24000, 48000)
 #: Rates MP3 frames can carry: MPEG-2.5, MPEG-2 and MPEG-1, three rates each.
 MP3_SAMPLE_RATES: Final = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+#: AAC's standard rates from 8 to 48 kHz (ADTS sampling-frequency indices 3-11); the
+#: others (7350, 64000 and up) are outside the range served.
+AAC_SAMPLE_RATES: Final = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 #: G.711 is a telephone codec: 8 kHz unless the client asks for another rate.
 G711_DEFAULT_SAMPLE_RATE: Final = 8000
 
 #: MP3 default: clear speech at any rate, 8 kB/s on the wire.
 DEFAULT_MP3_BITRATE_KBPS: Final = 64
-#: Opus default: transparent for speech at 24–48 kHz, 4 kB/s on the wire.
+#: Opus default: PESQ-WB 4.2 on TTS speech at 24 kHz (libopus voip), 4 kB/s on the wire.
 DEFAULT_OPUS_BITRATE_KBPS: Final = 32
+#: AAC default: PESQ-WB 4.4 on TTS speech at 24 kHz (FFmpeg's aac, fast coder); AAC-LC
+#: needs about twice Opus's bitrate for the same quality.
+DEFAULT_AAC_BITRATE_KBPS: Final = 64
 #: Accepted MP3 request range: MPEG-2.5's lowest to MPEG-1's highest bitrate; the value is
 #: then snapped to one the effective rate's MPEG version can carry.
 MIN_MP3_BITRATE_KBPS: Final = 8
 MAX_MP3_BITRATE_KBPS: Final = 320
-#: Accepted Opus range: what libsndfile's Opus encoder accepts for one channel.
+#: Accepted Opus range: 6 kbit/s still carries intelligible narrowband speech; 256 is far
+#: past transparent for one voice (libopus itself takes 0.5-512).
 MIN_OPUS_BITRATE_KBPS: Final = 6
 MAX_OPUS_BITRATE_KBPS: Final = 256
+#: Accepted AAC range: below 16 kbit/s AAC-LC (no SBR) is muffled for speech; 256 is past
+#: transparent for mono. The value is then capped at what the rate can carry (below).
+MIN_AAC_BITRATE_KBPS: Final = 16
+MAX_AAC_BITRATE_KBPS: Final = 256
+#: An AAC-LC frame of 1024 samples holds at most 6144 bits per channel, so the bitrate
+#: tops out at 6 bit/s per Hz of sample rate (48 kbit/s at 8 kHz); FFmpeg clamps to it.
+_AAC_MAX_BITS_PER_SAMPLE: Final = 6
 
 #: CBR bitrates (kbps) LAME writes, by MPEG version, i.e. by sample rate. MPEG-2.5 could
 #: signal up to 160 but LAME caps it at 64; measured with lameenc 1.9.
@@ -118,6 +132,7 @@ _MP3_BITRATE: Final = _Bitrate(DEFAULT_MP3_BITRATE_KBPS, MIN_MP3_BITRATE_KBPS, M
 _OPUS_BITRATE: Final = _Bitrate(
     DEFAULT_OPUS_BITRATE_KBPS, MIN_OPUS_BITRATE_KBPS, MAX_OPUS_BITRATE_KBPS
 )
+_AAC_BITRATE: Final = _Bitrate(DEFAULT_AAC_BITRATE_KBPS, MIN_AAC_BITRATE_KBPS, MAX_AAC_BITRATE_KBPS)
 
 
 def _ogg_opus(name: str) -> _FormatTraits:
@@ -125,7 +140,7 @@ def _ogg_opus(name: str) -> _FormatTraits:
     return _FormatTraits(
         name,
         "audio/ogg;codecs=opus",
-        "Ogg Opus, VBR, 20 ms packets in pages of up to 60 ms",
+        "Ogg Opus, VBR, one 20 ms packet per page, each sent as soon as it is encoded",
         compressed=True,
         sample_rates=OPUS_SAMPLE_RATES,
         bitrate=_OPUS_BITRATE,
@@ -165,6 +180,15 @@ _FORMATS: Final[dict[str, _FormatTraits]] = {
         _ogg_opus("ogg"),
         _ogg_opus("opus"),
         _FormatTraits(
+            "aac",
+            "audio/aac",
+            "AAC-LC in ADTS frames of 1024 samples, VBR around the bitrate; starts with "
+            "1024 samples of encoder priming, and the first audio leaves after 3 frames",
+            compressed=True,
+            sample_rates=AAC_SAMPLE_RATES,
+            bitrate=_AAC_BITRATE,
+        ),
+        _FormatTraits(
             "ogg_vorbis",
             "audio/ogg;codecs=vorbis",
             "Ogg Vorbis, VBR; " + _VORBIS_LATENCY_NOTE,
@@ -202,7 +226,7 @@ class OutputSpec:
 
     ``sample_rate`` ``None`` means the voice's native rate (the format's default for
     G.711: 8000 Hz). ``chunk_size`` is in samples at the output rate. ``bitrate`` is in
-    kbit/s and only MP3 and Opus take one. ``volume`` is a linear gain.
+    kbit/s and only MP3, Opus and AAC take one. ``volume`` is a linear gain.
     """
 
     format: str
@@ -218,7 +242,8 @@ class StreamFormat:
     """The effective parameters of one request's audio stream, for ``audio_start``.
 
     ``format`` echoes the request; ``sample_rate`` is the rate actually encoded;
-    ``bitrate`` the kbit/s actually used (``None`` for raw, lossless and VBR formats);
+    ``bitrate`` the kbit/s actually used, the target for Opus and AAC (which are VBR),
+    ``None`` for raw and lossless formats and Vorbis;
     ``note`` explains where the effective values differ from the request, else ``None``.
     """
 
@@ -321,14 +346,20 @@ def _snap_mp3_bitrate(kbps: int, sample_rate: int) -> int:
     return min(mp3_bitrates(sample_rate), key=lambda b: (abs(b - kbps), b))
 
 
+def aac_max_bitrate(sample_rate: int) -> int:
+    """The highest bitrate (kbit/s, rounded down) mono AAC-LC carries at ``sample_rate``."""
+    return _AAC_MAX_BITS_PER_SAMPLE * sample_rate // 1000
+
+
 def resolve_stream_format(spec: OutputSpec, source_rate: int) -> StreamFormat:
     """The effective output for ``spec`` from a voice speaking at ``source_rate`` Hz.
 
     Call after :func:`validate_spec`. Rate policy: the requested rate, else the format's
     default (8000 Hz for G.711), else the voice's native rate brought into
-    [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE]; for Opus and MP3 that rate is then moved up to
-    the next rate the codec allows (the top one if none is higher). MP3 bitrates snap to
-    the nearest one the effective rate's MPEG version carries.
+    [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE]; for Opus, MP3 and AAC that rate is then moved up
+    to the next rate the codec allows (the top one if none is higher). MP3 bitrates snap
+    to the nearest one the effective rate's MPEG version carries; AAC bitrates are capped
+    at what the effective rate carries (:func:`aac_max_bitrate`).
     """
     if not _is_int(source_rate) or source_rate <= 0:
         raise ValueError(f"source_rate must be a positive integer, got {source_rate!r}")
@@ -356,6 +387,10 @@ def resolve_stream_format(spec: OutputSpec, source_rate: int) -> StreamFormat:
             bitrate = _snap_mp3_bitrate(asked, rate)
             if bitrate != asked:
                 notes.append(f"mp3 at {rate} Hz carries no {asked} kbit/s: sent at {bitrate}")
+        elif traits.name == "aac":
+            bitrate = min(asked, aac_max_bitrate(rate))
+            if bitrate != asked:
+                notes.append(f"aac at {rate} Hz carries at most {bitrate} kbit/s, not {asked}")
     if traits.name == "ogg_vorbis":
         notes.append(_VORBIS_LATENCY_NOTE)
 
