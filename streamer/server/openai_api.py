@@ -1,0 +1,517 @@
+"""OpenAI-compatible speech API: ``POST /v1/audio/speech``, ``GET /v1/models``,
+``GET /v1/audio/voices``, so OpenAI SDKs and tools work with ``base_url`` pointed here.
+
+Decisions where OpenAI's API and this server differ:
+
+- ``voice``: OpenAI's names (alloy, ash, ballad, coral, echo, fable, onyx, nova, sage,
+  shimmer, verse, marin, cedar) map, in that order, round-robin onto the English voices
+  installed here — the neural ones only when there are any, best first as the registry
+  ranks them, each speaker of a multi-speaker voice counting as one voice. With the
+  packaged Piper voice alone, every name speaks with it. Any voice id of ours
+  (``GET /api/v1/voices``) is accepted too, also as ``{"id": "..."}``.
+- ``response_format``: mp3, opus (Ogg Opus, as OpenAI's), flac, wav and pcm; every
+  format at 24 kHz like OpenAI's, so ``pcm`` is raw 24 kHz 16-bit little-endian mono as
+  OpenAI documents. ``aac`` (ADTS) is served when the audio stage offers an ``aac``
+  format, and refused with 400 ``unsupported_format`` where it does not.
+- ``speed``: OpenAI accepts 0.25-4.0; our engines distort outside 0.5-2.0, so values
+  outside that range get 400 ``invalid_speed`` rather than being silently clamped.
+- ``model`` must be a non-empty string; any name is accepted (the voice, not the model,
+  picks the engine); ``GET /v1/models`` lists the customary ones.
+- ``instructions`` is accepted and ignored (no engine here takes style prompts); other
+  unknown fields are ignored too, as newer SDKs may send them.
+- ``stream_format``: ``audio`` (default) streams the encoded audio as a chunked body as
+  it is synthesized; ``sse`` sends Server-Sent Events ``speech.audio.delta``
+  ``{type, audio: base64}`` and one ``speech.audio.done`` ``{type}`` (no ``usage``:
+  there are no tokens to count).
+
+Synthesis goes through ``run_job`` and the shared inference scheduler at ``normal``
+priority with no real-time pacing, so it shares the CPU fairly with WebSocket sessions.
+When the scheduler is already behind (the WebSocket ``busy`` rule) the answer is 503
+with ``Retry-After``. Errors use OpenAI's shape ``{"error": {"message", "type",
+"param", "code"}}`` with our stable codes.
+
+A streamed body is fed by a producer task through a small bounded channel, so a slow
+reader slows synthesis down instead of filling memory; a client that disconnects (or
+stops reading until the response timeout) closes the channel, which ends the job.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import trio
+from quart import Response, jsonify, request
+from quart_trio import QuartTrio
+
+from ..audio import SUPPORTED_FORMATS
+from ..engines.base import Voice
+from ..engines.registry import UnknownVoiceError
+from ..protocol import MAX_SPEED, MIN_SPEED, AudioConfig, ClientError, ErrorCode, Priority
+from .session import Services, SessionManager, resolve_config
+from .synthesis import SynthesisJob, run_job
+
+log = logging.getLogger(__name__)
+
+#: OpenAI's built-in voice names, in the order they are mapped onto our voices.
+OPENAI_VOICES: Final = (
+    "alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer",
+    "verse", "marin", "cedar",
+)
+#: Model names listed by ``GET /v1/models`` (any name is accepted by the speech route).
+MODELS: Final = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "mit-tts-streamer")
+MODEL_OWNER: Final = "mit-tts-streamer"
+#: OpenAI's response_format → our format. OpenAI's opus is Ogg Opus, as ours; its aac
+#: is ADTS AAC, served only when the audio stage has an AAC encoder (``_formats``).
+FORMATS: Final = {"mp3": "mp3", "opus": "opus", "flac": "flac", "wav": "wav", "pcm": "pcm"}
+OPENAI_AAC: Final = "aac"
+#: OpenAI's output rate for every format; its ``pcm`` is documented as 24 kHz s16le.
+OPENAI_SAMPLE_RATE: Final = 24000
+STREAM_FORMATS: Final = ("audio", "sse")
+#: The language whose voices OpenAI's voice names map onto (OpenAI's voices are English).
+OPENAI_VOICE_LANGUAGE: Final = "en"
+#: Frames between synthesis and the HTTP body: enough to keep the socket busy while the
+#: next chunk is synthesized, few enough that a reader that stalls stalls synthesis.
+BODY_BUFFER_FRAMES: Final = 16
+#: Longest a speech response may take to send. Generous (5000 characters are ~5 min of
+#: audio, synthesized in well under one), but bounded: Hypercorn's graceful shutdown
+#: waits for responses, and a client that stopped reading would hold one forever.
+SPEECH_RESPONSE_TIMEOUT_S: Final = 300.0
+#: SSE: no buffering in proxies (nginx honours X-Accel-Buffering).
+_SSE_HEADERS: Final = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class OpenAIError(Exception):
+    """An error answered in OpenAI's JSON shape."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        param: str | None = None,
+        kind: str = "invalid_request_error",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.param = param
+        self.kind = kind
+        self.headers = headers or {}
+
+    def response(self) -> Response:
+        response = jsonify(
+            {
+                "error": {
+                    "message": self.message,
+                    "type": self.kind,
+                    "param": self.param,
+                    "code": self.code,
+                }
+            }
+        )
+        response.status_code = self.status
+        for name, value in self.headers.items():
+            response.headers[name] = value
+        return response
+
+
+def _bad(code: str, message: str, param: str | None) -> OpenAIError:
+    return OpenAIError(400, code, message, param=param)
+
+
+# --- voices ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MappedVoice:
+    """What an OpenAI voice name speaks with here."""
+
+    name: str
+    voice: Voice
+    speaker: str | None
+
+
+def openai_voice_map(services: Services) -> list[MappedVoice]:
+    """OpenAI's names mapped onto the installed English voices (module docstring);
+    empty when no English voice is installed."""
+    english = services.registry.voices(OPENAI_VOICE_LANGUAGE)
+    pool = [v for v in english if v.neural] or english
+    slots: list[tuple[Voice, str | None]] = [
+        (voice, speaker) for voice in pool for speaker in (voice.speakers or (None,))
+    ]
+    if not slots:
+        return []
+    return [
+        MappedVoice(name, *slots[index % len(slots)]) for index, name in enumerate(OPENAI_VOICES)
+    ]
+
+
+def _resolve_voice(services: Services, raw: object) -> tuple[Voice, str | None]:
+    if isinstance(raw, dict) and set(raw) == {"id"}:
+        raw = raw["id"]
+    if not isinstance(raw, str) or not raw.strip():
+        raise _bad("missing_voice", "'voice' is required: an OpenAI voice name or a voice id",
+                   "voice")
+    if raw in OPENAI_VOICES:
+        for mapped in openai_voice_map(services):
+            if mapped.name == raw:
+                return mapped.voice, mapped.speaker
+        raise _bad(
+            ErrorCode.UNKNOWN_VOICE,
+            f"no English voice is installed for OpenAI voice {raw!r}; use a voice id from "
+            "GET /v1/audio/voices",
+            "voice",
+        )
+    try:
+        return services.registry.get(raw), None
+    except UnknownVoiceError as exc:
+        choices = [*OPENAI_VOICES, *exc.available]
+        raise _bad(
+            ErrorCode.UNKNOWN_VOICE,
+            f"unknown voice {raw!r}; available: {', '.join(choices)}",
+            "voice",
+        ) from None
+
+
+# --- request parsing -------------------------------------------------------------------
+
+
+def supported_formats() -> dict[str, str]:
+    """OpenAI ``response_format`` values served here → our format names."""
+    formats = dict(FORMATS)
+    if OPENAI_AAC in SUPPORTED_FORMATS:
+        formats[OPENAI_AAC] = OPENAI_AAC
+    return formats
+
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechRequest:
+    text: str
+    voice: Voice
+    speaker: str | None
+    format: str
+    speed: float
+    sse: bool
+
+
+def parse_speech_request(body: object, services: Services) -> SpeechRequest:
+    """Validate a speech request body; raises :class:`OpenAIError` (400)."""
+    if not isinstance(body, dict):
+        raise _bad("invalid_json", "the request body must be a JSON object", None)
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise _bad("missing_model", f"'model' is required, e.g. {MODELS[0]!r}", "model")
+    text = body.get("input")
+    if text is None:
+        raise _bad(ErrorCode.MISSING_TEXT, "'input' is required", "input")
+    if not isinstance(text, str):
+        raise _bad("invalid_input", "'input' must be a string", "input")
+    if not text.strip():
+        raise _bad(ErrorCode.EMPTY_TEXT, "'input' is empty", "input")
+    limit = services.config.tts.max_text_length
+    if len(text) > limit:
+        raise _bad(
+            ErrorCode.TEXT_TOO_LONG, f"'input' has {len(text)} characters; the limit is {limit}",
+            "input",
+        )
+    voice, speaker = _resolve_voice(services, body.get("voice"))
+    fmt = body.get("response_format", "mp3")
+    formats = supported_formats()
+    if fmt == OPENAI_AAC and fmt not in formats:
+        raise _bad(
+            "unsupported_format",
+            f"response_format {fmt!r} is not available on this server (no AAC encoder); "
+            f"use one of {', '.join(formats)}",
+            "response_format",
+        )
+    if fmt not in formats:
+        raise _bad(
+            ErrorCode.UNKNOWN_FORMAT,
+            f"response_format must be one of {', '.join(formats)}, got {json.dumps(fmt)}",
+            "response_format",
+        )
+    speed = body.get("speed", 1.0)
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not math.isfinite(speed):
+        raise _bad(ErrorCode.INVALID_SPEED, "'speed' must be a number", "speed")
+    if not MIN_SPEED <= speed <= MAX_SPEED:
+        raise _bad(
+            ErrorCode.INVALID_SPEED,
+            f"speed {speed} is outside this server's range {MIN_SPEED}-{MAX_SPEED} "
+            "(OpenAI allows 0.25-4.0; our engines distort beyond this range)",
+            "speed",
+        )
+    instructions = body.get("instructions")
+    if instructions is not None and not isinstance(instructions, str):
+        raise _bad("invalid_instructions", "'instructions' must be a string", "instructions")
+    stream_format = body.get("stream_format", "audio")
+    if stream_format not in STREAM_FORMATS:
+        raise _bad(
+            "invalid_stream_format",
+            f"stream_format must be 'audio' or 'sse', got {json.dumps(stream_format)}",
+            "stream_format",
+        )
+    return SpeechRequest(
+        text=text,
+        voice=voice,
+        speaker=speaker,
+        format=formats[fmt],
+        speed=float(speed),
+        sse=stream_format == "sse",
+    )
+
+
+# --- streaming -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Production:
+    """State shared by the producer task and the response body."""
+
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    failed: bool = False
+
+
+async def _produce(
+    job: SynthesisJob,
+    send: trio.MemorySendChannel[bytes],
+    services: Services,
+    production: _Production,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the job into ``send``. Never raises (it runs in the app's nursery)."""
+    metrics = services.metrics
+
+    async def emit(frame: bytes) -> bool:
+        try:
+            await send.send(frame)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False  # the body was closed: the client went away
+        return True
+
+    outcome = "abandoned"
+    with production.scope, send:
+        task_status.started()
+        try:
+            if await run_job(job, emit, services.inference, metrics):
+                outcome = "finished"
+        except Exception:
+            log.exception("speech request: synthesis with %s failed", job.voice.id)
+            production.failed = True
+            outcome = "failed"
+            metrics.count_error(ErrorCode.SYNTHESIS_FAILED)
+    metrics.count_request(outcome)
+
+
+class _SpeechBody:
+    """The response body: frames from the producer, raw or as SSE events.
+
+    Closing it (Quart does, also when the client disconnects) closes the channel and
+    cancels the producer, so synthesis stops at once.
+    """
+
+    def __init__(
+        self,
+        receive: trio.MemoryReceiveChannel[bytes],
+        production: _Production,
+        *,
+        sse: bool,
+        first: bytes | None,
+    ) -> None:
+        self._receive = receive
+        self._production = production
+        self._sse = sse
+        self._first = first
+        self._ended = first is None and not sse
+
+    def __aiter__(self) -> _SpeechBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._ended:
+            raise StopAsyncIteration
+        try:
+            if self._first is not None:
+                frame, self._first = self._first, None
+            else:
+                frame = await self._receive.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            self._ended = True
+            if self._production.failed:
+                if self._sse:
+                    return _sse_event(
+                        {
+                            "type": "error",
+                            "error": {
+                                "message": "synthesis failed",
+                                "type": "server_error",
+                                "code": ErrorCode.SYNTHESIS_FAILED,
+                            },
+                        }
+                    )
+                # Headers are gone: abort the body so the client sees a truncated
+                # response instead of a short file that looks complete.
+                raise RuntimeError("synthesis failed mid-stream") from None
+            if self._sse:
+                return _sse_event({"type": "speech.audio.done"})
+            raise StopAsyncIteration from None
+        if self._sse:
+            return _sse_event(
+                {"type": "speech.audio.delta", "audio": base64.b64encode(frame).decode("ascii")}
+            )
+        return frame
+
+    async def aclose(self) -> None:
+        self._receive.close()
+        self._production.scope.cancel()
+
+
+def _sse_event(obj: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(obj, separators=(',', ':'))}\n\n".encode()
+
+
+# --- routes ----------------------------------------------------------------------------
+
+
+def register_openai(app: QuartTrio, manager: SessionManager, ready: Callable[[], bool]) -> None:
+    """Add the OpenAI-compatible routes to ``app``."""
+    services = manager.services
+    created = int(time.time())
+
+    @app.errorhandler(OpenAIError)
+    async def _openai_error(error: OpenAIError) -> Response:
+        services.metrics.count_error(error.code)
+        return error.response()
+
+    @app.post("/v1/audio/speech")
+    async def speech() -> Response:
+        received_at = trio.current_time()
+        if not ready():
+            raise OpenAIError(503, "not_ready", "models are still loading; retry shortly",
+                              kind="server_error", headers={"Retry-After": "1"})
+        body = await request.get_json(force=True, silent=True)
+        parsed = parse_speech_request(body, services)
+        lateness = services.inference.lateness()
+        if lateness * 1000 > services.config.performance.busy_lateness_ms:
+            raise OpenAIError(
+                503,
+                ErrorCode.BUSY,
+                "the server is overloaded and cannot start new speech now; retry",
+                kind="server_error",
+                headers={"Retry-After": str(max(1, math.ceil(lateness)))},
+            )
+        try:
+            resolved = resolve_config(
+                services,
+                AudioConfig(
+                    voice_id=parsed.voice.id,
+                    speaker=parsed.speaker,
+                    format=parsed.format,
+                    sample_rate=OPENAI_SAMPLE_RATE,
+                    speed=parsed.speed,
+                ),
+                None,
+            )
+        except ClientError as exc:  # e.g. a format the voice cannot give; not expected
+            raise _bad(exc.code, exc.message, None) from None
+        job = SynthesisJob(
+            voice=resolved.voice,
+            engine=services.registry.engine_for(resolved.voice),
+            text=parsed.text,
+            options=resolved.options,
+            spec=resolved.spec,
+            priority=Priority.NORMAL,
+            received_at=received_at,
+            realtime_lead=0.0,
+        )
+        stream_format = job.open()
+        send, receive = trio.open_memory_channel[bytes](BODY_BUFFER_FRAMES)
+        production = _Production()
+        await app.nursery.start(_produce, job, send, services, production)
+        # Hold the headers back until the first frame: a synthesis that fails before
+        # any audio (the usual way it fails) still gets a proper 500, and the first
+        # frame is what the client waits for anyway.
+        try:
+            first: bytes | None = await receive.receive()
+        except trio.EndOfChannel:
+            first = None
+        except BaseException:  # the client went away while we waited
+            production.scope.cancel()
+            receive.close()
+            raise
+        if first is None and production.failed:
+            receive.close()
+            raise OpenAIError(500, ErrorCode.SYNTHESIS_FAILED, "synthesis failed",
+                              kind="server_error")
+        body = _SpeechBody(receive, production, sse=parsed.sse, first=first)
+        headers = {"X-Voice": resolved.voice.id, "X-Sample-Rate": str(stream_format.sample_rate)}
+        if parsed.sse:
+            response = Response(
+                body, content_type="text/event-stream", headers=_SSE_HEADERS | headers
+            )
+        else:
+            response = Response(body, content_type=stream_format.mime_type, headers=headers)
+        response.timeout = SPEECH_RESPONSE_TIMEOUT_S
+        return response
+
+    @app.get("/v1/models")
+    async def list_models() -> Response:
+        return jsonify(
+            {
+                "object": "list",
+                "data": [
+                    {"id": m, "object": "model", "created": created, "owned_by": MODEL_OWNER}
+                    for m in MODELS
+                ],
+            }
+        )
+
+    @app.get("/v1/models/<model_id>")
+    async def get_model(model_id: str) -> Response:
+        if model_id not in MODELS:
+            raise OpenAIError(404, "model_not_found", f"the model {model_id!r} does not exist",
+                              param="model")
+        return jsonify(
+            {"id": model_id, "object": "model", "created": created, "owned_by": MODEL_OWNER}
+        )
+
+    @app.get("/v1/audio/voices")
+    async def list_voices() -> Response:
+        data: list[dict[str, Any]] = [
+            {
+                "id": mapped.name,
+                "object": "audio.voice",
+                "name": mapped.name,
+                "type": "openai_alias",
+                "voice_id": mapped.voice.id,
+                "speaker": mapped.speaker,
+                "language": mapped.voice.language,
+                "created_at": created,
+            }
+            for mapped in openai_voice_map(services)
+        ]
+        data += [
+            {
+                "id": voice.id,
+                "object": "audio.voice",
+                "name": voice.name,
+                "type": "builtin",
+                "voice_id": voice.id,
+                "speaker": None,
+                "language": voice.language,
+                "created_at": created,
+            }
+            for voice in services.registry.voices()
+        ]
+        return jsonify({"object": "list", "data": data})

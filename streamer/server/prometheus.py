@@ -1,0 +1,191 @@
+"""``GET /metrics``: the server's figures in the Prometheus text format.
+
+Two sources:
+
+- distributions and counters are fed as they happen: :class:`Metrics` calls every
+  observer with ``(name, labels, value)``, and :class:`PrometheusExporter` turns each
+  call into a histogram observation or a counter increment;
+- gauges (sessions, connections, queue depth, inference load, readiness) are read from
+  the ``SessionManager`` at scrape time by a custom collector, so they can never drift.
+
+Each app gets its own ``CollectorRegistry`` (not the process-global one), so tests can
+run many servers in one process. ``GET /api/v1/metrics`` keeps the JSON view.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Final
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from quart import Response
+from quart_trio import QuartTrio
+
+from .. import __version__
+from ..protocol import Priority
+from .session import SessionManager
+
+log = logging.getLogger(__name__)
+
+#: Prefix of every metric name (``tts_time_to_first_audio_seconds``…).
+NAMESPACE: Final = "tts"
+#: Latency buckets in seconds: dense where our targets lie (first audio within 100-300
+#: ms, an interrupt acknowledged within 50 ms), sparse up to the 10 s a request may
+#: wait in a long queue.
+LATENCY_BUCKETS: Final = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0,
+    2.0, 5.0, 10.0,
+)
+#: Real-time factor (compute seconds per audio second) buckets: healthy voices run at
+#: 0.001-0.1; at 1.0 synthesis only just keeps up with playback.
+RTF_BUCKETS: Final = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0)
+#: Request outcomes ``Metrics.count_request`` reports (``abandoned``: an HTTP speech
+#: client went away); created up front so a ``rate()`` over them starts at 0.
+REQUEST_OUTCOMES: Final = ("finished", "interrupted", "dropped", "failed", "abandoned")
+
+
+class _LiveGauges(Collector):
+    """Gauges read from the session manager at every scrape."""
+
+    def __init__(self, manager: SessionManager, ready: Callable[[], bool]) -> None:
+        self._manager = manager
+        self._ready = ready
+
+    def collect(self) -> Iterable[Metric]:
+        manager = self._manager
+        services = manager.services
+        inference = services.inference
+        sessions = list(manager.sessions.values())
+
+        def gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+            return GaugeMetricFamily(f"{NAMESPACE}_{name}", documentation, value=value)
+
+        yield gauge("ready", "1 once models are loaded and requests are served", self._ready())
+        yield gauge("sessions", "Open sessions (WebSocket or REST-created)", len(sessions))
+        yield gauge("connections", "Open WebSocket connections", manager.connections)
+        yield gauge(
+            "max_connections", "Configured WebSocket connection limit",
+            services.config.server.max_connections,
+        )
+        yield gauge(
+            "queue_depth", "Requests queued (not yet playing) over all sessions",
+            sum(s.queue_depth for s in sessions),
+        )
+        yield gauge(
+            "requests_playing", "Requests playing now over all sessions",
+            sum(1 for s in sessions if s.playing is not None),
+        )
+        yield gauge("inference_workers", "Inference worker threads", inference.workers)
+        yield gauge("inference_running", "Chunks of inference running now", inference.running)
+        yield gauge("inference_waiting", "Chunks of inference waiting for a worker",
+                    inference.waiting)
+        yield gauge(
+            "inference_lateness_seconds",
+            "How far the most overdue waiting chunk is past its deadline (busy above "
+            "performance.busy_lateness_ms)",
+            inference.lateness(),
+        )
+        opened = CounterMetricFamily(
+            f"{NAMESPACE}_sessions_opened", "Sessions opened since start"
+        )
+        opened.add_metric([], services.metrics.sessions_opened)
+        yield opened
+        info = InfoMetricFamily(f"{NAMESPACE}_build", "Server version")
+        info.add_metric([], {"version": __version__})
+        yield info
+
+
+class PrometheusExporter:
+    """Prometheus metrics of one server, in a registry of its own."""
+
+    def __init__(self, manager: SessionManager, ready: Callable[[], bool]) -> None:
+        # No auto-describe: it would run the live collector at registration, outside
+        # Trio (the inference scheduler's clock needs a running loop).
+        self.registry = CollectorRegistry(auto_describe=False)
+        registry = self.registry
+
+        def histogram(name: str, documentation: str, buckets: tuple[float, ...],
+                      labels: tuple[str, ...] = ()) -> Histogram:
+            return Histogram(name, documentation, labels, namespace=NAMESPACE,
+                             registry=registry, buckets=buckets)
+
+        queue_wait = histogram(
+            "queue_wait_seconds", "Time from request arrival until it starts playing",
+            LATENCY_BUCKETS, ("priority",),
+        )
+        for priority in Priority:
+            queue_wait.labels(priority=priority.label)
+        requests = Counter("requests", "Requests ended, by outcome", ("outcome",),
+                           namespace=NAMESPACE, registry=registry)
+        for outcome in REQUEST_OUTCOMES:
+            requests.labels(outcome=outcome)
+        self._histograms: dict[str, Histogram] = {
+            "time_to_first_audio_seconds": histogram(
+                "time_to_first_audio_seconds",
+                "Time from request arrival to its first audio frame", LATENCY_BUCKETS,
+            ),
+            "first_response_seconds": histogram(
+                "first_response_seconds",
+                "Time from a synthesize message to its queued reply", LATENCY_BUCKETS,
+            ),
+            "interrupt_latency_seconds": histogram(
+                "interrupt_latency_seconds",
+                "Time from an interrupt message to its interrupted reply", LATENCY_BUCKETS,
+            ),
+            "queue_wait_seconds": queue_wait,
+            "real_time_factor": histogram(
+                "real_time_factor", "Inference seconds per second of audio, per request",
+                RTF_BUCKETS,
+            ),
+        }
+        self._counters: dict[str, Counter] = {
+            "requests_total": requests,
+            "errors_total": Counter("errors", "Errors sent to clients, by code", ("code",),
+                                    namespace=NAMESPACE, registry=registry),
+            "underruns_total": Counter(
+                "underruns", "Frames sent after the listener had run out of audio",
+                namespace=NAMESPACE, registry=registry,
+            ),
+        }
+        registry.register(_LiveGauges(manager, ready))
+        self._unknown: set[str] = set()
+        manager.services.metrics.add_observer(self.observe)
+
+    def observe(self, name: str, labels: dict[str, str], value: float) -> None:
+        """The ``Metrics`` observer: one observation or increment."""
+        histogram = self._histograms.get(name)
+        if histogram is not None:
+            (histogram.labels(**labels) if labels else histogram).observe(value)
+            return
+        counter = self._counters.get(name)
+        if counter is not None:
+            (counter.labels(**labels) if labels else counter).inc(value)
+            return
+        if name not in self._unknown:  # a metric added to Metrics but not exported yet
+            self._unknown.add(name)
+            log.debug("metric %s has no Prometheus counterpart", name)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def register_prometheus(
+    app: QuartTrio, manager: SessionManager, ready: Callable[[], bool]
+) -> PrometheusExporter:
+    """Add ``GET /metrics`` to ``app``; returns the exporter (tests read its registry)."""
+    exporter = PrometheusExporter(manager, ready)
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(exporter.render(), content_type=CONTENT_TYPE_LATEST)
+
+    return exporter
