@@ -20,7 +20,11 @@ from quart_trio import QuartTrio
 from .. import __version__
 from ..audio import format_info
 from ..protocol import AudioConfig, ClientError, ErrorCode, parse_audio_config
+from .openai_api import register_openai
+from .openapi import register_openapi
+from .prometheus import register_prometheus
 from .session import SessionManager
+from .web import register_web
 
 #: HTTP status for each client error code the REST API can raise.
 _STATUS = {
@@ -170,4 +174,19 @@ def create_app(
             }
         )
 
+    # Readiness (503 until the models are loaded) and liveness (the process answers).
+    @app.get("/health")
+    async def health() -> tuple[Response, int]:
+        is_ready = ready()
+        body = {"status": "ok" if is_ready else "starting", "ready": is_ready}
+        return jsonify(body), 200 if is_ready else 503
+
+    @app.get("/health/live")
+    async def health_live() -> Response:
+        return jsonify({"status": "ok", "ready": ready()})
+
+    register_openai(app, manager, ready)
+    register_prometheus(app, manager, ready)
+    register_web(app)
+    register_openapi(app)
     return app
