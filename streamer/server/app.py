@@ -1,8 +1,8 @@
 """The server process: WebSocket and REST in one Trio nursery, one SessionManager.
 
-Start-up: build the engines and registry, load (and warm up) models when the config
-says so, then bind both ports and report readiness through ``task_status`` with the
-real ports (port 0 in tests). Shutdown (``RunningServer.shutdown`` or a signal): stop
+Start-up: build the engines and registry, bind both ports (so ``/health`` answers 503
+while loading), load and warm up models when the config says so, then report readiness
+through ``task_status`` with the real ports (port 0 in tests). Shutdown (``RunningServer.shutdown`` or a signal): stop
 accepting, close every WebSocket with 1001 through its own writer, let Hypercorn
 finish, and cancel whatever is left after ``shutdown_timeout_s``.
 """
@@ -132,11 +132,6 @@ async def run_server(
     manager = SessionManager(services)
     ready = False
     ws_port: int | None = None
-    if config.performance.preload_models:
-        started = trio.current_time()
-        await trio.to_thread.run_sync(_load_models, services)
-        log.info("models loaded in %.2f s", trio.current_time() - started)
-    ready = True
 
     app = create_app(manager, websocket_port=lambda: ws_port, ready=lambda: ready)
     hconfig = HypercornConfig()
@@ -166,6 +161,13 @@ async def run_server(
         )
         http_port = int(binds[0].rsplit(":", 1)[1])
         running = RunningServer(manager=manager, http_port=http_port, websocket_port=ws_port)
+        # Ports are bound first so /health answers (503, not ready) while models load;
+        # callers of nursery.start() still get a server that is ready to speak.
+        if config.performance.preload_models:
+            started = trio.current_time()
+            await trio.to_thread.run_sync(_load_models, services)
+            log.info("models loaded in %.2f s", trio.current_time() - started)
+        ready = True
         log.info(
             "serving REST on http://%s:%d and WebSocket on ws://%s:%d (pid %d)",
             config.server.host,
