@@ -2,9 +2,11 @@
 
 Start-up: build the engines and registry, bind both ports (so ``/health`` answers 503
 while loading), load and warm up models when the config says so, then report readiness
-through ``task_status`` with the real ports (port 0 in tests). Shutdown (``RunningServer.shutdown`` or a signal): stop
-accepting, close every WebSocket with 1001 through its own writer, let Hypercorn
-finish, and cancel whatever is left after ``shutdown_timeout_s``.
+through ``task_status`` with the real ports (port 0 in tests).
+
+Shutdown (``RunningServer.shutdown`` or a signal): stop accepting, close every
+WebSocket with 1001 through its own writer, let Hypercorn finish, and cancel whatever
+is left after ``shutdown_timeout_s``.
 """
 
 from __future__ import annotations
