@@ -71,8 +71,8 @@ G711_DEFAULT_SAMPLE_RATE: Final = 8000
 DEFAULT_MP3_BITRATE_KBPS: Final = 64
 #: Opus default: PESQ-WB 4.2 on TTS speech at 24 kHz (libopus voip), 4 kB/s on the wire.
 DEFAULT_OPUS_BITRATE_KBPS: Final = 32
-#: AAC default: PESQ-WB 4.4 on TTS speech at 24 kHz (FFmpeg's aac, fast coder); AAC-LC
-#: needs about twice Opus's bitrate for the same quality.
+#: AAC default: PESQ-WB 4.4 on TTS speech at 24 kHz (FFmpeg's aac, fast coder); at
+#: Opus's 32 kbit/s AAC-LC scores only 3.3.
 DEFAULT_AAC_BITRATE_KBPS: Final = 64
 #: Accepted MP3 request range: MPEG-2.5's lowest to MPEG-1's highest bitrate; the value is
 #: then snapped to one the effective rate's MPEG version can carry.
