@@ -11,8 +11,7 @@ Decisions where OpenAI's API and this server differ:
   (``GET /api/v1/voices``) is accepted too, also as ``{"id": "..."}``.
 - ``response_format``: mp3, opus (Ogg Opus, as OpenAI's), flac, wav and pcm; every
   format at 24 kHz like OpenAI's, so ``pcm`` is raw 24 kHz 16-bit little-endian mono as
-  OpenAI documents. ``aac`` (ADTS) is served when the audio stage offers an ``aac``
-  format, and refused with 400 ``unsupported_format`` where it does not.
+  OpenAI documents. ``aac`` is ADTS AAC-LC.
 - ``speed``: OpenAI accepts 0.25-4.0; our engines distort outside 0.5-2.0, so values
   outside that range get 400 ``invalid_speed`` rather than being silently clamped.
 - ``model`` must be a non-empty string; any name is accepted (the voice, not the model,
@@ -50,7 +49,6 @@ import trio
 from quart import Response, jsonify, request
 from quart_trio import QuartTrio
 
-from ..audio import SUPPORTED_FORMATS
 from ..engines.base import Voice
 from ..engines.registry import UnknownVoiceError
 from ..protocol import MAX_SPEED, MIN_SPEED, AudioConfig, ClientError, ErrorCode, Priority
@@ -67,10 +65,16 @@ OPENAI_VOICES: Final = (
 #: Model names listed by ``GET /v1/models`` (any name is accepted by the speech route).
 MODELS: Final = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "mit-tts-streamer")
 MODEL_OWNER: Final = "mit-tts-streamer"
-#: OpenAI's response_format → our format. OpenAI's opus is Ogg Opus, as ours; its aac
-#: is ADTS AAC, served only when the audio stage has an AAC encoder (``_formats``).
-FORMATS: Final = {"mp3": "mp3", "opus": "opus", "flac": "flac", "wav": "wav", "pcm": "pcm"}
-OPENAI_AAC: Final = "aac"
+#: OpenAI's response_format → our format. OpenAI's opus is Ogg Opus and its aac is ADTS
+#: AAC, as ours.
+FORMATS: Final = {
+    "mp3": "mp3",
+    "opus": "opus",
+    "aac": "aac",
+    "flac": "flac",
+    "wav": "wav",
+    "pcm": "pcm",
+}
 #: OpenAI's output rate for every format; its ``pcm`` is documented as 24 kHz s16le.
 OPENAI_SAMPLE_RATE: Final = 24000
 STREAM_FORMATS: Final = ("audio", "sse")
@@ -186,14 +190,6 @@ def _resolve_voice(services: Services, raw: object) -> tuple[Voice, str | None]:
 # --- request parsing -------------------------------------------------------------------
 
 
-def supported_formats() -> dict[str, str]:
-    """OpenAI ``response_format`` values served here → our format names."""
-    formats = dict(FORMATS)
-    if OPENAI_AAC in SUPPORTED_FORMATS:
-        formats[OPENAI_AAC] = OPENAI_AAC
-    return formats
-
-
 
 @dataclass(frozen=True, slots=True)
 class SpeechRequest:
@@ -227,14 +223,7 @@ def parse_speech_request(body: object, services: Services) -> SpeechRequest:
         )
     voice, speaker = _resolve_voice(services, body.get("voice"))
     fmt = body.get("response_format", "mp3")
-    formats = supported_formats()
-    if fmt == OPENAI_AAC and fmt not in formats:
-        raise _bad(
-            "unsupported_format",
-            f"response_format {fmt!r} is not available on this server (no AAC encoder); "
-            f"use one of {', '.join(formats)}",
-            "response_format",
-        )
+    formats = FORMATS
     if fmt not in formats:
         raise _bad(
             ErrorCode.UNKNOWN_FORMAT,
