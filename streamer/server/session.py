@@ -26,7 +26,7 @@ import trio
 from ..audio import AudioSpecError, OutputSpec, validate_spec
 from ..config import Config
 from ..engines.base import SynthesisOptions, Voice
-from ..engines.registry import UnknownLanguageError, UnknownVoiceError, VoiceRegistry
+from ..engines.registry import VoiceRegistry, VoiceSelectionError
 from ..protocol import (
     AudioConfig,
     AudioEnd,
@@ -113,19 +113,12 @@ def resolve_config(services: Services, cfg: AudioConfig, request_id: str | None)
         voice_id = cfg.voice_id if cfg.voice_id is not None else 0
     try:
         voice = services.registry.resolve(language, voice_id)
-    except UnknownLanguageError as exc:
+    except VoiceSelectionError as exc:  # unknown_language / unknown_voice
         raise ClientError(
-            ErrorCode.UNKNOWN_LANGUAGE,
+            ErrorCode(exc.code),
             exc.message,
             request_id=request_id,
-            details={"available": exc.available},
-        ) from None
-    except UnknownVoiceError as exc:
-        raise ClientError(
-            ErrorCode.UNKNOWN_VOICE,
-            exc.message,
-            request_id=request_id,
-            details={"available": exc.available},
+            details={"available": list(exc.available)},
         ) from None
     if cfg.speaker is not None and cfg.speaker not in voice.speakers:
         raise ClientError(
