@@ -66,9 +66,11 @@ async def test_english_is_intelligible_wav(server: RunningServer) -> None:
         assert rate == 22050
         assert len(audio) / rate == pytest.approx(end["duration_ms"] / 1000, abs=0.01)
         assert np.all(np.isfinite(audio)) and np.abs(audio).max() > 0.1
-        words = transcribe(audio, rate)
-        for word in ("hello", "world", "streaming", "test"):
-            assert word in words, words
+        words = transcribe(audio, rate).split()
+        # Whisper tiny once heard "oh world" under heavy CPU load: demand 3 of the 4
+        # content words, which noise or a wrong voice never produces.
+        heard = [w for w in ("hello", "world", "streaming", "test") if w in words]
+        assert len(heard) >= 3, words
 
 
 async def test_fresh_config_speaks_spanish_with_espeak(server: RunningServer) -> None:
