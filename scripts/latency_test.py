@@ -1,0 +1,512 @@
+"""Latency of the streaming server as a client sees it, with N sessions speaking at once.
+
+    .venv/bin/python scripts/latency_test.py --spawn                    # 1 session
+    .venv/bin/python scripts/latency_test.py --spawn --sessions 20      # 20 at once
+    .venv/bin/python scripts/latency_test.py --url ws://127.0.0.1:8081 --json out.json
+
+Of the ``--sessions`` connections (``format: pcm``, real-time pacing on, as a voice
+client would use them), ``--probes`` (default one per ten sessions) run ``--repeats``
+measuring cycles; the others speak paragraphs back to back, each heard out before the
+next, and start spread over one paragraph's duration before the probes begin. (Probes
+alone would overload the server: every interrupt throws away the ~2 s of audio
+synthesized ahead.) One cycle:
+
+A. a ~30-character English sentence, played to its end: first response (send →
+   ``queued``), time to first audio (send → first binary frame), playback underruns;
+B. a ~150-character English sentence; after ``--play`` seconds of playback an
+   ``interrupt``: interrupt reply (send → ``interrupted``), then a ``--drain`` window
+   in which every byte that still arrives is counted (must be zero);
+C. the ~150-character sentence again; after ``--play`` seconds a ``critical`` short
+   sentence: pre-emption delay (send → the critical request's first audio), played to
+   its end (underruns);
+D. a Spanish sentence (espeak-ng), short and long alternately, interrupted right after
+   its first audio (secondary TTFA row).
+
+Every figure is client-side wall time on ``time.perf_counter``: it includes the
+client's own scheduling, on the same machine. With ``--spawn`` or ``--http-url`` the
+server's own figures (from ``/api/v1/metrics``, measured from the moment a message is
+read) are printed beside them. Underruns follow the playback model in
+``_ws_client.py``. Percentiles are nearest-rank: p99 of fewer than 100 samples is the
+maximum.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import trio
+from _bench_common import (
+    LATENCY_HEADERS,
+    PARAGRAPHS,
+    TEXT_EN_LONG,
+    TEXT_EN_SHORT,
+    TEXT_ES_LONG,
+    TEXT_ES_SHORT,
+    CpuSample,
+    http_get_json,
+    machine_info,
+    markdown_table,
+    percentile,
+    spawned_server,
+    stats_row,
+    summarize,
+    wait_for_quiet,
+    write_json,
+)
+from _ws_client import Probe, ProbeError, RequestTrace, now, open_probe
+
+#: Seconds between steps of a cycle: a client does not fire its next turn in the same
+#: millisecond, and it lets the previous request's tail leave the socket.
+STEP_PAUSE_S: Final = 0.2
+#: Seed of the stagger between sessions, so two runs load the server alike.
+STAGGER_SEED: Final = 7
+#: Roughly how long one cycle takes (A ≈ 2.5 s, B ≈ play + drain, C ≈ play + 2.5 s,
+#: D ≈ 0.5 s); sessions start spread over one cycle so they do not march in step.
+CYCLE_ESTIMATE_S: Final = 9.0
+#: One probe per this many sessions: a probe's interrupts throw away the ~2 s of audio
+#: synthesized ahead each time, so a test made only of probes asks the server for ~1.3 s
+#: of audio per second per session, more than "speaking" means.
+PROBE_EVERY: Final = 10
+#: Background speakers start spread over about one paragraph's duration.
+BACKGROUND_RAMP_S: Final = 15.0
+#: A refused request's retry hint is obeyed up to this long.
+MAX_RETRY_WAIT_S: Final = 2.0
+
+
+@dataclass
+class Samples:
+    """Every measured value, in milliseconds unless the name says otherwise."""
+
+    first_response: list[float] = field(default_factory=list)
+    ttfa_en_short: list[float] = field(default_factory=list)
+    ttfa_en_long: list[float] = field(default_factory=list)
+    ttfa_es_short: list[float] = field(default_factory=list)
+    ttfa_es_long: list[float] = field(default_factory=list)
+    interrupt_reply: list[float] = field(default_factory=list)
+    preempt_to_audio: list[float] = field(default_factory=list)
+    chunk_gap: list[float] = field(default_factory=list)
+    buffer_at_burst: list[float] = field(default_factory=list)
+    underruns: int = 0
+    underrun_silence_ms: float = 0.0
+    played_requests: int = 0
+    played_audio_s: float = 0.0
+    interrupts: int = 0
+    bytes_after_interrupt: int = 0
+    frames_after_interrupt: int = 0
+    #: Requests answered with an ``error`` instead of ``queued``, by code (``busy``).
+    refused: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def playback(self, trace: RequestTrace, until: float | None = None) -> None:
+        """Fold a played request's underruns and gaps in (frames before ``until``)."""
+        if until is not None:
+            kept = [f for f in trace.frames if f[0] < until]
+            trace = RequestTrace(trace.request_id, trace.sent_at, sample_rate=trace.sample_rate,
+                                 frames=kept)
+        underruns, silence, gaps, buffers = trace.playback()
+        self.underruns += underruns
+        self.underrun_silence_ms += silence * 1000
+        self.chunk_gap.extend(g * 1000 for g in gaps)
+        self.buffer_at_burst.extend(b * 1000 for b in buffers)
+        self.played_requests += 1
+        self.played_audio_s += trace.audio_seconds
+
+
+def _record(target: list[float], value: float | None) -> None:
+    if value is not None:
+        target.append(value)
+
+
+async def _refused(out: Samples, trace: RequestTrace) -> bool:
+    """True (after the server's retry hint) if the request was refused with an error."""
+    if trace.error is None:
+        return False
+    out.refused[str(trace.error.get("code"))] = out.refused.get(str(trace.error.get("code")), 0) + 1
+    hint_ms = (trace.error.get("details") or {}).get("retry_after_ms", 0)
+    await trio.sleep(min(MAX_RETRY_WAIT_S, hint_ms / 1000))
+    return True
+
+
+async def _cycle(
+    probe: Probe, session: int, rep: int, args: argparse.Namespace, samples: Samples | None
+) -> None:
+    """One measuring cycle (A-D in the module doc); ``samples`` None = warm-up."""
+    scratch = Samples()
+    out = samples or scratch
+    tag = f"s{session}-r{rep}"
+
+    # A. short English, played to its end.
+    trace = await probe.synthesize(f"{tag}-a", TEXT_EN_SHORT)
+    await probe.wait_played(trace)
+    if not await _refused(out, trace):
+        _record(out.first_response, trace.first_response_ms)
+        _record(out.ttfa_en_short, trace.ttfa_ms)
+        out.playback(trace)
+    await trio.sleep(STEP_PAUSE_S)
+
+    # B. long English, interrupted while it streams; nothing may follow the reply.
+    trace = await probe.synthesize(f"{tag}-b", TEXT_EN_LONG)
+    await probe.wait_audio(trace, args.play)
+    if await _refused(out, trace):
+        return
+    _record(out.first_response, trace.first_response_ms)
+    _record(out.ttfa_en_long, trace.ttfa_ms)
+    mark = len(probe.log)
+    sent = await probe.send({"type": "interrupt", "reason": "benchmark"})
+    reply = await probe.wait_event("interrupted", since=mark)
+    out.interrupt_reply.append((reply.at - sent) * 1000)
+    out.interrupts += 1
+    out.playback(trace, until=sent)
+    await trio.sleep(args.drain)
+    after = probe.log[probe.log.index(reply) + 1 :]
+    out.frames_after_interrupt += sum(1 for m in after if m.kind == "binary")
+    out.bytes_after_interrupt += sum(m.nbytes for m in after if m.kind == "binary")
+    leaked = [m.kind for m in after if m.kind in ("audio_start", "audio_end")]
+    if leaked:
+        out.errors.append(f"{tag}: {leaked} after interrupted")
+
+    # C. long English pre-empted by a critical short sentence.
+    trace = await probe.synthesize(f"{tag}-c", TEXT_EN_LONG)
+    await probe.wait_audio(trace, args.play)
+    if await _refused(out, trace):
+        return
+    _record(out.first_response, trace.first_response_ms)
+    _record(out.ttfa_en_long, trace.ttfa_ms)
+    critical = await probe.synthesize(f"{tag}-crit", TEXT_EN_SHORT, priority="critical")
+    await probe.wait_played(critical)
+    out.playback(trace, until=critical.sent_at)
+    if await _refused(out, critical):
+        return
+    _record(out.first_response, critical.first_response_ms)
+    _record(out.preempt_to_audio, critical.ttfa_ms)
+    out.playback(critical)
+    if trace.interrupted_at is None and trace.ended_at is None:
+        out.errors.append(f"{tag}: pre-empted request got no interrupted event")
+    await trio.sleep(STEP_PAUSE_S)
+
+    # D. Spanish (espeak-ng), stopped after its first audio.
+    long_es = rep % 2 == 1
+    trace = await probe.synthesize(
+        f"{tag}-d", TEXT_ES_LONG if long_es else TEXT_ES_SHORT, config={"language": "es"}
+    )
+    await probe.wait_audio(trace, 0.0)
+    if await _refused(out, trace):
+        return
+    _record(out.first_response, trace.first_response_ms)
+    _record(out.ttfa_es_long if long_es else out.ttfa_es_short, trace.ttfa_ms)
+    mark = len(probe.log)
+    await probe.send({"type": "interrupt", "reason": "benchmark"})
+    await probe.wait_event("interrupted", since=mark)
+    await trio.sleep(STEP_PAUSE_S)
+
+
+@dataclass
+class Background:
+    """What the sessions speaking paragraphs around the probes went through."""
+
+    requests: int = 0
+    ttfa: list[float] = field(default_factory=list)
+    underruns: int = 0
+    audio_s: float = 0.0
+    refused: int = 0
+
+
+async def _connected(
+    url: str,
+    name: str,
+    args: argparse.Namespace,
+    errors: list[str],
+    body: Callable[[Probe], Awaitable[None]],
+) -> None:
+    """Open a session and run ``body(probe)`` in it; failures become ``errors``."""
+    try:
+        async with open_probe(url) as ws:
+            probe = Probe(ws, name)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(probe.reader)
+                try:
+                    await probe.connect(
+                        {"language": "en", "format": "pcm", "realtime": not args.no_realtime}
+                    )
+                    await body(probe)
+                except ProbeError as exc:
+                    errors.append(str(exc))
+                nursery.cancel_scope.cancel()
+    except OSError as exc:  # refused or reset: the server is gone
+        errors.append(f"{name}: {exc}")
+
+
+async def _probe_session(
+    url: str, session: int, args: argparse.Namespace, samples: Samples, start_at: float
+) -> None:
+    await trio.sleep(max(0.0, start_at - now()))
+
+    async def body(probe: Probe) -> None:
+        for rep in range(args.warmup + args.repeats):
+            await _cycle(probe, session, rep, args, samples if rep >= args.warmup else None)
+
+    await _connected(url, f"probe {session}", args, samples.errors, body)
+
+
+async def _background_session(
+    url: str, index: int, args: argparse.Namespace, result: Background, errors: list[str],
+    start_at: float, stop: trio.Event,
+) -> None:
+    """Speak paragraphs back to back (each heard out before the next) until ``stop``."""
+    await trio.sleep(max(0.0, start_at - now()))
+
+    async def body(probe: Probe) -> None:
+        n = index
+        while not stop.is_set():
+            trace = await probe.synthesize(f"bg{index}-{n}", PARAGRAPHS[n % len(PARAGRAPHS)])
+            n += 1
+            with trio.CancelScope() as scope:
+                async def watch() -> None:
+                    await stop.wait()
+                    scope.cancel()
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(watch)
+                    await probe.wait_played(trace)
+                    nursery.cancel_scope.cancel()
+            if trace.error is not None:
+                result.refused += 1
+                await trio.sleep(MAX_RETRY_WAIT_S)
+                continue
+            result.requests += 1
+            if trace.ttfa_ms is not None:
+                result.ttfa.append(trace.ttfa_ms)
+            if scope.cancelled_caught and trace.ended_at is None:
+                mark = len(probe.log)
+                sent = await probe.send({"type": "interrupt", "reason": "test over"})
+                await probe.wait_event("interrupted", since=mark)
+                trace.frames = [f for f in trace.frames if f[0] < sent]
+            result.underruns += trace.playback()[0]
+            result.audio_s += trace.audio_seconds
+
+    await _connected(url, f"background {index}", args, errors, body)
+
+
+def _server_figures(http_url: str | None) -> dict[str, Any] | None:
+    if not http_url:
+        return None
+    try:
+        return http_get_json(f"{http_url}/api/v1/metrics")
+    except OSError as exc:
+        print(f"(server metrics unavailable: {exc})", file=sys.stderr)
+        return None
+
+
+def report(samples: Samples, args: argparse.Namespace, extra: dict[str, Any]) -> dict[str, Any]:
+    rows = [
+        stats_row("first response (→ queued)", samples.first_response),
+        stats_row(f"TTFA en {len(TEXT_EN_SHORT)} chars", samples.ttfa_en_short),
+        stats_row(f"TTFA en {len(TEXT_EN_LONG)} chars", samples.ttfa_en_long),
+        stats_row(f"TTFA es {len(TEXT_ES_SHORT)} chars (espeak)", samples.ttfa_es_short),
+        stats_row(f"TTFA es {len(TEXT_ES_LONG)} chars (espeak)", samples.ttfa_es_long),
+        stats_row("interrupt reply (→ interrupted)", samples.interrupt_reply),
+        stats_row("critical pre-emption → first audio", samples.preempt_to_audio),
+        stats_row("gap between audio frames", samples.chunk_gap),
+    ]
+    buffers = sorted(samples.buffer_at_burst)
+    print()
+    print(
+        f"## {args.sessions} session(s) speaking at once, {extra.get('probes', 1)} probe(s)"
+        f" x {args.repeats} cycles"
+        f" (pacing {'off' if args.no_realtime else 'on'})"
+    )
+    print(markdown_table(LATENCY_HEADERS, rows))
+    print()
+    print(
+        f"underruns: {samples.underruns} in {samples.played_requests} played requests"
+        f" ({samples.played_audio_s:.0f} s of audio, {samples.underrun_silence_ms:.0f} ms"
+        f" of silence)"
+    )
+    if buffers:
+        print(
+            "audio still buffered when a new chunk arrived: min"
+            f" {buffers[0]:.0f} ms, p1 {percentile(buffers, 1):.0f} ms,"
+            f" p5 {percentile(buffers, 5):.0f} ms, p50 {percentile(buffers, 50):.0f} ms"
+        )
+    print(
+        f"after {samples.interrupts} interrupts: {samples.frames_after_interrupt} frames,"
+        f" {samples.bytes_after_interrupt} bytes arrived in the {args.drain * 1000:.0f} ms"
+        " drain windows"
+    )
+    if samples.refused:
+        print(f"refused requests (error instead of queued): {samples.refused}")
+    bg = extra.get("background") or {}
+    if bg.get("sessions"):
+        ttfa = bg["ttfa_ms"]
+        print(
+            f"{extra['probes']} probe(s) measured the above while {bg['sessions']} more sessions"
+            f" spoke paragraphs: {bg['requests']} requests, {bg['audio_s']:.0f} s of audio,"
+            f" {bg['underruns']} underruns, {bg['refused']} refused, TTFA p50"
+            f" {ttfa['p50'] or 0:.0f} / p95 {ttfa['p95'] or 0:.0f} ms"
+        )
+    cpu = extra.get("cpu")
+    if cpu:
+        print(
+            f"CPU (% of one core, 200 = both): server {cpu['server_cpu_pct']:.0f}"
+            f" (event loop {cpu['server_loop_cpu_pct']:.0f}),"
+            f" client {cpu['client_cpu_pct']:.0f}, other processes {cpu['other_cpu_pct']:.0f}"
+        )
+    server = extra.get("server_metrics")
+    if server:
+        def fig(name: str) -> str:
+            d = server.get(name) or {}
+            return f"p50 {d.get('p50_ms')} / p99 {d.get('p99_ms')} ms"
+
+        print(
+            "server-side: first response " + fig("first_response")
+            + "; TTFA (all requests) " + fig("time_to_first_audio")
+            + "; interrupt " + fig("interrupt_latency")
+            + f"; underruns {server.get('underruns')}; errors {server.get('errors')}"
+        )
+    if samples.errors:
+        print(f"errors ({len(samples.errors)}):")
+        for error in samples.errors[:20]:
+            print("  " + error)
+    return {
+        "sessions": args.sessions,
+        "repeats": args.repeats,
+        "realtime": not args.no_realtime,
+        "play_s": args.play,
+        "drain_s": args.drain,
+        "summary_ms": {
+            name: summarize(getattr(samples, name))
+            for name in (
+                "first_response",
+                "ttfa_en_short",
+                "ttfa_en_long",
+                "ttfa_es_short",
+                "ttfa_es_long",
+                "interrupt_reply",
+                "preempt_to_audio",
+                "chunk_gap",
+                "buffer_at_burst",
+            )
+        },
+        "underruns": samples.underruns,
+        "underrun_silence_ms": samples.underrun_silence_ms,
+        "played_requests": samples.played_requests,
+        "played_audio_s": samples.played_audio_s,
+        "interrupts": samples.interrupts,
+        "frames_after_interrupt": samples.frames_after_interrupt,
+        "bytes_after_interrupt": samples.bytes_after_interrupt,
+        "refused": samples.refused,
+        "errors": samples.errors,
+        "samples_ms": {
+            name: getattr(samples, name)
+            for name in (
+                "first_response",
+                "ttfa_en_short",
+                "ttfa_en_long",
+                "ttfa_es_short",
+                "ttfa_es_long",
+                "interrupt_reply",
+                "preempt_to_audio",
+            )
+        },
+        **extra,
+    }
+
+
+async def run(
+    url: str, args: argparse.Namespace, server_pid: int | None
+) -> tuple[Samples, dict[str, Any]]:
+    samples = Samples()
+    background = Background()
+    probes = min(args.sessions, args.probes or max(1, args.sessions // PROBE_EVERY))
+    rng = random.Random(STAGGER_SEED)
+    begin = now()
+    stop = trio.Event()
+    cpu_start = CpuSample.take(server_pid)
+    async with trio.open_nursery() as nursery:
+        for index in range(args.sessions - probes):
+            # Background speakers start spread over one paragraph, as independent
+            # sessions would be; the probes start once they all speak.
+            offset = BACKGROUND_RAMP_S * (index + rng.random()) / (args.sessions - probes)
+            nursery.start_soon(
+                _background_session, url, index, args, background, samples.errors,
+                begin + offset, stop,
+            )
+        probe_begin = begin + (BACKGROUND_RAMP_S if args.sessions > probes else 0.0)
+        async with trio.open_nursery() as probing:
+            for session in range(probes):
+                offset = CYCLE_ESTIMATE_S * (session + rng.random()) / probes if probes > 1 else 0
+                probing.start_soon(
+                    _probe_session, url, session, args, samples, probe_begin + offset
+                )
+        stop.set()
+    cpu = CpuSample.take(server_pid).usage_since(cpu_start)
+    return samples, {
+        "cpu": cpu,
+        "probes": probes,
+        "background": {
+            "sessions": args.sessions - probes,
+            "requests": background.requests,
+            "ttfa_ms": summarize(background.ttfa),
+            "underruns": background.underruns,
+            "audio_s": background.audio_s,
+            "refused": background.refused,
+        },
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--url", help="WebSocket URL of a running server")
+    target.add_argument(
+        "--spawn", action="store_true", help="start a server on free ports, stop it at the end"
+    )
+    parser.add_argument("--http-url", help="REST URL of --url's server, for its own metrics")
+    parser.add_argument("--pid", type=int, help="--url's server pid, for its CPU use")
+    parser.add_argument("--sessions", type=int, default=1, help="sessions speaking at once")
+    parser.add_argument(
+        "--probes",
+        type=int,
+        help=f"of --sessions, how many run the measuring cycle (default 1 per {PROBE_EVERY});"
+        " the others speak paragraphs",
+    )
+    parser.add_argument("--repeats", type=int, default=20, help="measured cycles per probe")
+    parser.add_argument("--warmup", type=int, default=1, help="unmeasured cycles first")
+    parser.add_argument("--play", type=float, default=1.5,
+                        help="seconds of playback before an interrupt or pre-emption")
+    parser.add_argument("--drain", type=float, default=0.5,
+                        help="seconds to watch for bytes after each interrupted reply")
+    parser.add_argument("--no-realtime", action="store_true",
+                        help="client config realtime: false (no pacing; no underrun meaning)")
+    parser.add_argument("--json", help="write the figures and raw samples here")
+    args = parser.parse_args()
+    if not args.url and not args.spawn:
+        args.url = "ws://127.0.0.1:8081"
+
+    machine = machine_info()
+    print(f"machine: {machine['cpu']}, {machine['cores']} cores, python {machine['python']},"
+          f" onnxruntime {machine['onnxruntime']}")
+    if args.spawn:
+        with spawned_server() as server:
+            wait_for_quiet([server.pid])
+            samples, extra = trio.run(run, server.ws_url, args, server.pid)
+            extra["server_metrics"] = _server_figures(server.http_url)
+    else:
+        wait_for_quiet([args.pid] if args.pid else [])
+        samples, extra = trio.run(run, args.url, args, args.pid)
+        extra["server_metrics"] = _server_figures(args.http_url)
+    extra["machine"] = machine
+    result = report(samples, args, extra)
+    write_json(args.json, result)
+    return 1 if samples.errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
