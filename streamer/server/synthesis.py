@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Final
 
 import trio
 
@@ -23,6 +24,9 @@ from ._inference import InferenceScheduler
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+#: A frame this late is not yet an underrun: timer and scheduling noise.
+UNDERRUN_TOLERANCE_S: Final = 0.001
 
 #: Called with each encoded frame; returns False when the consumer no longer wants
 #: frames of this job (it was interrupted), which ends the job early.
@@ -87,7 +91,10 @@ async def run_job(
     playback_start: float | None = None
 
     async def send(frames: Iterable[bytes]) -> bool:
+        """Emit one engine chunk's frames (they leave together: only the first can be
+        late for the listener; ``job.audio_seconds`` still excludes this chunk)."""
         nonlocal playback_start
+        first_of_chunk = True
         for frame in frames:
             if not frame:
                 continue
@@ -96,11 +103,19 @@ async def run_job(
                 playback_start = now
                 job.first_audio_at = now
                 metrics.observe_ttfa(now - job.received_at)
-            elif job.realtime_lead > 0 and now > playback_start + job.audio_seconds + 0.001:
-                # The listener has played everything sent so far before this frame:
-                # audible silence. (Only meaningful for real-time consumers.)
+            elif (
+                first_of_chunk
+                and job.realtime_lead > 0
+                and now > playback_start + job.audio_seconds + UNDERRUN_TOLERANCE_S
+            ):
+                # The listener has played everything sent so far before this chunk:
+                # audible silence. Its player resumes with this chunk, so its clock
+                # (and our pacing and deadlines) moves on by the gap: one underrun per
+                # gap, not one per frame after it. (Real-time consumers only.)
                 job.underruns += 1
                 metrics.count_underrun()
+                playback_start = now - job.audio_seconds
+            first_of_chunk = False
             if not await emit(frame):
                 return False
             job.chunks += 1
@@ -135,7 +150,7 @@ async def run_job(
         pipeline.close()  # interrupted mid-chunk: drop encoder state
         raise
     finally:
-        # Safe: no next() is running (to_thread waits for the thread on cancel).
+        # Safe: no next() is running (the scheduler waits for its thread on cancel).
         close = getattr(generator, "close", None)
         if close is not None:
             close()
