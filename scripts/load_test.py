@@ -222,10 +222,18 @@ async def load_run(
                 i: begin + ramp * (i + rng.random()) / speaking for i in range(speaking)
             }
             timing.stop_at = begin + ramp + seconds
-            cpu_start = CpuSample.take(pid)
             timing.go.set()
+            full_load: list[CpuSample] = []
+
+            async def cpu_after_ramp() -> None:
+                # CPU is reported for the full-load part only: during the ramp fewer
+                # sessions speak.
+                await trio.sleep(max(0.0, begin + ramp - now()))
+                full_load.append(CpuSample.take(pid))
+
+            nursery.start_soon(cpu_after_ramp)
             await _sample_rss(pid, run, timing.stop_at)
-            run.cpu = CpuSample.take(pid).usage_since(cpu_start)
+            run.cpu = CpuSample.take(pid).usage_since(full_load[0]) if full_load else {}
     return run
 
 
@@ -320,7 +328,7 @@ def print_run(summary: dict[str, Any], run: RunResult) -> None:
         )
     if cpu:
         print(
-            f"CPU (% of one core, 200 = both): server {cpu['server_cpu_pct']:.0f}"
+            f"CPU after the ramp (% of one core, 200 = both): server {cpu['server_cpu_pct']:.0f}"
             f" (event loop {cpu['server_loop_cpu_pct']:.0f}),"
             f" client {cpu['client_cpu_pct']:.0f}, other processes {cpu['other_cpu_pct']:.0f}"
         )
