@@ -158,7 +158,9 @@ def test_speed_changes_duration(engine: PiperEngine) -> None:
     text = "The speed of speech changes with the length scale."
     normal = sum(c.size for c in engine.stream(_joe(engine), text, SynthesisOptions()))
     fast = sum(c.size for c in engine.stream(_joe(engine), text, SynthesisOptions(speed=2.0)))
-    assert fast < 0.65 * normal
+    # Durations are sampled (noise_w), and pauses do not halve: over 12 runs each the
+    # ratio was 0.64 on average, 0.67 at worst. 0.8 still means "clearly shorter".
+    assert fast < 0.8 * normal
 
 
 @pytest.mark.slow
