@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import shlex
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,12 +28,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from streamer.engines.base import SynthesisOptions, Voice
+from streamer.engines.base import Voice
 from streamer.engines.melo import MeloEngine
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_engines import _measure as measure_stream
 
 #: Voice id -> (short, long) sentence, as in ``scripts/bench_engines.py``.
 SENTENCES: dict[str, tuple[str, str]] = {
@@ -94,22 +94,8 @@ def _checkpoints(checkpoint_dir: Path | None) -> Iterator[tuple[Path, str]]:
 
 
 def _measure(engine: MeloEngine, voice: Voice, text: str, repeat: int) -> Row:
-    firsts: list[float] = []
-    rtfs: list[float] = []
-    seconds = 0.0
-    for _ in range(repeat):
-        samples = 0
-        start = time.perf_counter()
-        first: float | None = None
-        for chunk in engine.stream(voice, text, SynthesisOptions()):
-            if first is None:
-                first = time.perf_counter() - start
-            samples += int(np.asarray(chunk).size)
-        total = time.perf_counter() - start
-        seconds = samples / voice.sample_rate
-        firsts.append((first if first is not None else total) * 1000.0)
-        rtfs.append(total / seconds)
-    return Row(voice.id, len(text), statistics.median(firsts), statistics.median(rtfs), seconds)
+    first_ms, rtf, seconds = measure_stream(engine, voice, text, repeat)
+    return Row(voice.id, len(text), first_ms, rtf, seconds)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

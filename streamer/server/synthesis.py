@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 import trio
@@ -55,7 +55,6 @@ class SynthesisJob:
     audio_seconds: float = 0.0
     compute_seconds: float = 0.0
     underruns: int = 0
-    done: bool = field(default=False)
 
     def open(self) -> StreamFormat:
         """Create the audio pipeline (cheap) and return the effective stream format."""
@@ -154,7 +153,6 @@ async def run_job(
         close = getattr(generator, "close", None)
         if close is not None:
             close()
-    job.done = True
     if job.audio_seconds > 0:
         metrics.observe_rtf(job.compute_seconds / job.audio_seconds)
     return True
