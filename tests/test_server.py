@@ -333,3 +333,15 @@ async def test_shutdown_closes_websockets_with_1001(engine: FakeEngine) -> None:
             server.shutdown()
             await client.drain(5)
             assert client.closed_code == 1001
+
+
+async def test_oversized_message_closes_with_1009(engine: FakeEngine) -> None:
+    config = make_config(server={"max_message_bytes": 1024}, tts={"default_language": "en"})
+    async with running_server(config, services_with(config, [engine])) as server:
+        async with ws_client(server) as client:
+            await client.send(type="synthesize", text="x" * 2000)
+            await client.drain(5)
+            assert client.closed_code == 1009
+        async with ws_client(server) as other:  # the server goes on
+            await other.send(type="synthesize", text="small", request_id="s")
+            await other.until("audio_end", "s")
