@@ -330,6 +330,71 @@ async def test_busy_when_inference_is_far_behind() -> None:
         assert info.value.details["retry_after_ms"] >= 1
 
 
+@pytest.fixture
+async def paced(nursery: trio.Nursery) -> AsyncIterator[Harness]:
+    """A harness whose requests are paced to real time, 0.2 s ahead of the listener."""
+    engine = FakeEngine()
+    manager = SessionManager(make_services(engine, realtime_lead_ms=200))
+    session = manager.create(AudioConfig())
+    session.outbox = Outbox()
+    h = Harness(engine, manager, session, session.outbox)
+    nursery.start_soon(h.pump)
+    await nursery.start(session.run)
+    yield h
+    if engine.gate is not None:
+        engine.gate.set()
+
+
+#: Three segments x 2 chunks x 50 ms of the fake engine.
+THREE_TENTHS = "One. Two. Three."
+
+
+async def test_a_queued_request_is_paced_after_the_audio_before_it(paced: Harness) -> None:
+    # r2 is queued behind r1: the listener hears it after r1's 0.3 s, so the server
+    # may finish it no sooner than 0.6 - 0.2 (lead) s after r1's first frame. Paced
+    # from its own first frame instead, it would finish ~0.2 s after r1's start.
+    started = trio.current_time()
+    paced.submit(THREE_TENTHS, request_id="r1")
+    paced.submit(THREE_TENTHS, request_id="r2")
+    await paced.wait_for("audio_end", "r2")
+    assert trio.current_time() - started >= 0.6 - 0.2 - 0.01
+    assert paced.manager.services.metrics.underruns == 0
+
+
+async def test_an_interrupt_resets_the_listener_clock(paced: Harness) -> None:
+    paced.submit(THREE_TENTHS, request_id="r1")
+    await paced.wait_for("audio_end", "r1")  # produced; the listener still plays it
+    paced.session.interrupt("barge_in")  # ... and stops
+    paced.engine.gate = threading.Event()  # hold r2 at its first chunk
+    paced.submit(THREE_TENTHS, request_id="r2")
+    with trio.fail_after(WAIT):
+        while paced.session.playing is None or paced.session.playing.job is None:
+            await trio.sleep(0.01)
+    job = paced.session.playing.job
+    assert job.listener_busy_until is None  # plays at once, not after r1's audio
+    paced.engine.gate.set()
+    await paced.wait_for("audio_end", "r2")
+    assert job.playback_start == job.first_audio_at
+
+
+async def test_a_request_after_the_listener_finished_starts_its_own_clock(
+    paced: Harness,
+) -> None:
+    paced.submit("One.", request_id="r1")  # 0.1 s of audio
+    await paced.wait_for("audio_end", "r1")
+    await trio.sleep(0.15)  # the listener has played it all
+    paced.engine.gate = threading.Event()
+    paced.submit(THREE_TENTHS, request_id="r2")
+    with trio.fail_after(WAIT):
+        while paced.session.playing is None or paced.session.playing.job is None:
+            await trio.sleep(0.01)
+    job = paced.session.playing.job
+    assert job.listener_busy_until is None
+    paced.engine.gate.set()
+    await paced.wait_for("audio_end", "r2")
+    assert paced.manager.services.metrics.underruns == 0
+
+
 async def test_session_json_and_manager(harness: Harness) -> None:
     data = harness.session.to_json()
     assert data["session_id"] == harness.session.id

@@ -163,6 +163,10 @@ class Session:
         self._recent_ids: dict[str, None] = {}
         self._changed = trio.lowlevel.ParkingLot()
         self.outbox: Outbox | None = None
+        #: trio clock when the listener will have played all the real-time audio sent
+        #: so far (None: nothing sent, or an interrupt emptied its player). The next
+        #: request's audio plays after it: see ``SynthesisJob.listener_busy_until``.
+        self._listener_busy_until: float | None = None
         self.requests_total = 0
         self.closed = False
 
@@ -287,6 +291,7 @@ class Session:
         playing = self.playing
         if playing is not None:
             self._cancel(playing)
+        self._listener_busy_until = None  # the client stops its player on interrupt
         event = Interrupted(
             request_id=playing.id if playing else None, reason=reason, dropped=tuple(dropped)
         )
@@ -333,6 +338,7 @@ class Session:
         if self.outbox is not None:
             self.outbox.drop(request.id)
         self.playing = None
+        self._listener_busy_until = None
         self._services.metrics.count_request("interrupted")
 
     def _stop_playing(self, request: SynthesisRequest, reason: str) -> None:
@@ -364,6 +370,8 @@ class Session:
         assert outbox is not None, "a session plays only while attached"
         services = self._services
         resolved = request.resolved
+        now = trio.current_time()
+        busy_until = self._listener_busy_until
         job = SynthesisJob(
             voice=resolved.voice,
             engine=services.registry.engine_for(resolved.voice),
@@ -375,6 +383,9 @@ class Session:
             realtime_lead=services.config.performance.realtime_lead_ms / 1000
             if resolved.realtime
             else 0.0,
+            listener_busy_until=busy_until
+            if resolved.realtime and busy_until is not None and busy_until > now
+            else None,
         )
         request.job = job
         try:
@@ -435,6 +446,10 @@ class Session:
         except OutboxClosed:
             pass  # the connection is closing; its nursery ends us all
         finally:
+            if request.state in (RequestState.FINISHED, RequestState.FAILED):
+                # Its audio reached the listener: the next request plays after it.
+                # (Interrupted requests were reset in ``_cancel``.)
+                self._listener_busy_until = job.playback_end if job.realtime_lead > 0 else None
             if self.playing is request:
                 self.playing = None
             outbox.forget(request.id)

@@ -47,9 +47,16 @@ class SynthesisJob:
     received_at: float
     #: Synthesize at most this many seconds ahead of playback; 0 = as fast as possible.
     realtime_lead: float
+    #: trio clock until which the listener still plays the session's earlier audio
+    #: (a request queued behind another); this job's audio plays after it, so its
+    #: clock starts there, not at its own first frame. None: the listener is idle.
+    listener_busy_until: float | None = None
     # Filled in while running:
     pipeline: AudioPipeline | None = None
     first_audio_at: float | None = None
+    #: The listener's clock: when it starts (or would have started) playing this
+    #: job's first sample. Moves on by any underrun's gap.
+    playback_start: float | None = None
     chunks: int = 0
     bytes: int = 0
     audio_seconds: float = 0.0
@@ -60,6 +67,13 @@ class SynthesisJob:
         """Create the audio pipeline (cheap) and return the effective stream format."""
         self.pipeline = AudioPipeline(self.spec, self.voice.sample_rate)
         return self.pipeline.stream_format
+
+    @property
+    def playback_end(self) -> float | None:
+        """When the listener will have played everything sent so far (None before)."""
+        if self.playback_start is None:
+            return None
+        return self.playback_start + self.audio_seconds
 
     @property
     def duration_ms(self) -> int:
@@ -87,33 +101,43 @@ async def run_job(
         assert pipeline is not None
     generator = job.engine.stream(job.voice, job.text, job.options)
     rate = job.voice.sample_rate
-    playback_start: float | None = None
+    paced = job.realtime_lead > 0
+    carried = job.listener_busy_until if paced else None
+
+    def count_underrun() -> None:
+        job.underruns += 1
+        metrics.count_underrun()
 
     async def send(frames: Iterable[bytes]) -> bool:
         """Emit one engine chunk's frames (they leave together: only the first can be
         late for the listener; ``job.audio_seconds`` still excludes this chunk)."""
-        nonlocal playback_start
         first_of_chunk = True
         for frame in frames:
             if not frame:
                 continue
             now = trio.current_time()
-            if playback_start is None:
-                playback_start = now
+            if job.playback_start is None:
                 job.first_audio_at = now
                 metrics.observe_ttfa(now - job.received_at)
+                job.playback_start = now
+                if carried is not None:
+                    # Played right after the session's previous request: late only if
+                    # the listener ran out of that one's audio first.
+                    if now > carried + UNDERRUN_TOLERANCE_S:
+                        count_underrun()
+                    else:
+                        job.playback_start = carried
             elif (
                 first_of_chunk
-                and job.realtime_lead > 0
-                and now > playback_start + job.audio_seconds + UNDERRUN_TOLERANCE_S
+                and paced
+                and now > job.playback_start + job.audio_seconds + UNDERRUN_TOLERANCE_S
             ):
                 # The listener has played everything sent so far before this chunk:
                 # audible silence. Its player resumes with this chunk, so its clock
                 # (and our pacing and deadlines) moves on by the gap: one underrun per
                 # gap, not one per frame after it. (Real-time consumers only.)
-                job.underruns += 1
-                metrics.count_underrun()
-                playback_start = now - job.audio_seconds
+                count_underrun()
+                job.playback_start = now - job.audio_seconds
             first_of_chunk = False
             if not await emit(frame):
                 return False
@@ -123,11 +147,12 @@ async def run_job(
 
     try:
         while True:
-            # Earliest-deadline-first: before the first audio the deadline is "now"
-            # (arrival); after it, the moment the listener runs out of audio.
-            deadline = (
-                job.received_at if playback_start is None else playback_start + job.audio_seconds
-            )
+            # Earliest-deadline-first: the moment the listener runs out of audio. Before
+            # the first audio that is its arrival ("now"), or the end of the audio it is
+            # still playing from the session's previous request.
+            deadline = job.playback_end
+            if deadline is None:
+                deadline = max(job.received_at, carried or job.received_at)
             chunk, seconds = await inference.run(
                 lambda: _timed_next(generator), priority=job.priority, deadline=deadline
             )
@@ -140,9 +165,10 @@ async def run_job(
                 pipeline.close()
                 return False
             job.audio_seconds += len(chunk) / rate
-            if job.realtime_lead > 0 and playback_start is not None:
+            playback_end = job.playback_end
+            if paced and playback_end is not None:
                 # Stay no more than ``realtime_lead`` ahead of the listener.
-                await trio.sleep_until(playback_start + job.audio_seconds - job.realtime_lead)
+                await trio.sleep_until(playback_end - job.realtime_lead)
         if not await send(pipeline.finish()):
             return False
     except BaseException:
