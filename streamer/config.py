@@ -93,6 +93,10 @@ class PerformanceConfig:
     realtime_lead_ms: int = 2000
     #: New requests get ``busy`` when inference is this far behind its deadlines.
     busy_lateness_ms: int = 750
+    #: A new real-time stream gets ``busy`` when the streams admitted would need more
+    #: than this fraction of the inference workers' CPU (measured per voice; see
+    #: ``streamer/server/_admission.py``). Above 1 effectively turns admission off.
+    max_inference_load: float = 0.9
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +191,7 @@ def _validate(config: Config) -> Config:
     _check(p.worker_processes >= 0, "performance.worker_processes", "must be >= 0")
     _check(p.realtime_lead_ms >= 0, "performance.realtime_lead_ms", "must be >= 0")
     _check(p.busy_lateness_ms > 0, "performance.busy_lateness_ms", "must be > 0")
+    _check(p.max_inference_load > 0, "performance.max_inference_load", "must be > 0")
     return replace(config, tts=replace(t, engine=engine))
 
 

@@ -29,6 +29,7 @@ from streamer.server._outbox import Outbox
 from streamer.server.metrics import Metrics
 from streamer.server.session import Services, Session, SessionManager
 from tests.fake_engine import FAKE_RATE, FakeEngine
+from tests.polling import wait_until
 
 WAIT = 10.0
 
@@ -368,8 +369,8 @@ async def test_an_interrupt_resets_the_listener_clock(paced: Harness) -> None:
     paced.engine.gate = threading.Event()  # hold r2 at its first chunk
     paced.submit(THREE_TENTHS, request_id="r2")
     with trio.fail_after(WAIT):
-        while paced.session.playing is None or paced.session.playing.job is None:
-            await trio.sleep(0.01)
+        await wait_until(lambda: paced.session.playing and paced.session.playing.job)
+    assert paced.session.playing is not None and paced.session.playing.job is not None
     job = paced.session.playing.job
     assert job.listener_busy_until is None  # plays at once, not after r1's audio
     paced.engine.gate.set()
@@ -386,8 +387,8 @@ async def test_a_request_after_the_listener_finished_starts_its_own_clock(
     paced.engine.gate = threading.Event()
     paced.submit(THREE_TENTHS, request_id="r2")
     with trio.fail_after(WAIT):
-        while paced.session.playing is None or paced.session.playing.job is None:
-            await trio.sleep(0.01)
+        await wait_until(lambda: paced.session.playing and paced.session.playing.job)
+    assert paced.session.playing is not None and paced.session.playing.job is not None
     job = paced.session.playing.job
     assert job.listener_busy_until is None
     paced.engine.gate.set()

@@ -293,7 +293,7 @@ async def _produce(
     with production.scope, send:
         task_status.started()
         try:
-            if await run_job(job, emit, services.inference, metrics):
+            if await run_job(job, emit, services.inference, metrics, services.admission):
                 outcome = "finished"
         except Exception:
             log.exception("speech request: synthesis with %s failed", job.voice.id)

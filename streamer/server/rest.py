@@ -104,6 +104,7 @@ def create_app(
                     "waiting": inference.waiting,
                     "lateness_ms": round(inference.lateness() * 1000, 1),
                 },
+                "admission": services.admission_json(),
                 "formats": format_info(),
             }
         )

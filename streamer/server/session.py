@@ -43,6 +43,7 @@ from ..protocol import (
     check_request_transition,
     render,
 )
+from ._admission import Admission
 from ._inference import InferenceScheduler
 from ._outbox import Outbox, OutboxClosed
 from .metrics import Metrics
@@ -91,12 +92,27 @@ class SynthesisRequest:
 
 @dataclass(slots=True)
 class Services:
-    """What every session shares: one registry, one inference scheduler, one metrics."""
+    """What every session shares: one registry, one inference scheduler, one metrics,
+    one admission control."""
 
     config: Config
     registry: VoiceRegistry
     inference: InferenceScheduler
     metrics: Metrics
+    admission: Admission = field(default_factory=Admission)
+
+    def admission_capacity(self) -> float:
+        """CPU-seconds per second admitted real-time streams may need."""
+        return self.inference.workers * self.config.performance.max_inference_load
+
+    def admission_json(self) -> dict[str, object]:
+        load, steady = self.admission.load(trio.current_time())
+        return {
+            "streams": self.admission.streams,
+            "load": round(load, 3),
+            "steady_load": round(steady, 3),
+            "capacity": round(self.admission_capacity(), 3),
+        }
 
 
 def resolve_config(services: Services, cfg: AudioConfig, request_id: str | None) -> ResolvedConfig:
@@ -251,6 +267,27 @@ class Session:
                 details={"retry_after_ms": round(lateness * 1000)},
             )
         resolved = resolve_config(services, self.config.merged(message.config), request_id)
+        if (
+            resolved.realtime
+            and message.priority is not Priority.CRITICAL
+            and self.playing is None
+            and not self._queue
+        ):
+            # A new stream (a request behind this session's own replaces its stream).
+            refusal = services.admission.check(
+                resolved.voice.id, trio.current_time(), services.admission_capacity()
+            )
+            if refusal is not None:
+                raise ClientError(
+                    ErrorCode.BUSY,
+                    "the server cannot keep another real-time stream real-time now; retry",
+                    request_id=request_id,
+                    details={
+                        "retry_after_ms": round(refusal.retry_after_s * 1000),
+                        "load": round(refusal.load, 3),
+                        "capacity": round(refusal.capacity, 3),
+                    },
+                )
         request = SynthesisRequest(
             id=request_id,
             text=message.text,
@@ -414,7 +451,9 @@ class Session:
                     return await outbox.put_audio(frame, request.id)
 
                 try:
-                    completed = await run_job(job, emit, services.inference, services.metrics)
+                    completed = await run_job(
+                        job, emit, services.inference, services.metrics, services.admission
+                    )
                 except (OutboxClosed, trio.Cancelled):
                     raise
                 except Exception:

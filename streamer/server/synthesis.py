@@ -20,6 +20,7 @@ import trio
 from ..audio import AudioPipeline, OutputSpec, StreamFormat
 from ..engines.base import Engine, Pcm, SynthesisOptions, Voice
 from ..protocol import Priority
+from ._admission import Admission
 from ._inference import InferenceScheduler
 from .metrics import Metrics
 
@@ -33,7 +34,7 @@ UNDERRUN_TOLERANCE_S: Final = 0.001
 Emit = Callable[[bytes], Awaitable[bool]]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # identity: admission keeps running jobs in a set
 class SynthesisJob:
     """What to say, how, and the figures gathered while saying it."""
 
@@ -69,6 +70,10 @@ class SynthesisJob:
         return self.pipeline.stream_format
 
     @property
+    def voice_id(self) -> str:
+        return self.voice.id
+
+    @property
     def playback_end(self) -> float | None:
         """When the listener will have played everything sent so far (None before)."""
         if self.playback_start is None:
@@ -82,18 +87,27 @@ class SynthesisJob:
         return round(self.pipeline.samples_out * 1000 / self.pipeline.stream_format.sample_rate)
 
 
-def _timed_next(generator: object) -> tuple[Pcm | None, float]:
-    # Runs in a worker thread: time only the inference, not the wait for a slot.
-    started = time.perf_counter()
+def _timed_next(generator: object) -> tuple[Pcm | None, float, float]:
+    """(chunk, wall seconds, CPU seconds) of one ``next()``. Runs in a worker thread:
+    times only the inference, not the wait for a slot; CPU time is this thread's, so
+    it does not grow when chunks share a core (admission's cost estimate)."""
+    started, cpu_started = time.perf_counter(), time.thread_time()
     chunk: Pcm | None = next(generator, None)  # type: ignore[call-overload]
-    return chunk, time.perf_counter() - started
+    return chunk, time.perf_counter() - started, time.thread_time() - cpu_started
 
 
 async def run_job(
-    job: SynthesisJob, emit: Emit, inference: InferenceScheduler, metrics: Metrics
+    job: SynthesisJob,
+    emit: Emit,
+    inference: InferenceScheduler,
+    metrics: Metrics,
+    admission: Admission,
 ) -> bool:
     """Speak ``job`` through ``emit``. Returns True if every frame was delivered,
-    False if ``emit`` refused one (the consumer dropped the request)."""
+    False if ``emit`` refused one (the consumer dropped the request).
+
+    A real-time job counts in ``admission``'s load while it runs, and every job's
+    chunks teach it what its voice costs."""
     pipeline = job.pipeline
     if pipeline is None:
         job.open()
@@ -145,6 +159,8 @@ async def run_job(
             job.bytes += len(frame)
         return True
 
+    if paced:
+        admission.started(job)
     try:
         while True:
             # Earliest-deadline-first: the moment the listener runs out of audio. Before
@@ -153,12 +169,13 @@ async def run_job(
             deadline = job.playback_end
             if deadline is None:
                 deadline = max(job.received_at, carried or job.received_at)
-            chunk, seconds = await inference.run(
+            chunk, seconds, cpu_seconds = await inference.run(
                 lambda: _timed_next(generator), priority=job.priority, deadline=deadline
             )
             if chunk is None:
                 break
             job.compute_seconds += seconds
+            admission.observe(job.voice_id, cpu_seconds, len(chunk) / rate)
             # push_iter encodes lazily: the first frame leaves after one slice of
             # encoding, not after the whole chunk (matters for Opus and MP3).
             if not await send(pipeline.push_iter(chunk)):
@@ -175,6 +192,7 @@ async def run_job(
         pipeline.close()  # interrupted mid-chunk: drop encoder state
         raise
     finally:
+        admission.ended(job)
         # Safe: no next() is running (the scheduler waits for its thread on cancel).
         close = getattr(generator, "close", None)
         if close is not None:
