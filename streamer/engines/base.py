@@ -60,10 +60,16 @@ class SynthesisOptions:
 
     ``speed`` > 1 speaks faster; engines change the rate in the model (length scale,
     words per minute), never by resampling, so pitch is kept.
+
+    ``quick_start`` is a hint that the caller's inference is otherwise idle, so the
+    engine may make its first chunk as small as it can for the lowest first audio (the
+    next chunk's inference will not wait behind other work). It never changes the
+    audio, only how it is chunked; engines without a cheaper small chunk ignore it.
     """
 
     speed: float = 1.0
     speaker: str | None = None
+    quick_start: bool = False
 
 
 @dataclass(frozen=True, slots=True)

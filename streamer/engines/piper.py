@@ -17,8 +17,9 @@ Synthesis streams in one of two modes:
 - ``windowed`` (default): the model is cut into encoder and decoder
   (``piper_split``); the encoder runs once per segment, the decoder over windows of the
   latent with enough context that the audio equals the one-call model's. First audio
-  waits only for the encoder and one small window. If the cut fails for a voice, that
-  voice falls back to ``clause`` (logged).
+  waits only for the encoder and one small window (smaller still with
+  ``SynthesisOptions.quick_start``). If the cut fails for a voice, that voice falls back
+  to ``clause`` (logged).
 
 Audio is the model's raw output clipped to [-1, 1]. Piper's own ``synthesize`` scales
 each sentence to full range; we do not, because a windowed stream cannot know a
@@ -28,6 +29,7 @@ sentence's peak before its first chunk, and both modes must sound alike.
 from __future__ import annotations
 
 import importlib.metadata
+import itertools
 import json
 import logging
 import os
@@ -50,7 +52,14 @@ from streamer.engines.base import (
     SynthesisOptions,
     Voice,
 )
-from streamer.engines.piper_split import SplitError, WindowedDecoder, window_plan
+from streamer.engines.piper_split import (
+    FIRST_WINDOW_FRAMES,
+    MAX_WINDOW_FRAMES,
+    QUICK_FIRST_WINDOW_FRAMES,
+    SplitError,
+    WindowedDecoder,
+    window_plan,
+)
 from streamer.engines.text import split_for_streaming
 
 logger = logging.getLogger(__name__)
@@ -447,10 +456,16 @@ class PiperEngine(Engine):
             if options.speaker not in files.speaker_ids:
                 raise UnknownSpeakerError(voice.id, options.speaker, files.voice.speakers)
             speaker_id = files.speaker_ids[options.speaker]
-        return self._generate(files, text, options.speed, speaker_id)
+        first_frames = QUICK_FIRST_WINDOW_FRAMES if options.quick_start else FIRST_WINDOW_FRAMES
+        return self._generate(files, text, options.speed, speaker_id, first_frames)
 
     def _generate(
-        self, files: _VoiceFiles, text: str, speed: float, speaker_id: int | None
+        self,
+        files: _VoiceFiles,
+        text: str,
+        speed: float,
+        speaker_id: int | None,
+        first_frames: int,
     ) -> Iterator[Pcm]:
         loaded = self._load_voice(files)
         piper = loaded.piper
@@ -463,17 +478,16 @@ class PiperEngine(Engine):
             [config.noise_scale, config.length_scale / speed, config.noise_w_scale],
             dtype=np.float32,
         )
-        first = True  # only the stream's first window needs to be small
         for segment in split_for_streaming(text):
             for phonemes in piper.phonemize(segment):
                 if not phonemes:
                     continue
                 ids = piper.phonemes_to_ids(phonemes)
-                windowed = loaded.windowed
-                latent = None
+                chunks: Iterator[Pcm] | None = None
+                windowed = loaded.windowed  # read once: another stream may drop it
                 if windowed is not None:
                     try:
-                        latent = windowed.encode(ids, scales, speaker_id)
+                        chunks = _decode_windows(windowed, ids, scales, speaker_id, first_frames)
                     except SplitError:
                         # The cut does not fit this voice after all: stop using it, say
                         # so once, and speak this utterance (and later ones) by clause.
@@ -483,17 +497,14 @@ class PiperEngine(Engine):
                             exc_info=True,
                         )
                         loaded.windowed = None
-                if windowed is not None and latent is not None:
-                    for start, end in window_plan(latent.frames, small_start=first):
-                        chunk = windowed.decode(latent, start, end)
-                        if chunk.size:
-                            first = False
-                            yield _finish(chunk)
-                else:
-                    audio = _run_whole(piper.session, ids, scales, speaker_id)
-                    if audio.size:
-                        first = False
-                        yield _finish(audio)
+                if chunks is None:
+                    chunks = iter([_run_whole(piper.session, ids, scales, speaker_id)])
+                for chunk in chunks:
+                    if chunk.size:
+                        # Only the stream's first window need be small: later ones are
+                        # decoded while earlier audio plays.
+                        first_frames = MAX_WINDOW_FRAMES
+                        yield _finish(chunk)
 
     def streaming_mode(self, voice: Voice) -> str | None:
         """``windowed`` or ``clause`` for a loaded voice, None if not loaded yet."""
@@ -502,6 +513,25 @@ class PiperEngine(Engine):
         if loaded is None:
             return None
         return "windowed" if loaded.windowed is not None else "clause"
+
+
+def _decode_windows(
+    windowed: WindowedDecoder,
+    ids: Sequence[int],
+    scales: np.ndarray[Any, Any],
+    speaker_id: int | None,
+    first_frames: int,
+) -> Iterator[Pcm]:
+    """One utterance's windows: the encoder and the first window run now, so a cut that
+    does not fit the voice raises ``SplitError`` here, before any of its audio; each
+    later window runs when asked for."""
+    latent = windowed.encode(ids, scales, speaker_id)
+    plan = window_plan(latent.frames, first_frames)
+    if not plan:
+        return iter(())
+    first = windowed.decode(latent, *plan[0])
+    later = (windowed.decode(latent, start, end) for start, end in plan[1:])
+    return itertools.chain([first], later)
 
 
 def _run_whole(
