@@ -39,6 +39,9 @@ class ErrorCode(StrEnum):
     QUEUE_FULL = "queue_full"
     BUSY = "busy"
     SYNTHESIS_FAILED = "synthesis_failed"
+    #: Sent as the reason of close 1008, not as an ``error`` event: the client is not
+    #: reading its events, so one more would wait behind the ones it already ignores.
+    TOO_MANY_MESSAGES = "too_many_messages"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -47,6 +50,7 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001  # server shutting down
+    POLICY_VIOLATION = 1008  # the client broke a limit (reason: an ErrorCode)
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011  # our bug: logged with traceback, other sessions unaffected
     TRY_AGAIN_LATER = 1013  # overloaded

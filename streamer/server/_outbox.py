@@ -4,15 +4,23 @@ A plain memory channel cannot take back what was put in it, but an interrupt mus
 guarantee that no byte of the interrupted request follows the ``interrupted`` reply.
 So the outbox tags every frame with its request id and can drop a request's frames
 (and refuse its later ones) in one synchronous step.
+
+A client that sends messages faster than it reads the replies fills the outbox with
+events. At ``MAX_QUEUED_EVENTS`` the outbox closes itself with 1008
+``too_many_messages``: every producer (reader, session tasks, REST) then sees
+``OutboxClosed``, which always means the connection is ending, never "full for now".
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 import trio
+
+from ..protocol import CloseCode, ErrorCode
 
 #: Audio bytes a session may have queued for its writer before synthesis waits. About
 #: 10 s of 22 kHz PCM16: ample for real-time playback, bounded for a client that stalls.
@@ -37,10 +45,17 @@ class OutboxClosed(Exception):
     """The connection is gone; nothing more will be written."""
 
 
+def _ignore_overflow() -> None:
+    pass
+
+
 class Outbox:
     """Frames waiting for the writer, in order, each tagged with a request id or None."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_overflow: Callable[[], None] = _ignore_overflow) -> None:
+        """``on_overflow`` is called once, synchronously, when the event limit closes
+        the outbox (to log and count the client's fault)."""
+        self._on_overflow = on_overflow
         self._items: deque[tuple[str | None, Payload]] = deque()
         self._dead: set[str] = set()
         self._audio_bytes = 0
@@ -53,16 +68,31 @@ class Outbox:
     def queued_bytes(self) -> int:
         return self._audio_bytes
 
+    @property
+    def closed(self) -> bool:
+        """True once nothing more may be queued (the writer may still be draining)."""
+        return self._closed
+
     def __len__(self) -> int:
         return len(self._items)
 
     def put_event(self, text: str, request_id: str | None = None) -> None:
-        """Queue a text event now (never blocks). Dropped if ``request_id`` is dead."""
+        """Queue a text event now (never blocks). Dropped if ``request_id`` is dead.
+
+        Raises ``OutboxClosed`` once closed; the event that would pass
+        ``MAX_QUEUED_EVENTS`` is not queued and closes the outbox with 1008 instead.
+        """
         if self._closed:
             raise OutboxClosed
         if request_id is not None and request_id in self._dead:
             return
         if self._events >= MAX_QUEUED_EVENTS:
+            # The replies already queued stay, so a client that reads late learns what
+            # happened to each message before the close frame tells it why it ends.
+            self.close_with(
+                CloseCode.POLICY_VIOLATION, ErrorCode.TOO_MANY_MESSAGES, drop_audio=True
+            )
+            self._on_overflow()
             raise OutboxClosed("client is not reading its events")
         self._events += 1
         self._items.append((request_id, text))

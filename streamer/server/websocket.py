@@ -12,6 +12,12 @@ Tasks of a connection:
 
 No exception escapes into the server nursery: trio-websocket would end every other
 connection with it. A bug in one connection is logged and closes only that one (1011).
+
+Two limits end a connection whose client does not read, both logged as the client's
+fault without a traceback: a client whose unread events reach
+``Outbox.MAX_QUEUED_EVENTS`` is closed with 1008 ``too_many_messages`` (the close frame
+follows the events already queued), and one that leaves a frame unread for
+``server.write_timeout_s`` is aborted.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from ..protocol import (
     Synthesize,
     render,
 )
-from ._outbox import CloseRequest, Outbox, OutboxClosed
+from ._outbox import MAX_QUEUED_EVENTS, CloseRequest, Outbox, OutboxClosed
 from .session import Session, SessionManager
 
 log = logging.getLogger(__name__)
@@ -56,13 +62,25 @@ class _Connection:
         self.manager = manager
         config = manager.services.config
         self.protocol = ServerProtocol(max_text_length=config.tts.max_text_length)
-        self.outbox = Outbox()
+        self.outbox = Outbox(on_overflow=self._overflowed)
         self.session: Session | None = None
         self.write_timeout = config.server.write_timeout_s
 
     @property
     def session_id(self) -> str:
         return self.session.id if self.session else "-"
+
+    def _overflowed(self) -> None:
+        """The outbox hit its event limit and is closing with 1008."""
+        log.warning(
+            "session %s: client sent messages faster than it read the replies "
+            "(%d events unread); closing with %d %s",
+            self.session_id,
+            MAX_QUEUED_EVENTS,
+            CloseCode.POLICY_VIOLATION,
+            ErrorCode.TOO_MANY_MESSAGES,
+        )
+        self.manager.services.metrics.count_error(ErrorCode.TOO_MANY_MESSAGES)
 
     async def writer(self, cancel_connection: trio.CancelScope) -> None:
         """Send queued frames in order until the outbox closes; then end the connection."""
@@ -139,7 +157,14 @@ class _Connection:
                     data = await self.ws.get_message()
                 except ConnectionClosed:
                     break
-                self.dispatch(nursery, data, trio.current_time())
+                if self.outbox.closed:
+                    # The writer is closing the connection; keep reading so that
+                    # trio-websocket sees the client's close frame, but act on nothing.
+                    continue
+                try:
+                    self.dispatch(nursery, data, trio.current_time())
+                except OutboxClosed:
+                    pass  # this message's reply overflowed the outbox, which now closes
             # The client closed: stop synthesis; nothing more can be delivered.
             nursery.cancel_scope.cancel()
 
