@@ -44,6 +44,8 @@ FLOOD_BATCH = 64
 FLOOD_LIMIT = 200_000
 #: A write timeout no step of the flood test comes near, so only the event limit acts.
 UNREACHED_WRITE_TIMEOUT_S = 600.0
+#: The write timeout under test: small, so the test is quick; the test asserts no bound.
+WRITE_TIMEOUT_S = 0.5
 
 
 @asynccontextmanager
@@ -133,4 +135,45 @@ async def test_flooding_client_is_closed_with_1008_and_others_go_on(
     blamed = [r for r in caplog.records if session_id in r.getMessage()]
     assert any("too_many_messages" in r.getMessage() for r in blamed)
     assert all(r.levelno <= logging.WARNING and r.exc_info is None for r in blamed)
+    assert not any(r.levelno >= logging.ERROR for r in caplog.records)
+
+
+async def test_client_that_stops_reading_is_aborted_after_the_write_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = make_config(
+        tts={"default_language": "en", "default_format": "pcm"},
+        server={"write_timeout_s": WRITE_TIMEOUT_S},
+    )
+    # Seconds-long chunks produced at once: megabytes of audio, more than the kernel
+    # buffers between server and client hold.
+    services = services_with(config, [FakeEngine(chunks_per_segment=4, chunk_seconds=1.0)])
+    long_text = " ".join(f"Sentence number {n} is here." for n in range(100))
+    caplog.set_level(logging.INFO, logger="streamer")
+    async with running_server(config, services) as server:
+        async with stalled_client(server) as stalled:
+            await stalled.send_message('{"type": "connect", "config": {}}')
+            session_id = event(await stalled.get_message())["session_id"]
+            await stalled.send_message(
+                '{"type": "synthesize", "request_id": "long", "config": {"realtime": false},'
+                f' "text": "{long_text}"}}'
+            )
+            # It reads nothing more. Meanwhile another client is served as usual.
+            async with ws_client(server) as other:
+                await other.send(type="synthesize", text="Still here.", request_id="o1")
+                end = await other.until("audio_end", "o1")
+                assert end["bytes"] == len(other.audio("o1")) > 0
+
+            await wait_until_freed(server, session_id)
+
+            # Aborted, not closed: what the kernel still held arrives, then no close frame.
+            _, code, _ = await read_until_closed(stalled)
+            assert code == 1006
+
+    blamed = [r for r in caplog.records if session_id in r.getMessage()]
+    assert any(
+        r.levelno == logging.WARNING and f"{WRITE_TIMEOUT_S:.1f} s" in r.getMessage()
+        for r in blamed
+    )
+    assert all(r.exc_info is None for r in blamed)
     assert not any(r.levelno >= logging.ERROR for r in caplog.records)

@@ -95,7 +95,7 @@ class _Connection:
                         await self.ws.send_message(item)
                 if deadline.cancelled_caught:
                     log.warning(
-                        "session %s: client read nothing for %.1f s; aborting",
+                        "session %s: client left a frame unread for %.1f s; aborting",
                         self.session_id,
                         self.write_timeout,
                     )
