@@ -41,6 +41,7 @@ class FakeEngine(Engine):
         self.gate: threading.Event | None = None
         self.chunks_made = 0
         self.texts: list[str] = []
+        self.options: list[SynthesisOptions] = []
         self._voices = list(
             voices
             or [
@@ -70,6 +71,7 @@ class FakeEngine(Engine):
 
     def stream(self, voice: Voice, text: str, options: SynthesisOptions) -> Iterator[Pcm]:
         self.texts.append(text)
+        self.options.append(options)
         if "FAIL" in text:
             raise FakeEngineFailure("fake engine asked to fail")
         samples = int(voice.sample_rate * self.chunk_seconds / options.speed)

@@ -346,6 +346,56 @@ async def paced(nursery: trio.Nursery) -> AsyncIterator[Harness]:
         engine.gate.set()
 
 
+async def test_a_closing_connection_does_not_break_interrupt_or_close() -> None:
+    # REST interrupt/DELETE may reach a session whose connection is already closing.
+    manager = SessionManager(make_services(FakeEngine()))
+    session = manager.create(AudioConfig())
+    session.outbox = Outbox()
+    session.submit(Synthesize("One.", Priority.NORMAL, "r1", AudioConfig()), 0.0)
+    session.outbox.close_with(1001, "going away", drop_audio=True)
+    event = session.interrupt("rest")
+    assert event.dropped == ("r1",)
+    session.close(1000, "session deleted")
+    assert session.queue_depth == 0
+
+
+async def test_quick_start_only_when_inference_is_idle(paced: Harness) -> None:
+    engine = paced.engine
+    paced.submit("One.", request_id="alone")
+    await paced.wait_for("audio_end", "alone")
+    await trio.sleep(0.15)  # its audio has played: the listener is idle again
+    engine.gate = threading.Event()  # hold the next request inside its first chunk
+    paced.submit("Two.", request_id="first")
+    other = paced.manager.create(AudioConfig())
+    other.outbox = Outbox()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_drain, other.outbox)
+        await nursery.start(other.run)
+        with trio.fail_after(WAIT):
+            await wait_until(lambda: len(engine.options) == 2)
+        other.submit(Synthesize("Three.", Priority.NORMAL, "busy", AudioConfig()), 0.0)
+        with trio.fail_after(WAIT):
+            await wait_until(lambda: len(engine.options) == 3)
+        engine.gate.set()
+        await paced.wait_for("audio_end", "first")
+        nursery.cancel_scope.cancel()
+    # Right after "first" the listener still plays it: not quick. Nor is a request
+    # queued behind audio the listener is still playing (its first chunk is not urgent).
+    paced.submit("Five.", request_id="right-after")
+    await paced.wait_for("audio_end", "right-after")
+    await trio.sleep(0.3)  # both have played ("right-after" after "first": 0.2 s)
+    paced.submit(THREE_TENTHS, request_id="long")
+    paced.submit("Four.", request_id="queued")
+    await paced.wait_for("audio_end", "queued")
+    quick = [o.quick_start for o in engine.options]
+    assert quick == [True, True, False, False, True, False]
+
+
+async def _drain(outbox: Outbox) -> None:
+    while True:
+        await outbox.get()
+
+
 #: Three segments x 2 chunks x 50 ms of the fake engine.
 THREE_TENTHS = "One. Two. Three."
 

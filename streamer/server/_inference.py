@@ -184,6 +184,11 @@ class InferenceScheduler:
     def waiting(self) -> int:
         return sum(1 for w in self._heap if not w.cancelled)
 
+    @property
+    def idle(self) -> bool:
+        """Nothing runs or waits: a chunk submitted now gets a core to itself."""
+        return self._running == 0 and not any(not w.cancelled for w in self._heap)
+
     def lateness(self) -> float:
         """Seconds the most overdue waiting chunk is past its deadline (0 if none is)."""
         now = trio.current_time()

@@ -366,7 +366,10 @@ class Session:
         request_id: str | None = None,
     ) -> None:
         if self.outbox is not None:
-            self.outbox.put_event(render(event), request_id)
+            try:
+                self.outbox.put_event(render(event), request_id)
+            except OutboxClosed:
+                pass  # the connection is ending: nobody will read the event
 
     def _cancel(self, request: SynthesisRequest) -> None:
         request.advance(RequestState.INTERRUPTED)
@@ -496,8 +499,7 @@ class Session:
 
     def _send_for(self, request: SynthesisRequest, event: AudioStart | AudioEnd) -> None:
         # Tagged with the request, so an interrupt drops it if still queued.
-        if self.outbox is not None:
-            self.outbox.put_event(render(event), request.id)
+        self._send(event, request.id)
 
 
 def new_session_id() -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 import trio
@@ -113,7 +113,13 @@ async def run_job(
         job.open()
         pipeline = job.pipeline
         assert pipeline is not None
-    generator = job.engine.stream(job.voice, job.text, job.options)
+    options = job.options
+    if job.listener_busy_until is None and inference.idle:
+        # Nothing else computes, so the second chunk will not queue behind other work:
+        # the engine may make the first one as small as it can (lowest first audio).
+        # Under load the default first chunk is larger, to cover the next one's wait.
+        options = replace(options, quick_start=True)
+    generator = job.engine.stream(job.voice, job.text, options)
     rate = job.voice.sample_rate
     paced = job.realtime_lead > 0
     carried = job.listener_busy_until if paced else None
