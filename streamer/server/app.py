@@ -11,8 +11,10 @@ is left after ``shutdown_timeout_s``.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -39,6 +41,12 @@ log = logging.getLogger(__name__)
 WS_MESSAGE_QUEUE: int = 8
 #: How often abandoned REST-created sessions are looked for.
 REAP_INTERVAL_S: float = 30.0
+#: Longest a thread holding the GIL keeps it from a thread that asks (CPython's default
+#: is 5 ms). Inference threads run Python between their onnxruntime calls (slicing,
+#: phonemizing); at 5 ms the event loop waited up to 5.6 ms for the GIL behind them,
+#: the tail of every reply; at 1 ms, 1.8 ms, at no cost to the worker (measured with a
+#: ticker thread beside a phonemizing loop: BENCHMARKS.md, "Latency and scale").
+GIL_SWITCH_INTERVAL_S: float = 0.001
 
 
 @dataclass(slots=True)
@@ -130,6 +138,7 @@ async def run_server(
     task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until ``RunningServer.shutdown()`` (or cancellation)."""
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     services = services or build_services(config)
     manager = SessionManager(services)
     ready = False
@@ -169,6 +178,12 @@ async def run_server(
             started = trio.current_time()
             await trio.to_thread.run_sync(_load_models, services)
             log.info("models loaded in %.2f s", trio.current_time() - started)
+        # Every object alive now (modules, engines, voices: ~66k) lives as long as the
+        # process. Left to the cyclic GC, each full collection walks them all: a 14 ms
+        # pause of the event loop (measured in-process). Frozen, collections walk only
+        # what requests create. (Full collections are rare: no latency figure moved.)
+        gc.collect()
+        gc.freeze()
         ready = True
         log.info(
             "serving REST on http://%s:%d and WebSocket on ws://%s:%d (pid %d)",
