@@ -22,7 +22,7 @@ The steps run in the order below (1, 2, 5, 3, 4), each after the machine is quie
    response of ``POST /synthesize`` for the same texts, with httpx.
 4. Our server (spawned), one session, ``format: pcm``: time from ``synthesize`` to the
    first binary frame, and its overhead over the floor (ms and ratio of the medians).
-5. Where windowed decoding spends its time: the cut decoder's halves (the VITS flow and
+5. Where windowed decoding spends its time: the cut decoder's parts (the VITS flow and
    HiFi-GAN) timed per frame, and the frame context each needs on its own to reproduce
    the one-call audio (SNR of 32-frame windows).
 
@@ -194,35 +194,25 @@ def _snr_db(reference: np.ndarray[Any, Any], other: np.ndarray[Any, Any]) -> flo
 
 
 def decoder_split(repeats: int) -> dict[str, Any]:
-    """Time the cut decoder's two halves (the VITS flow, HiFi-GAN) and find how much
-    frame context each needs to reproduce the one-call output: the data for deciding
-    how windows are decoded. Name-dependent (Piper exports name HiFi-GAN ``/dec/...``),
-    so it reports nothing for a graph that does not match."""
-    import onnx
+    """Time the cut decoder's two parts (the VITS flow, HiFi-GAN) and find how much
+    frame context each needs to reproduce the one-call output: the data behind
+    ``piper_split``'s context constants."""
     import onnxruntime
-    from onnx.utils import Extractor
 
     from streamer.engines import piper_split
 
     files = piper_split.split_model(_model_path())
-    model = onnx.shape_inference.infer_shapes(onnx.load(str(files.decoder)))
-    hifigan = next((n for n in model.graph.node if n.name.startswith("/dec/")), None)
-    if hifigan is None or len(files.meta.cut_tensors) != 2:
-        print("\n(decoder split: graph not recognised, skipped)")
-        return {}
-    between = hifigan.input[0]
-    extractor = Extractor(model)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
 
-    def session(part: Any) -> Any:
-        return onnxruntime.InferenceSession(part.SerializeToString(), options)
+    def session(path: Path) -> Any:
+        return onnxruntime.InferenceSession(str(path), options)
 
     cut = list(files.meta.cut_tensors)
-    flow = session(extractor.extract_model(cut, [between]))
-    hifi = session(extractor.extract_model([between], [files.meta.output]))
-    whole = session(model)
+    between = files.meta.vocoder_input
+    flow = session(files.flow)
+    hifi = session(files.vocoder)
 
     engine, voice = _engine(1)
     # Private on purpose: a measurement of the engine's internals, not a client of it.
@@ -247,7 +237,6 @@ def decoder_split(repeats: int) -> dict[str, Any]:
 
     z = flow.run(None, feeds)[0]
     per_frame = {
-        "whole decoder": timed(lambda: whole.run(None, feeds)),
         "flow": timed(lambda: flow.run(None, feeds)),
         "hifigan": timed(lambda: hifi.run(None, {between: z})),
     }
