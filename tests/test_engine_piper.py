@@ -207,3 +207,50 @@ def test_broken_config_skipped(tmp_path: Path) -> None:
     (tmp_path / "odd.onnx").write_bytes(b"")
     (tmp_path / "odd.onnx.json").write_text('{"audio": {}}', encoding="utf-8")
     assert set(_by_id(PiperEngine(tmp_path))) == {JOE_ID}
+
+
+def test_phonemizer_clauses_are_owned_by_their_list_alone(engine: PiperEngine) -> None:
+    # piper-tts 1.8.0's espeakbridge leaks a reference to every clause it returns;
+    # loading a voice wraps it so that the result list alone owns each clause.
+    import sys
+
+    from piper import espeakbridge
+
+    list(engine.stream(engine.voices()[0], "Hello there.", SynthesisOptions()))
+    clauses = espeakbridge.get_phonemes("Hello there, how are you? Fine.")
+    assert len(clauses) == 3
+    for clause in clauses:
+        assert sys.getrefcount(clause) == 3  # the list, the loop variable, the argument
+
+
+def test_leak_fix_wraps_a_leaking_bridge_once_and_leaves_a_correct_one() -> None:
+    import ctypes
+    import sys
+    from types import SimpleNamespace
+
+    from streamer.engines.piper import _release_leaked_clauses
+
+    def fresh(text: str) -> list[tuple[str, str, bool]]:
+        # Fresh tuples, as the C bridge builds them (not shared code constants).
+        return [tuple([text + "1", ".", True]), tuple([text + "2", ",", False])]  # type: ignore[list-item]
+
+    def leaking(text: str) -> list[tuple[str, str, bool]]:
+        clauses = fresh(text)
+        for clause in clauses:
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(clause))  # what 1.8.0 does
+        return clauses
+
+    correct = SimpleNamespace(get_phonemes=fresh)
+    _release_leaked_clauses(correct)
+    for _ in range(2):
+        for clause in correct.get_phonemes("x"):
+            assert sys.getrefcount(clause) == 3  # left alone: not released twice
+
+    leaky = SimpleNamespace(get_phonemes=leaking)
+    _release_leaked_clauses(leaky)
+    wrapped = leaky.get_phonemes
+    _release_leaked_clauses(leaky)
+    assert leaky.get_phonemes is wrapped  # wrapped once only
+    for _ in range(2):
+        for clause in leaky.get_phonemes("x"):
+            assert sys.getrefcount(clause) == 3

@@ -28,12 +28,14 @@ sentence's peak before its first chunk, and both modes must sound alike.
 
 from __future__ import annotations
 
+import ctypes
 import importlib.metadata
 import itertools
 import json
 import logging
 import os
 import re
+import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -395,9 +397,10 @@ class PiperEngine(Engine):
     def _create_voice(self, files: _VoiceFiles) -> _LoadedVoice:
         try:
             import onnxruntime
-            from piper import PiperVoice
+            from piper import PiperVoice, espeakbridge
             from piper.config import PiperConfig
 
+            _release_leaked_clauses(espeakbridge)
             config = PiperConfig.from_dict(
                 json.loads(files.config_path.read_text(encoding="utf-8"))
             )
@@ -532,6 +535,42 @@ def _decode_windows(
     first = windowed.decode(latent, *plan[0])
     later = (windowed.decode(latent, start, end) for start, end in plan[1:])
     return itertools.chain([first], later)
+
+
+#: References a fresh clause tuple has in ``_release_leaked_clauses``' check when only
+#: the result list owns it: the list's slot, the loop variable, ``getrefcount``'s argument.
+_OWNED_CLAUSE_REFS: Final = 3
+
+
+def _release_leaked_clauses(bridge: Any) -> None:
+    """Stop piper-tts's phonemizer leaking every clause it returns.
+
+    ``espeakbridge.get_phonemes`` (piper-tts 1.8.0, C) appends each clause's freshly
+    built ``(phonemes, terminator, end_of_sentence)`` tuple to its result list without
+    releasing its own reference, so no clause is ever freed: ~290 B per clause, without
+    bound (found by ``scripts/soak_memory.py``). We wrap the function once; its first
+    result tells whether the bridge leaks (a fresh tuple with a reference beyond the
+    list's), and if so every clause's extra reference is dropped. A fixed bridge passes
+    through untouched. (The check cannot run earlier: the bridge crashes if called
+    before piper has initialised espeak-ng.)
+    """
+    original = bridge.get_phonemes
+    if getattr(original, "_streamer_leak_fix", False):
+        return
+    leaks: bool | None = None
+
+    def get_phonemes(text: str) -> list[tuple[str, str, bool]]:
+        nonlocal leaks
+        clauses: list[tuple[str, str, bool]] = original(text)
+        if leaks is None and clauses:
+            leaks = any(sys.getrefcount(clause) > _OWNED_CLAUSE_REFS for clause in clauses)
+        if leaks:
+            for clause in clauses:
+                ctypes.pythonapi.Py_DecRef(ctypes.py_object(clause))
+        return clauses
+
+    get_phonemes._streamer_leak_fix = True  # type: ignore[attr-defined]
+    bridge.get_phonemes = get_phonemes
 
 
 def _run_whole(
