@@ -9,8 +9,10 @@ Binary frames carry no request id: a frame belongs to the request of the latest
 ``audio_start`` before it, which is how the protocol defines it (the server never
 interleaves two requests' audio on one connection).
 
-Playback model (underruns): a listener starts playing at a request's first frame and
-plays each frame's audio right after the previous one. A frame that arrives after
+Playback model (underruns): a listener starts playing at a request's first frame (or,
+for a request sent while the previous one's audio still plays, when that audio ends:
+players queue audio, as the server's pacing assumes) and plays each frame's audio right
+after the previous one. A frame that arrives after
 everything received so far has finished playing is an *underrun*: the listener heard
 silence for ``arrival - play_end``; playback resumes with that frame. Durations come
 from the byte count of raw PCM (``format: pcm``, 16-bit mono).
@@ -69,6 +71,9 @@ class RequestTrace:
     ended_at: float | None = None
     interrupted_at: float | None = None
     error: dict[str, Any] | None = None
+    #: When the listener finishes the previous request's audio, if it was still
+    #: playing when this one was sent: this request's audio plays after it.
+    plays_after: float | None = None
 
     @property
     def first_response_ms(self) -> float | None:
@@ -91,15 +96,32 @@ class RequestTrace:
             return []
         offsets: list[float] = []
         received = 0.0
-        play_end = self.frames[0][0]
+        play_end = self._start()
+        if self.plays_after is not None and play_end == self.frames[0][0]:
+            offsets.append(0.0)  # late behind the previous request's audio
         for at, nbytes in self.frames:
-            if at - play_end > UNDERRUN_TOLERANCE_S and received > 0:
+            if at - play_end > UNDERRUN_TOLERANCE_S:
                 offsets.append(received)
                 play_end = at
             duration = nbytes / PCM_SAMPLE_BYTES / self.sample_rate
             received += duration
             play_end += duration
         return offsets
+
+    def _start(self) -> float:
+        """When the listener starts playing this request's first frame, had it arrived
+        in time: its arrival, or the end of the audio before it."""
+        first_at = self.frames[0][0]
+        if self.plays_after is not None and first_at <= self.plays_after + UNDERRUN_TOLERANCE_S:
+            return self.plays_after
+        return first_at
+
+    def play_end(self) -> float | None:
+        """When the listener will have heard all of this request's audio received."""
+        if not self.frames or not self.sample_rate:
+            return None
+        _, silence, _, _ = self.playback()
+        return self._start() + silence + self.audio_seconds
 
     def playback(self) -> tuple[int, float, list[float], list[float]]:
         """(underruns, silence seconds, gaps between frames in s, buffers in s)
@@ -114,7 +136,12 @@ class RequestTrace:
         gaps: list[float] = []
         buffers: list[float] = []
         first_at, first_bytes = self.frames[0]
-        play_end = first_at + first_bytes / PCM_SAMPLE_BYTES / self.sample_rate
+        start = self._start()
+        if self.plays_after is not None and start == first_at:
+            # Queued behind audio that ran out before this request's first frame.
+            underruns += 1
+            silence += first_at - self.plays_after
+        play_end = start + first_bytes / PCM_SAMPLE_BYTES / self.sample_rate
         previous = first_at
         in_first_burst = True
         for at, nbytes in self.frames[1:]:
@@ -280,9 +307,8 @@ class Probe:
         """Until the request ended and the listener has heard all of its audio (the
         playback model's end), as a client waits before its next turn."""
         await self.wait_done(trace)
-        if trace.frames and trace.sample_rate:
-            _, silence, _, _ = trace.playback()
-            played_at = trace.frames[0][0] + silence + trace.audio_seconds
+        played_at = trace.play_end()
+        if played_at is not None:
             await trio.sleep(max(0.0, played_at - now()))
 
     async def wait_audio(self, trace: RequestTrace, seconds: float) -> None:

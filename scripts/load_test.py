@@ -11,8 +11,9 @@ all begin together) and then speak for ``--seconds``: realistic paragraphs of 13
 of speech, back to back. With ``--next-on played`` (default) the next paragraph is
 sent the moment the listener has heard the previous one out, so each session asks
 for 1 s of audio per second; ``--next-on audio_end`` sends it at ``audio_end``, which
-with pacing comes ~``realtime_lead_ms`` before that (the server then starts the next
-paragraph's pacing afresh: each session asks for ~1.15 s of audio per second). When
+with pacing comes ~``realtime_lead_ms`` before that: the listener queues the next
+paragraph's audio behind the previous one's (the server paces it from there, so a
+session still asks for 1 s of audio per second, with no gap between paragraphs). When
 the time is up every speaking session interrupts what it plays and stops. The others
 stay connected and idle.
 
@@ -120,9 +121,12 @@ async def _speaker(
     rng.shuffle(order)
     await trio.sleep(max(0.0, start_at - now()))
     n = 0
+    previous_end: float | None = None  # when the listener finishes the last request
     while now() < stop_at:
         text = order[n % len(order)]
         trace = await probe.synthesize(f"k{index}-{n}", text)
+        if previous_end is not None and previous_end > trace.sent_at:
+            trace.plays_after = previous_end  # its player queues it behind that audio
         n += 1
         result.requests += 1
         remaining = stop_at - now()
@@ -151,6 +155,7 @@ async def _speaker(
             await probe.wait_event("interrupted", since=mark, patience_s=WIND_DOWN_S)
             trace.frames = [f for f in trace.frames if f[0] < sent]
         underruns, silence, _, buffers = trace.playback()
+        previous_end = trace.play_end() if trace.ended_at is not None else None
         run.buffer_ms.extend(b * 1000 for b in buffers)
         run.underrun_offsets_s.extend(trace.underrun_offsets())
         result.underruns += underruns
@@ -402,9 +407,8 @@ def main() -> int:
         choices=("played", "audio_end"),
         default="played",
         help="send the next paragraph when the listener has heard the previous one"
-        " (played: 1 s of audio per second per session) or at its audio_end (the server"
-        " then starts it ~realtime_lead early, so each session asks for more than real"
-        " time)",
+        " (played) or at its audio_end, ~realtime_lead before it has played (its audio"
+        " then plays right after the previous paragraph's, with no gap)",
     )
     parser.add_argument("--find-capacity", action="store_true",
                         help="step K up until underruns or busy refusals appear")

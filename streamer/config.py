@@ -95,8 +95,10 @@ class PerformanceConfig:
     busy_lateness_ms: int = 750
     #: A new real-time stream gets ``busy`` when the streams admitted would need more
     #: than this fraction of the inference workers' CPU (measured per voice; see
-    #: ``streamer/server/_admission.py``). Above 1 effectively turns admission off.
-    max_inference_load: float = 0.9
+    #: ``streamer/server/_admission.py``). At 0.9 a steady 20 speakers on 2 cores got
+    #: busy replies (~1/3 of new paragraphs) with CPU to spare; at 1.0 the refusals
+    #: start about where underruns did without admission (BENCHMARKS.md).
+    max_inference_load: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)

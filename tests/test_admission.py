@@ -135,3 +135,40 @@ async def test_a_new_stream_the_cores_cannot_carry_is_busy_and_nothing_is_lost()
             nursery.cancel_scope.cancel()
     finally:
         engine.gate.set()
+
+
+async def test_a_request_sent_while_its_listener_still_plays_continues_its_stream() -> None:
+    engine = FakeEngine(chunk_seconds=1.0)  # "One." = 2 s of audio, made at once
+    services = make_services(engine, realtime_lead_ms=2000, max_inference_load=1.0)
+    services.admission.observe("fake-en", 1.0, 1.0)
+    manager = SessionManager(services)
+    session = manager.create(AudioConfig())
+    session.outbox = Outbox()
+    crowd = [Stream("fake-en", None), Stream("fake-en", None)]  # 4.0 > 2 workers
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_drain, session.outbox)
+        await nursery.start(session.run)
+        session.submit(Synthesize("One.", Priority.NORMAL, "r1", AudioConfig()), 0.0)
+        with trio.fail_after(WAIT):
+            await wait_until(
+                lambda: engine.chunks_made == 2 and not session.playing and not session.queue_depth
+            )
+        for stream in crowd:
+            services.admission.started(stream)
+        # r1's audio still plays for ~2 s: r2 continues the session's stream.
+        session.submit(
+            Synthesize("Two.", Priority.NORMAL, "r2", AudioConfig()), trio.current_time()
+        )
+        other = manager.create(AudioConfig())
+        other.outbox = Outbox()
+        with pytest.raises(ClientError) as info:  # a new stream is still refused
+            other.submit(
+                Synthesize("Hi.", Priority.NORMAL, "o1", AudioConfig()), trio.current_time()
+            )
+        assert info.value.code is ErrorCode.BUSY
+        nursery.cancel_scope.cancel()
+
+
+async def _drain(outbox: Outbox) -> None:
+    while True:
+        await outbox.get()

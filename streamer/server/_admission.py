@@ -23,7 +23,8 @@ to settle, instead of letting all of them start and underrun together.
 
 Only real-time streams count: a download (``realtime: false``) takes whatever CPU is
 left and yields to them by deadline. A request queued behind the session's own playing
-one adds no stream (one request plays per session at a time), and ``critical`` requests
+one, or sent while its listener still plays the previous one's audio, adds no stream
+(it continues the session's), and ``critical`` requests
 are always admitted (an alert must get through; it pre-empts its own session).
 """
 

@@ -267,15 +267,19 @@ class Session:
                 details={"retry_after_ms": round(lateness * 1000)},
             )
         resolved = resolve_config(services, self.config.merged(message.config), request_id)
+        now = trio.current_time()
+        listening = self._listener_busy_until is not None and self._listener_busy_until > now
         if (
             resolved.realtime
             and message.priority is not Priority.CRITICAL
             and self.playing is None
             and not self._queue
+            and not listening
         ):
-            # A new stream (a request behind this session's own replaces its stream).
+            # A new stream. A request behind this session's own (playing, queued, or
+            # still in its listener's player) continues that stream: always admitted.
             refusal = services.admission.check(
-                resolved.voice.id, trio.current_time(), services.admission_capacity()
+                resolved.voice.id, now, services.admission_capacity()
             )
             if refusal is not None:
                 raise ClientError(
