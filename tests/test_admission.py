@@ -11,6 +11,7 @@ import trio
 
 from streamer.protocol import AudioConfig, ClientError, ErrorCode, Priority, Synthesize
 from streamer.server._admission import (
+    COST_HALF_LIFE_AUDIO_S,
     FULL_RETRY_S,
     STARTUP_BUFFER_S,
     STARTUP_FACTOR,
@@ -30,15 +31,21 @@ class Stream:
     playback_end: float | None
 
 
-def test_cost_is_a_running_average_per_voice() -> None:
+def test_cost_is_an_audio_weighted_average_per_voice() -> None:
     admission = Admission()
     assert admission.cost("piper") == 0.0
     admission.observe("piper", 0.08, 1.0)
     assert admission.cost("piper") == pytest.approx(0.08)
-    admission.observe("piper", 0.18, 1.0)  # one slow chunk moves it a tenth of the way
-    assert admission.cost("piper") == pytest.approx(0.09)
+    # A short dear chunk counts for the audio it made: (0.08 k + 0.03) / (1 k + 0.1).
+    admission.observe("piper", 0.03, 0.1)
+    keep = 0.5 ** (0.1 / COST_HALF_LIFE_AUDIO_S)
+    assert admission.cost("piper") == pytest.approx((0.08 * keep + 0.03) / (keep + 0.1))
+    # Old audio fades: after many seconds at 0.05 CPU-s per s the average is 0.05.
+    for _ in range(100):
+        admission.observe("piper", 0.1, 2.0)
+    assert admission.cost("piper") == pytest.approx(0.05, rel=1e-3)
     admission.observe("piper", 1.0, 0.0)  # no audio: nothing learned
-    assert admission.cost("piper") == pytest.approx(0.09)
+    assert admission.cost("piper") == pytest.approx(0.05, rel=1e-3)
     assert admission.cost("espeak") == 0.0
 
 
@@ -90,7 +97,7 @@ async def test_a_new_stream_the_cores_cannot_carry_is_busy_and_nothing_is_lost()
     engine = FakeEngine()
     engine.gate = threading.Event()  # hold the first stream before its first chunk
     services = make_services(engine, realtime_lead_ms=2000, max_inference_load=0.9)
-    services.admission.observe("fake-en", 1.0, 1.0)  # pretend: one core per stream
+    services.admission.observe("fake-en", 10.0, 10.0)  # pretend: one core per stream
     manager = SessionManager(services)
     first, second = manager.create(AudioConfig()), manager.create(AudioConfig())
     first.outbox, second.outbox = Outbox(), Outbox()
@@ -140,7 +147,7 @@ async def test_a_new_stream_the_cores_cannot_carry_is_busy_and_nothing_is_lost()
 async def test_a_request_sent_while_its_listener_still_plays_continues_its_stream() -> None:
     engine = FakeEngine(chunk_seconds=1.0)  # "One." = 2 s of audio, made at once
     services = make_services(engine, realtime_lead_ms=2000, max_inference_load=1.0)
-    services.admission.observe("fake-en", 1.0, 1.0)
+    services.admission.observe("fake-en", 10.0, 10.0)
     manager = SessionManager(services)
     session = manager.create(AudioConfig())
     session.outbox = Outbox()

@@ -9,7 +9,8 @@ already admitted need and refuses the newcomer if the sum would pass
 
 What a stream needs is measured, not configured: every chunk reports the CPU time its
 inference took (thread time, so two chunks sharing a core do not look twice as
-expensive) and the seconds of audio it made; the ratio, averaged per voice, is the
+expensive) and the seconds of audio it made; their ratio, averaged per voice over the
+last ~10 s of audio (weighted by audio), is the
 CPU-seconds that voice needs per second of speech (~0.08 for the bundled Piper voice on
 the 2-core test machine, ~0.001 for espeak-ng). A voice never measured counts as free
 until its first chunk.
@@ -33,9 +34,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
-#: Weight of the newest chunk in a voice's running cost average. Chunks are 0.2-2 s of
-#: audio, so ~10 of them (a few seconds of speech) make the average.
-COST_EWMA_WEIGHT: Final = 0.1
+#: A voice's cost is CPU over audio, both summed with weights halving every this many
+#: seconds of audio: an average over the last paragraph or so, weighted by audio so the
+#: small (dearer per second) first windows of a stream count for what they last.
+COST_HALF_LIFE_AUDIO_S: Final = 10.0
 #: A stream whose listener has less than this much audio queued is still starting.
 STARTUP_BUFFER_S: Final = 1.0
 #: ... and counts this many times its steady cost (small first windows, catching up).
@@ -73,7 +75,8 @@ class Refusal:
 class Admission:
     """Per-voice cost averages and the real-time streams being synthesized."""
 
-    _cost: dict[str, float] = field(default_factory=dict)
+    #: Per voice: (decayed CPU seconds, decayed audio seconds).
+    _sums: dict[str, tuple[float, float]] = field(default_factory=dict)
     _streams: set[Stream] = field(default_factory=set)
 
     # --- what the synthesis jobs report ------------------------------------------------
@@ -81,11 +84,9 @@ class Admission:
         """One chunk of inference: ``cpu_seconds`` of CPU made ``audio_seconds`` of audio."""
         if audio_seconds <= 0:
             return
-        ratio = cpu_seconds / audio_seconds
-        old = self._cost.get(voice_id)
-        self._cost[voice_id] = (
-            ratio if old is None else old + COST_EWMA_WEIGHT * (ratio - old)
-        )
+        cpu, audio = self._sums.get(voice_id, (0.0, 0.0))
+        keep = 0.5 ** (audio_seconds / COST_HALF_LIFE_AUDIO_S)
+        self._sums[voice_id] = (cpu * keep + cpu_seconds, audio * keep + audio_seconds)
 
     def started(self, stream: Stream) -> None:
         self._streams.add(stream)
@@ -100,7 +101,8 @@ class Admission:
 
     def cost(self, voice_id: str) -> float:
         """CPU-seconds per second of speech for ``voice_id`` (0 until measured)."""
-        return self._cost.get(voice_id, 0.0)
+        cpu, audio = self._sums.get(voice_id, (0.0, 0.0))
+        return cpu / audio if audio > 0 else 0.0
 
     def load(self, now: float) -> tuple[float, float]:
         """(load with start-up surcharges, steady load): CPU-seconds per second the
