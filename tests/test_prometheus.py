@@ -89,6 +89,10 @@ async def test_metrics_count_what_happened(server: RunningServer, engine: FakeEn
     assert value(found, "tts_ready") == 1
     assert value(found, "tts_sessions") == 0 and value(found, "tts_queue_depth") == 0
     assert value(found, "tts_inference_workers") >= 1
+    # Every stream has ended; capacity = workers x max_inference_load (1.0).
+    assert value(found, "tts_admission_streams") == 0
+    assert value(found, "tts_admission_load") == 0
+    assert value(found, "tts_admission_capacity") == value(found, "tts_inference_workers")
     assert value(found, "tts_build_info", version="0.1.0") == 1
     # WebSocket request + speech request; the interrupted one had no audio yet.
     assert value(found, "tts_time_to_first_audio_seconds_count") == 2

@@ -180,6 +180,10 @@ async def test_rest_api(server: RunningServer) -> None:
         assert status["websocket_port"] == server.websocket_port
         assert any(f["name"] == "mp3" for f in status["formats"])
         assert status["engines"][0]["name"] == "fake"
+        workers = status["inference"]["workers"]
+        assert status["admission"] == {
+            "streams": 0, "load": 0.0, "steady_load": 0.0, "capacity": float(workers)
+        }
 
         voices = (await http.get("/api/v1/voices")).json()
         assert {v["id"] for v in voices["voices"]} == {"fake-en", "fake-es"}

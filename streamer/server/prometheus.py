@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Final
 
+import trio
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import (
@@ -93,6 +94,23 @@ class _LiveGauges(Collector):
             "How far the most overdue waiting chunk is past its deadline (busy above "
             "performance.busy_lateness_ms)",
             inference.lateness(),
+        )
+        load, _ = services.admission.load(trio.current_time())
+        yield gauge(
+            "admission_streams", "Real-time streams being synthesized (admission control)",
+            services.admission.streams,
+        )
+        yield gauge(
+            "admission_load",
+            "CPU-seconds per second the admitted real-time streams need, start-up surcharge "
+            "included (a new stream gets busy above admission_capacity)",
+            load,
+        )
+        yield gauge(
+            "admission_capacity",
+            "CPU-seconds per second admitted streams may need (workers x "
+            "performance.max_inference_load)",
+            services.admission_capacity(),
         )
         opened = CounterMetricFamily(
             f"{NAMESPACE}_sessions_opened", "Sessions opened since start"
