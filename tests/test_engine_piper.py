@@ -254,3 +254,13 @@ def test_leak_fix_wraps_a_leaking_bridge_once_and_leaves_a_correct_one() -> None
     for _ in range(2):
         for clause in leaky.get_phonemes("x"):
             assert sys.getrefcount(clause) == 3
+
+
+def test_cpu_sessions_share_one_arena_that_grows_by_what_is_asked() -> None:
+    # The memory behaviour is measured by scripts/soak_memory.py; here: the wiring.
+    from streamer.engines import piper as piper_module
+
+    options = PiperEngine(None).session_options()
+    assert options.get_session_config_entry("session.use_env_allocators") == "1"
+    assert piper_module._shared_arena_registered
+    PiperEngine(None).session_options()  # registering again is skipped, not an error
