@@ -14,9 +14,10 @@ Synthesis streams in one of two modes:
 
 - ``clause``: one model call per text segment (``split_for_streaming``: first clause,
   then sentences). Latency to first audio is the whole first clause's inference.
-- ``windowed`` (default): the model is cut into encoder and decoder
-  (``piper_split``); the encoder runs once per segment, the decoder over windows of the
-  latent with enough context that the audio equals the one-call model's. First audio
+- ``windowed`` (default): the model is cut into encoder, flow and HiFi-GAN
+  (``piper_split``); the encoder runs once per segment, flow and HiFi-GAN over windows
+  of the latent, each with the context it needs for the audio to equal the one-call
+  model's. First audio
   waits only for the encoder and one small window (smaller still with
   ``SynthesisOptions.quick_start``). If the cut fails for a voice, that voice falls back
   to ``clause`` (logged).
