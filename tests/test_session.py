@@ -83,6 +83,7 @@ class Harness:
             item = await self.outbox.get()
             assert not hasattr(item, "code")
             self.received.append(json.loads(item) if isinstance(item, str) else item)  # type: ignore[arg-type]
+            self.outbox.sent()  # as the writer reports each frame written
             self._arrived.set()
 
 

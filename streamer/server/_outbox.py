@@ -63,6 +63,9 @@ class Outbox:
         self._closed = False
         self._readable = trio.lowlevel.ParkingLot()
         self._writable = trio.lowlevel.ParkingLot()
+        #: Frames the writer has taken and not yet reported sent (``sent``).
+        self._in_flight = 0
+        self._flushed = trio.lowlevel.ParkingLot()
 
     @property
     def queued_bytes(self) -> int:
@@ -154,8 +157,20 @@ class Outbox:
             await self._readable.park()
         _, payload = self._items.popleft()
         self._account_removed(payload)
+        self._in_flight += 1
         self._writable.unpark_all()
         return payload
+
+    def sent(self) -> None:
+        """The writer has written the frame it last took from ``get``."""
+        self._in_flight = max(0, self._in_flight - 1)
+        if not self._items and not self._in_flight:
+            self._flushed.unpark_all()
+
+    async def wait_flushed(self) -> None:
+        """Until everything queued so far is written (or the outbox closes)."""
+        while (self._items or self._in_flight) and not self._closed:
+            await self._flushed.park()
 
     def close_with(self, code: int, reason: str, *, drop_audio: bool) -> None:
         """Ask the writer to close the socket after the queued frames (or, with
@@ -169,9 +184,11 @@ class Outbox:
         self._closed = True
         self._readable.unpark_all()
         self._writable.unpark_all()
+        self._flushed.unpark_all()
 
     def close(self) -> None:
         """Idempotent. The writer drains what is queued, then sees ``OutboxClosed``."""
         self._closed = True
         self._readable.unpark_all()
         self._writable.unpark_all()
+        self._flushed.unpark_all()

@@ -53,6 +53,12 @@ log = logging.getLogger(__name__)
 
 #: Finished request ids remembered per session, so a reused id is caught a while.
 RECENT_REQUEST_IDS: Final = 256
+#: Longest a request's first inference waits for the writer to send what is queued
+#: before it (its ``queued`` and ``audio_start``). Started together, the worker thread's
+#: Python (phonemizing) and the event loop's syscalls traded the GIL and delayed
+#: ``queued`` by 3-5 ms for ~1 in 10 requests (BENCHMARKS.md); the sends take ~0.2 ms.
+#: Bounded so that a slow reader's backlog of audio never holds up synthesis.
+REPLY_FLUSH_WAIT_S: Final = 0.005
 #: A session created over REST that no WebSocket attaches to within this long is
 #: removed, so abandoned sessions cannot pile up.
 UNATTACHED_SESSION_TTL_S: Final = 300.0
@@ -457,6 +463,8 @@ class Session:
                 async def emit(frame: bytes) -> bool:
                     return await outbox.put_audio(frame, request.id)
 
+                with trio.move_on_after(REPLY_FLUSH_WAIT_S):
+                    await outbox.wait_flushed()
                 try:
                     completed = await run_job(
                         job, emit, services.inference, services.metrics, services.admission

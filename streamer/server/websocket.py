@@ -93,6 +93,7 @@ class _Connection:
                 with trio.CancelScope(shield=True):
                     with trio.move_on_after(self.write_timeout) as deadline:
                         await self.ws.send_message(item)
+                    self.outbox.sent()
                 if deadline.cancelled_caught:
                     log.warning(
                         "session %s: client left a frame unread for %.1f s; aborting",
