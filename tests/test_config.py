@@ -47,6 +47,7 @@ def test_melotts_alias() -> None:
         ({"server": "x"}, "server"),
         ({"performance": {"preload_models": "yes"}}, "performance.preload_models"),
         ({"performance": {"max_queue_size": 0}}, "performance.max_queue_size"),
+        ({"performance": {"max_inference_load": 0}}, "performance.max_inference_load"),
         ({"tts": {"melo": {"languages": "EN"}}}, "tts.melo.languages"),
     ],
 )
