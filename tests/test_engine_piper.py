@@ -256,6 +256,36 @@ def test_leak_fix_wraps_a_leaking_bridge_once_and_leaves_a_correct_one() -> None
             assert sys.getrefcount(clause) == 3
 
 
+def test_set_voice_reaches_espeak_only_when_the_voice_changes() -> None:
+    # espeak-ng keeps ~1.3 KB per set_voice call (piper-tts 1.8.0 calls it on every
+    # phonemize): the wrapper passes a call through only for a new voice, and again
+    # after initialize (which resets espeak-ng's voice).
+    from types import SimpleNamespace
+
+    from streamer.engines.piper import _set_voice_only_on_change
+
+    calls: list[str] = []
+    bridge = SimpleNamespace(set_voice=calls.append, initialize=lambda path: calls.append("init"))
+    _set_voice_only_on_change(bridge)
+    wrapped = bridge.set_voice
+    _set_voice_only_on_change(bridge)
+    assert bridge.set_voice is wrapped  # wrapped once only
+    for voice in ("en-us", "en-us", "es", "es", "en-us"):
+        bridge.set_voice(voice)
+    bridge.initialize("data")
+    bridge.set_voice("en-us")
+    assert calls == ["en-us", "es", "en-us", "init", "en-us"]
+
+
+def test_loading_a_voice_wraps_the_real_bridge(engine: PiperEngine) -> None:
+    from piper import espeakbridge
+
+    list(engine.stream(engine.voices()[0], "Hello.", SynthesisOptions()))
+    assert getattr(espeakbridge.set_voice, "_streamer_leak_fix", False)
+    # Still phonemizes correctly after the voice is set once and skipped afterwards.
+    assert list(engine.stream(engine.voices()[0], "Hello there.", SynthesisOptions()))
+
+
 def test_cpu_sessions_share_one_arena_that_grows_by_what_is_asked() -> None:
     # The memory behaviour is measured by scripts/soak_memory.py; here: the wiring.
     from streamer.engines import piper as piper_module

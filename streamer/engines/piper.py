@@ -405,6 +405,7 @@ class PiperEngine(Engine):
             from piper.config import PiperConfig
 
             _release_leaked_clauses(espeakbridge)
+            _set_voice_only_on_change(espeakbridge)
             config = PiperConfig.from_dict(
                 json.loads(files.config_path.read_text(encoding="utf-8"))
             )
@@ -486,7 +487,9 @@ class PiperEngine(Engine):
             dtype=np.float32,
         )
         for segment in split_for_streaming(text):
-            for phonemes in piper.phonemize(segment):
+            with _PHONEMIZE_LOCK:  # one espeak-ng state per process
+                sentences = piper.phonemize(segment)
+            for phonemes in sentences:
                 if not phonemes:
                     continue
                 ids = piper.phonemes_to_ids(phonemes)
@@ -576,6 +579,9 @@ def _register_shared_cpu_arena() -> None:
 #: References a fresh clause tuple has in ``_release_leaked_clauses``' check when only
 #: the result list owns it: the list's slot, the loop variable, ``getrefcount``'s argument.
 _OWNED_CLAUSE_REFS: Final = 3
+#: piper-tts's phonemizer drives one process-wide espeak-ng: its set-voice and
+#: get-phonemes calls must not interleave between threads (voices of two languages).
+_PHONEMIZE_LOCK = threading.Lock()
 
 
 def _release_leaked_clauses(bridge: Any) -> None:
@@ -607,6 +613,37 @@ def _release_leaked_clauses(bridge: Any) -> None:
 
     get_phonemes._streamer_leak_fix = True  # type: ignore[attr-defined]
     bridge.get_phonemes = get_phonemes
+
+
+def _set_voice_only_on_change(bridge: Any) -> None:
+    """Stop piper-tts's phonemizer leaking native memory on every phonemize call.
+
+    ``PiperVoice.phonemize`` calls ``espeakbridge.set_voice`` each time, and espeak-ng
+    (as linked into piper-tts 1.8.0) keeps ~1.3 KB of C heap per ``set_voice``, even for
+    the voice already set: at 20 speaking sessions that was ~0.5 MiB/min, the whole of
+    the server's memory growth in a 30-minute soak (``scripts/soak_memory.py``). The
+    wrapper calls through only when the voice changes (or after a re-``initialize``,
+    which resets espeak-ng). ``_PHONEMIZE_LOCK`` keeps each set-voice + get-phonemes
+    pair together, so skipping a call never leaves another thread's voice in place.
+    """
+    original_set = bridge.set_voice
+    if getattr(original_set, "_streamer_leak_fix", False):
+        return
+    original_initialize = bridge.initialize
+    current: list[str | None] = [None]
+
+    def set_voice(voice: str) -> None:
+        if voice != current[0]:
+            original_set(voice)
+            current[0] = voice
+
+    def initialize(data_dir: str) -> None:
+        current[0] = None
+        original_initialize(data_dir)
+
+    set_voice._streamer_leak_fix = True  # type: ignore[attr-defined]
+    bridge.set_voice = set_voice
+    bridge.initialize = initialize
 
 
 def _run_whole(
