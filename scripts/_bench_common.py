@@ -202,7 +202,8 @@ class CpuSample:
     server_pid: int | None = None
 
     @staticmethod
-    def take(server_pid: int | None) -> CpuSample:
+    def take(server_pid: int | None, client_pids: Sequence[int] = ()) -> CpuSample:
+        """Now; ``client_pids``: the client's other processes (counted as client)."""
         loop = 0.0
         if server_pid:
             loop = next(
@@ -213,7 +214,7 @@ class CpuSample:
         return CpuSample(
             wall=time.monotonic(),
             server=process_cpu_seconds(server_pid) if server_pid else 0.0,
-            client=process_cpu_seconds(os.getpid()),
+            client=sum(process_cpu_seconds(pid) for pid in (os.getpid(), *client_pids)),
             machine=machine_busy_seconds(),
             server_loop=loop,
             server_pid=server_pid,

@@ -9,7 +9,11 @@ client would use them), ``--probes`` (default one per ten sessions) run ``--repe
 measuring cycles; the others speak paragraphs back to back, each heard out before the
 next, and start spread over one paragraph's duration before the probes begin. (Probes
 alone would overload the server: every interrupt throws away the ~2 s of audio
-synthesized ahead.) One cycle:
+synthesized ahead.) The speakers run in a child process of their own (this script with
+``--background-child``), as other users' clients would: sharing the probes' event loop,
+their ~900 audio frames a second would queue ahead of a probe's replies and be counted
+as the server's latency. ``--shared-client-loop`` runs them in the probes' loop (the
+figures before this option existed). One cycle:
 
 A. a ~30-character English sentence, played to its end: first response (send →
    ``queued``), time to first audio (send → first binary frame), playback underruns;
@@ -33,7 +37,9 @@ maximum.
 from __future__ import annotations
 
 import argparse
+import json
 import random
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -76,6 +82,9 @@ PROBE_EVERY: Final = 10
 BACKGROUND_RAMP_S: Final = 15.0
 #: A refused request's retry hint is obeyed up to this long.
 MAX_RETRY_WAIT_S: Final = 2.0
+#: The background process stops within one paragraph's wait once told to; past this
+#: something hangs.
+EVENT_TIMEOUT_AFTER_STOP_S: Final = 60.0
 
 
 @dataclass
@@ -83,6 +92,8 @@ class Samples:
     """Every measured value, in milliseconds unless the name says otherwise."""
 
     first_response: list[float] = field(default_factory=list)
+    #: The same by step of the cycle (a_short, b_long, c_long, c_critical, d_spanish).
+    first_response_by_step: dict[str, list[float]] = field(default_factory=dict)
     ttfa_en_short: list[float] = field(default_factory=list)
     ttfa_en_long: list[float] = field(default_factory=list)
     ttfa_es_short: list[float] = field(default_factory=list)
@@ -101,6 +112,13 @@ class Samples:
     #: Requests answered with an ``error`` instead of ``queued``, by code (``busy``).
     refused: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+
+    def response(self, step: str, trace: RequestTrace) -> None:
+        """Record ``trace``'s first response, overall and under ``step``."""
+        value = trace.first_response_ms
+        if value is not None:
+            self.first_response.append(value)
+            self.first_response_by_step.setdefault(step, []).append(value)
 
     def playback(self, trace: RequestTrace, until: float | None = None) -> None:
         """Fold a played request's underruns and gaps in (frames before ``until``)."""
@@ -144,7 +162,7 @@ async def _cycle(
     trace = await probe.synthesize(f"{tag}-a", TEXT_EN_SHORT)
     await probe.wait_played(trace)
     if not await _refused(out, trace):
-        _record(out.first_response, trace.first_response_ms)
+        out.response("a_short", trace)
         _record(out.ttfa_en_short, trace.ttfa_ms)
         out.playback(trace)
     await trio.sleep(STEP_PAUSE_S)
@@ -154,7 +172,7 @@ async def _cycle(
     await probe.wait_audio(trace, args.play)
     if await _refused(out, trace):
         return
-    _record(out.first_response, trace.first_response_ms)
+    out.response("b_long", trace)
     _record(out.ttfa_en_long, trace.ttfa_ms)
     mark = len(probe.log)
     sent = await probe.send({"type": "interrupt", "reason": "benchmark"})
@@ -175,14 +193,14 @@ async def _cycle(
     await probe.wait_audio(trace, args.play)
     if await _refused(out, trace):
         return
-    _record(out.first_response, trace.first_response_ms)
+    out.response("c_long", trace)
     _record(out.ttfa_en_long, trace.ttfa_ms)
     critical = await probe.synthesize(f"{tag}-crit", TEXT_EN_SHORT, priority="critical")
     await probe.wait_played(critical)
     out.playback(trace, until=critical.sent_at)
     if await _refused(out, critical):
         return
-    _record(out.first_response, critical.first_response_ms)
+    out.response("c_critical", critical)
     _record(out.preempt_to_audio, critical.ttfa_ms)
     out.playback(critical)
     if trace.interrupted_at is None and trace.ended_at is None:
@@ -197,7 +215,7 @@ async def _cycle(
     await probe.wait_audio(trace, 0.0)
     if await _refused(out, trace):
         return
-    _record(out.first_response, trace.first_response_ms)
+    out.response("d_spanish", trace)
     _record(out.ttfa_es_long if long_es else out.ttfa_es_short, trace.ttfa_ms)
     mark = len(probe.log)
     await probe.send({"type": "interrupt", "reason": "benchmark"})
@@ -338,6 +356,11 @@ def report(samples: Samples, args: argparse.Namespace, extra: dict[str, Any]) ->
         f" {samples.bytes_after_interrupt} bytes arrived in the {args.drain * 1000:.0f} ms"
         " drain windows"
     )
+    if samples.first_response_by_step:
+        print("first response by step, p50 / p99 ms: " + ", ".join(
+            f"{step} {percentile(sorted(v), 50):.1f} / {percentile(sorted(v), 99):.1f}"
+            for step, v in samples.first_response_by_step.items()
+        ))
     if samples.refused:
         print(f"refused requests (error instead of queued): {samples.refused}")
     bg = extra.get("background") or {}
@@ -401,6 +424,9 @@ def report(samples: Samples, args: argparse.Namespace, extra: dict[str, Any]) ->
         "bytes_after_interrupt": samples.bytes_after_interrupt,
         "refused": samples.refused,
         "errors": samples.errors,
+        "first_response_by_step_ms": {
+            step: summarize(values) for step, values in samples.first_response_by_step.items()
+        },
         "samples_ms": {
             name: getattr(samples, name)
             for name in (
@@ -417,39 +443,123 @@ def report(samples: Samples, args: argparse.Namespace, extra: dict[str, Any]) ->
     }
 
 
+def _background_offset(index: int, speakers: int, rng: random.Random) -> float:
+    """When background speaker ``index`` starts, after the run begins: spread over one
+    paragraph, as independent sessions would be."""
+    return BACKGROUND_RAMP_S * (index + rng.random()) / speakers
+
+
+async def _speak_in_background(
+    url: str, speakers: int, args: argparse.Namespace, result: Background, errors: list[str],
+    begin: float, stop: trio.Event,
+) -> None:
+    rng = random.Random(STAGGER_SEED)
+    async with trio.open_nursery() as nursery:
+        for index in range(speakers):
+            nursery.start_soon(
+                _background_session, url, index, args, result, errors,
+                begin + _background_offset(index, speakers, rng), stop,
+            )
+
+
+def _background_json(result: Background, errors: list[str]) -> dict[str, Any]:
+    return {
+        "requests": result.requests,
+        "ttfa_ms_samples": result.ttfa,
+        "underruns": result.underruns,
+        "audio_s": result.audio_s,
+        "refused": result.refused,
+        "errors": errors,
+    }
+
+
+async def background_child(url: str, args: argparse.Namespace) -> None:
+    """``--background-child``: speak until stdin closes, then print what happened as
+    one JSON line on stdout."""
+    result, stop = Background(), trio.Event()
+    errors: list[str] = []
+
+    async def wait_for_eof() -> None:
+        await trio.to_thread.run_sync(sys.stdin.read)
+        stop.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wait_for_eof)
+        await _speak_in_background(url, args.background_child, args, result, errors, now(), stop)
+        nursery.cancel_scope.cancel()
+    print(json.dumps(_background_json(result, errors)), flush=True)
+
+
+def _start_background_child(
+    url: str, speakers: int, args: argparse.Namespace
+) -> subprocess.Popen[str]:
+    command = [
+        sys.executable, __file__, "--url", url, "--background-child", str(speakers),
+        "--drain", str(args.drain),
+    ]
+    if args.no_realtime:
+        command.append("--no-realtime")
+    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def _stop_background_child(
+    child: subprocess.Popen[str], result: Background, errors: list[str]
+) -> None:
+    """Close the child's stdin (its cue to stop) and fold its figures into ``result``."""
+    out, _ = child.communicate(timeout=EVENT_TIMEOUT_AFTER_STOP_S)
+    lines = out.strip().splitlines()
+    if child.returncode != 0 or not lines:
+        errors.append(f"background process exited {child.returncode} without figures")
+        return
+    figures = json.loads(lines[-1])
+    result.requests += figures["requests"]
+    result.ttfa.extend(figures["ttfa_ms_samples"])
+    result.underruns += figures["underruns"]
+    result.audio_s += figures["audio_s"]
+    result.refused += figures["refused"]
+    errors.extend(figures["errors"])
+
+
 async def run(
     url: str, args: argparse.Namespace, server_pid: int | None
 ) -> tuple[Samples, dict[str, Any]]:
     samples = Samples()
     background = Background()
     probes = min(args.sessions, args.probes or max(1, args.sessions // PROBE_EVERY))
+    speakers = args.sessions - probes
     rng = random.Random(STAGGER_SEED)
     begin = now()
     stop = trio.Event()
-    cpu_start = CpuSample.take(server_pid)
+    child = None
+    if speakers and not args.shared_client_loop:
+        child = _start_background_child(url, speakers, args)
+    client_pids = [child.pid] if child is not None else []
+    cpu_start = CpuSample.take(server_pid, client_pids)
     async with trio.open_nursery() as nursery:
-        for index in range(args.sessions - probes):
-            # Background speakers start spread over one paragraph, as independent
-            # sessions would be; the probes start once they all speak.
-            offset = BACKGROUND_RAMP_S * (index + rng.random()) / (args.sessions - probes)
+        if speakers and child is None:
             nursery.start_soon(
-                _background_session, url, index, args, background, samples.errors,
-                begin + offset, stop,
+                _speak_in_background, url, speakers, args, background, samples.errors,
+                begin, stop,
             )
-        probe_begin = begin + (BACKGROUND_RAMP_S if args.sessions > probes else 0.0)
+        probe_begin = begin + (BACKGROUND_RAMP_S if speakers else 0.0)
         async with trio.open_nursery() as probing:
             for session in range(probes):
                 offset = CYCLE_ESTIMATE_S * (session + rng.random()) / probes if probes > 1 else 0
                 probing.start_soon(
                     _probe_session, url, session, args, samples, probe_begin + offset
                 )
+        cpu = CpuSample.take(server_pid, client_pids).usage_since(cpu_start)
         stop.set()
-    cpu = CpuSample.take(server_pid).usage_since(cpu_start)
+    if child is not None:
+        await trio.to_thread.run_sync(
+            _stop_background_child, child, background, samples.errors
+        )
     return samples, {
         "cpu": cpu,
         "probes": probes,
         "background": {
-            "sessions": args.sessions - probes,
+            "sessions": speakers,
+            "own_process": child is not None,
             "requests": background.requests,
             "ttfa_ms": summarize(background.ttfa),
             "underruns": background.underruns,
@@ -485,10 +595,18 @@ def main() -> int:
                         help="seconds to watch for bytes after each interrupted reply")
     parser.add_argument("--no-realtime", action="store_true",
                         help="client config realtime: false (no pacing; no underrun meaning)")
+    parser.add_argument(
+        "--shared-client-loop", action="store_true",
+        help="run the background speakers in the probes' event loop, not a process of their own",
+    )
+    parser.add_argument("--background-child", type=int, metavar="N", help=argparse.SUPPRESS)
     parser.add_argument("--json", help="write the figures and raw samples here")
     args = parser.parse_args()
     if not args.url and not args.spawn:
         args.url = "ws://127.0.0.1:8081"
+    if args.background_child:
+        trio.run(background_child, args.url, args)
+        return 0
 
     machine = machine_info()
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, python {machine['python']},"
