@@ -506,7 +506,13 @@ def _stop_background_child(
     child: subprocess.Popen[str], result: Background, errors: list[str]
 ) -> None:
     """Close the child's stdin (its cue to stop) and fold its figures into ``result``."""
-    out, _ = child.communicate(timeout=EVENT_TIMEOUT_AFTER_STOP_S)
+    try:
+        out, _ = child.communicate(timeout=EVENT_TIMEOUT_AFTER_STOP_S)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        errors.append(f"background process did not stop in {EVENT_TIMEOUT_AFTER_STOP_S:.0f} s")
+        return
     lines = out.strip().splitlines()
     if child.returncode != 0 or not lines:
         errors.append(f"background process exited {child.returncode} without figures")

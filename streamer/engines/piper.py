@@ -630,15 +630,17 @@ def _set_voice_only_on_change(bridge: Any) -> None:
     if getattr(original_set, "_streamer_leak_fix", False):
         return
     original_initialize = bridge.initialize
-    current: list[str | None] = [None]
+    current: str | None = None
 
     def set_voice(voice: str) -> None:
-        if voice != current[0]:
+        nonlocal current
+        if voice != current:
             original_set(voice)
-            current[0] = voice
+            current = voice
 
     def initialize(data_dir: str) -> None:
-        current[0] = None
+        nonlocal current
+        current = None
         original_initialize(data_dir)
 
     set_voice._streamer_leak_fix = True  # type: ignore[attr-defined]
