@@ -27,7 +27,12 @@ D. a Spanish sentence (espeak-ng), short and long alternately, interrupted right
    its first audio (secondary TTFA row).
 
 Every figure is client-side wall time on ``time.perf_counter``: it includes the
-client's own scheduling, on the same machine. With ``--spawn`` or ``--http-url`` the
+client's own scheduling, on the same machine. A client on a machine of its own wakes at
+once when a reply arrives; here the probes share two cores with the server's inference,
+and a woken probe waited up to a 4 ms scheduler tick for a core (BENCHMARKS.md). So the
+probes' event loop runs at ``SCHED_FIFO`` priority ``--probe-realtime-priority`` (1, like
+the server's loop; 0 = normal, to see the same-machine figure), when permitted; the
+background speakers' process stays normal. With ``--spawn`` or ``--http-url`` the
 server's own figures (from ``/api/v1/metrics``, measured from the moment a message is
 read) are printed beside them. Underruns follow the playback model in
 ``_ws_client.py``. Percentiles are nearest-rank: p99 of fewer than 100 samples is the
@@ -49,6 +54,7 @@ import trio
 from _bench_common import (
     LATENCY_HEADERS,
     PARAGRAPHS,
+    REPO_ROOT,
     TEXT_EN_LONG,
     TEXT_EN_SHORT,
     TEXT_ES_LONG,
@@ -65,6 +71,10 @@ from _bench_common import (
     write_json,
 )
 from _ws_client import Probe, ProbeError, RequestTrace, now, open_probe
+
+sys.path.insert(0, str(REPO_ROOT))
+
+from streamer.server._cpu_priority import make_event_loop_realtime
 
 #: Seconds between steps of a cycle: a client does not fire its next turn in the same
 #: millisecond, and it lets the previous request's tail leave the socket.
@@ -389,6 +399,7 @@ def report(samples: Samples, args: argparse.Namespace, extra: dict[str, Any]) ->
             "server-side: first response " + fig("first_response")
             + "; TTFA (all requests) " + fig("time_to_first_audio")
             + "; interrupt " + fig("interrupt_latency")
+            + "; event loop lag " + fig("event_loop_lag")
             + f"; underruns {server.get('underruns')}; errors {server.get('errors')}"
         )
     if samples.errors:
@@ -605,6 +616,10 @@ def main() -> int:
         "--shared-client-loop", action="store_true",
         help="run the background speakers in the probes' event loop, not a process of their own",
     )
+    parser.add_argument(
+        "--probe-realtime-priority", type=int, default=1, metavar="N",
+        help="SCHED_FIFO priority of the probes' event loop (0 = normal scheduling)",
+    )
     parser.add_argument("--background-child", type=int, metavar="N", help=argparse.SUPPRESS)
     parser.add_argument("--json", help="write the figures and raw samples here")
     args = parser.parse_args()
@@ -617,6 +632,13 @@ def main() -> int:
     machine = machine_info()
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, python {machine['python']},"
           f" onnxruntime {machine['onnxruntime']}")
+    # The server and the background speakers are started from this thread later:
+    # SCHED_RESET_ON_FORK starts them under the normal policy.
+    probe_policy = make_event_loop_realtime(args.probe_realtime_priority)
+    machine["probe_scheduling"] = (
+        f"SCHED_FIFO {args.probe_realtime_priority}" if probe_policy else "normal"
+    )
+    print(f"probes' event loop: {machine['probe_scheduling']} scheduling")
     if args.spawn:
         with spawned_server() as server:
             wait_for_quiet([server.pid])

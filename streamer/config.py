@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar, get_args, get_origin, get_type_hints
+from typing import Any, Final, TypeVar, get_args, get_origin, get_type_hints
 
 #: Engines a config may prefer; "auto" ranks every available engine, neural first.
 ENGINE_CHOICES = ("auto", "piper", "espeak", "melo")
@@ -99,6 +99,10 @@ class PerformanceConfig:
     #: busy replies (~1/3 of new paragraphs) with CPU to spare; at 1.0 the refusals
     #: start about where underruns did without admission (BENCHMARKS.md).
     max_inference_load: float = 1.0
+    #: ``SCHED_FIFO`` priority of the event loop thread (Linux; 0 = normal scheduling),
+    #: so protocol replies never wait for a core behind inference. Needs permission
+    #: (``LimitRTPRIO=1`` in the systemd unit); without it the server logs and goes on.
+    event_loop_realtime_priority: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +123,9 @@ class Config:
 
 
 _T = TypeVar("_T")
+
+#: Highest ``SCHED_FIFO`` priority Linux accepts (``sched_get_priority_max``).
+MAX_REALTIME_PRIORITY: Final = 99
 
 
 def _build(cls: type[_T], data: Mapping[str, Any], prefix: str) -> _T:
@@ -194,6 +201,11 @@ def _validate(config: Config) -> Config:
     _check(p.realtime_lead_ms >= 0, "performance.realtime_lead_ms", "must be >= 0")
     _check(p.busy_lateness_ms > 0, "performance.busy_lateness_ms", "must be > 0")
     _check(p.max_inference_load > 0, "performance.max_inference_load", "must be > 0")
+    _check(
+        0 <= p.event_loop_realtime_priority <= MAX_REALTIME_PRIORITY,
+        "performance.event_loop_realtime_priority",
+        f"must be 0 (off) to {MAX_REALTIME_PRIORITY}",
+    )
     return replace(config, tts=replace(t, engine=engine))
 
 

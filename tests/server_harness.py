@@ -26,7 +26,10 @@ WAIT = 30.0
 def make_config(**sections: dict[str, Any]) -> Config:
     base: dict[str, dict[str, Any]] = {
         "server": {"host": "127.0.0.1", "http_port": 0, "websocket_port": 0, "log_file": None},
-        "performance": {"preload_models": False, "warm_up": False},
+        # Normal scheduling: the in-process server's loop is the test's own thread, which
+        # also runs the test's code (tests/test_cpu_priority.py covers real-time).
+        "performance": {"preload_models": False, "warm_up": False,
+                        "event_loop_realtime_priority": 0},
     }
     for name, values in sections.items():
         base[name] = {**base.get(name, {}), **values}

@@ -48,6 +48,14 @@ def test_melotts_alias() -> None:
         ({"performance": {"preload_models": "yes"}}, "performance.preload_models"),
         ({"performance": {"max_queue_size": 0}}, "performance.max_queue_size"),
         ({"performance": {"max_inference_load": 0}}, "performance.max_inference_load"),
+        (
+            {"performance": {"event_loop_realtime_priority": 100}},
+            "performance.event_loop_realtime_priority",
+        ),
+        (
+            {"performance": {"event_loop_realtime_priority": -1}},
+            "performance.event_loop_realtime_priority",
+        ),
         ({"tts": {"melo": {"languages": "EN"}}}, "tts.melo.languages"),
     ],
 )

@@ -105,6 +105,8 @@ async def test_metrics_count_what_happened(server: RunningServer, engine: FakeEn
     assert value(found, "tts_requests_total", outcome="interrupted") == 1
     assert value(found, "tts_errors_total", code="unknown_voice") == 1
     assert value(found, "tts_real_time_factor_count") == 2
+    # The server samples its event loop's lag every 10 ms while it runs.
+    assert value(found, "tts_event_loop_lag_seconds_count") > 0
     assert value(found, "tts_sessions_opened_total") == 1
     assert value(found, "tts_underruns_total") == 0
     # Histogram buckets are cumulative and end at +Inf = count.

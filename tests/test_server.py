@@ -224,6 +224,7 @@ async def test_rest_api(server: RunningServer) -> None:
             "queue_wait",
         ):
             assert key in metrics
+        assert metrics["event_loop_lag"]["count"] > 0  # sampled while the server runs
 
 
 async def test_websocket_attaches_to_a_rest_session(server: RunningServer) -> None:

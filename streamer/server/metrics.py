@@ -63,6 +63,9 @@ class Metrics:
         self.interrupt_latency = Distribution()
         self.queue_wait = {p: Distribution() for p in Priority}
         self.real_time_factor = Distribution()
+        #: How late the event loop ran a timer (see ``app._watch_event_loop``): what a
+        #: message arriving at a random moment waits before the server reads it.
+        self.event_loop_lag = Distribution()
         self.requests: Counter[str] = Counter()  # by outcome
         self.errors: Counter[str] = Counter()  # by error code
         self.underruns = 0
@@ -96,6 +99,10 @@ class Metrics:
         self.real_time_factor.observe(rtf)
         self._emit("real_time_factor", {}, rtf)
 
+    def observe_event_loop_lag(self, seconds: float) -> None:
+        self.event_loop_lag.observe(seconds)
+        self._emit("event_loop_lag_seconds", {}, seconds)
+
     def count_request(self, outcome: str) -> None:
         self.requests[outcome] += 1
         self._emit("requests_total", {"outcome": outcome}, 1)
@@ -113,6 +120,7 @@ class Metrics:
             "first_response": self.first_response.to_json(),
             "time_to_first_audio": self.time_to_first_audio.to_json(),
             "interrupt_latency": self.interrupt_latency.to_json(),
+            "event_loop_lag": self.event_loop_lag.to_json(),
             "queue_wait": {p.label: d.to_json() for p, d in self.queue_wait.items()},
             "real_time_factor": {
                 k: v for k, v in self.real_time_factor.to_json().items() if k == "count"

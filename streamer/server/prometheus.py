@@ -160,6 +160,10 @@ class PrometheusExporter:
                 "Time from an interrupt message to its interrupted reply", LATENCY_BUCKETS,
             ),
             "queue_wait_seconds": queue_wait,
+            "event_loop_lag_seconds": histogram(
+                "event_loop_lag_seconds",
+                "How late the event loop ran a timer (sampled every 10 ms)", LATENCY_BUCKETS,
+            ),
             "real_time_factor": histogram(
                 "real_time_factor", "Inference seconds per second of audio, per request",
                 RTF_BUCKETS,
