@@ -292,5 +292,6 @@ def test_cpu_sessions_share_one_arena_that_grows_by_what_is_asked() -> None:
 
     options = PiperEngine(None).session_options()
     assert options.get_session_config_entry("session.use_env_allocators") == "1"
+    assert options.enable_mem_pattern is False  # per-shape buffer plans only pile up
     assert piper_module._shared_arena_registered
     PiperEngine(None).session_options()  # registering again is skipped, not an error

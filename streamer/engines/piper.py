@@ -380,6 +380,11 @@ class PiperEngine(Engine):
         if self._providers() == ["CPUExecutionProvider"]:
             _register_shared_cpu_arena()
             options.add_session_config_entry("session.use_env_allocators", "1")
+            # Memory patterns plan one buffer layout per input shape and keep it; window
+            # and utterance shapes vary without end, so the plans only pile up. Off:
+            # RSS under the 50/20 load 458-466 MiB over 10 min against 590 with them
+            # (memory soak), first window and throughput no slower (BENCHMARKS.md).
+            options.enable_mem_pattern = False
         return options
 
     def _load_voice(self, files: _VoiceFiles) -> _LoadedVoice:
