@@ -88,6 +88,24 @@ def test_priority_zero_changes_nothing() -> None:
     assert _in_new_thread(change) == (None, os.SCHED_OTHER)
 
 
+@pytest.mark.skipif(not realtime_supported(), reason="Linux scheduling policies")
+def test_no_permission_leaves_normal_scheduling_and_says_how_to_allow_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unprivileged service without LimitRTPRIO: the server must start anyway."""
+
+    def refuse(*args: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
+    caplog.set_level("INFO", logger="streamer.server._cpu_priority")
+    before = os.sched_getscheduler(0)
+    assert make_event_loop_realtime(1) is None
+    assert os.sched_getscheduler(0) == before
+    assert "LimitRTPRIO=1" in caplog.text
+    restore(None)  # nothing to undo: no call, no error
+
+
 @needs_realtime
 def test_inference_workers_do_not_inherit_real_time() -> None:
     """Workers are started from the event loop thread; each must run under the normal

@@ -44,6 +44,7 @@ class _Policy:
 
 
 def realtime_supported() -> bool:
+    """Linux, where Python exposes ``SCHED_FIFO`` (per-thread ``sched_setscheduler``)."""
     return sys.platform.startswith("linux") and hasattr(os, "SCHED_FIFO")
 
 
