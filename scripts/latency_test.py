@@ -74,7 +74,7 @@ from _ws_client import Probe, ProbeError, RequestTrace, now, open_probe
 
 sys.path.insert(0, str(REPO_ROOT))
 
-from streamer.server._cpu_priority import make_event_loop_realtime
+from streamer.server.runtime import make_event_loop_realtime
 
 #: Seconds between steps of a cycle: a client does not fire its next turn in the same
 #: millisecond, and it lets the previous request's tail leave the socket.

@@ -15,10 +15,8 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket
 from streamer.config import Config, parse_config
 from streamer.engines.base import Engine
 from streamer.engines.registry import VoiceRegistry
-from streamer.server._inference import InferenceScheduler
 from streamer.server.app import RunningServer, run_server
-from streamer.server.metrics import Metrics
-from streamer.server.session import Services
+from streamer.server.runtime import InferenceScheduler, Metrics, Services
 
 WAIT = 30.0
 

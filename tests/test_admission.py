@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from streamer.protocol import AudioConfig, ClientError, ErrorCode, Priority, Synthesize
-from streamer.server._admission import (
+from streamer.server.runtime import (
     COST_HALF_LIFE_AUDIO_S,
     FULL_RETRY_S,
     STARTUP_BUFFER_S,
@@ -18,8 +18,7 @@ from streamer.server._admission import (
     STARTUP_RETRY_S,
     Admission,
 )
-from streamer.server._outbox import Outbox
-from streamer.server.session import SessionManager
+from streamer.server.session import Outbox, SessionManager
 from tests.fake_engine import FakeEngine
 from tests.polling import wait_until
 from tests.test_session import WAIT, make_services

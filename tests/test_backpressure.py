@@ -32,6 +32,7 @@ from trio_websocket import (
 from streamer.protocol import CloseCode, ErrorCode
 from streamer.server.app import RunningServer
 from tests.fake_engine import FakeEngine
+from tests.polling import wait_until
 from tests.server_harness import WAIT, make_config, rest, running_server, services_with, ws_client
 
 #: SO_RCVBUF of the stalled client (the kernel doubles it and has a floor of a few KiB):
@@ -85,8 +86,7 @@ async def read_until_closed(ws: WebSocketConnection) -> tuple[list[str | bytes],
 async def wait_until_freed(server: RunningServer, session_id: str) -> None:
     """Wait for the session's connection to end, then check REST no longer lists it."""
     with trio.fail_after(WAIT):
-        while session_id in server.manager.sessions:
-            await server.manager.connection_ended.park()
+        await wait_until(lambda: session_id not in server.manager.sessions)
     async with rest(server) as http:
         response = await http.get("/api/v1/sessions")
     assert session_id not in {s["session_id"] for s in response.json()["sessions"]}

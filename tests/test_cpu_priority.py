@@ -13,15 +13,17 @@ import pytest
 import trio
 
 from streamer.protocol import Priority
-from streamer.server._cpu_priority import make_event_loop_realtime, realtime_supported, restore
-from streamer.server._inference import (
+from streamer.server.runtime import (
     BULK_NICE_INCREMENT,
     URGENT_NICE_INCREMENT,
     URGENT_WITHIN_S,
     InferenceScheduler,
+    Metrics,
+    make_event_loop_realtime,
+    realtime_supported,
+    restore,
 )
-from streamer.server.app import _watch_event_loop
-from streamer.server.metrics import Metrics
+from streamer.server.runtime import watch_event_loop as _watch_event_loop
 
 from .fake_engine import FakeEngine
 from .server_harness import make_config, running_server, services_with
@@ -98,7 +100,7 @@ def test_no_permission_leaves_normal_scheduling_and_says_how_to_allow_it(
         raise PermissionError(1, "Operation not permitted")
 
     monkeypatch.setattr(os, "sched_setscheduler", refuse)
-    caplog.set_level("INFO", logger="streamer.server._cpu_priority")
+    caplog.set_level("INFO", logger="streamer.server.runtime._cpu_priority")
     before = os.sched_getscheduler(0)
     assert make_event_loop_realtime(1) is None
     assert os.sched_getscheduler(0) == before

@@ -20,7 +20,7 @@ import trio
 
 from streamer.engines.base import Voice
 from streamer.server.app import RunningServer
-from streamer.server.openai_api import OPENAI_SAMPLE_RATE, OPENAI_VOICES, openai_voice_map
+from streamer.server.http import OPENAI_SAMPLE_RATE, OPENAI_VOICES, openai_voice_map
 from tests.fake_engine import FAKE_RATE, FakeEngine
 from tests.server_harness import make_config, running_server, services_with
 

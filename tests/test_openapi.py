@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from streamer.server.openapi import openapi_document
-from streamer.server.rest import create_app
+from streamer.server.http import create_app, openapi_document
+from streamer.server.runtime import ServerState
 from streamer.server.session import SessionManager
 from tests.fake_engine import FakeEngine
 from tests.server_harness import make_config, services_with
@@ -19,7 +19,7 @@ HTTP_METHODS = {"get", "put", "post", "delete", "patch"}
 def make_app() -> Any:
     config = make_config()
     manager = SessionManager(services_with(config, [FakeEngine()]))
-    return create_app(manager, websocket_port=lambda: 1234, ready=lambda: True)
+    return create_app(manager, ServerState(ready=True, websocket_port=1234))
 
 
 def app_routes() -> set[tuple[str, str]]:
@@ -47,7 +47,7 @@ def test_every_route_is_documented_and_nothing_else() -> None:
     actual = app_routes()
     documented = documented_routes(openapi_document())
     missing = actual - documented
-    assert not missing, f"describe these routes in streamer/server/openapi.py: {sorted(missing)}"
+    assert not missing, f"describe these routes in http/_openapi.py: {sorted(missing)}"
     stale = documented - actual
     assert not stale, f"documented but not served: {sorted(stale)}"
     for path in ("/health", "/metrics", "/v1/audio/speech", "/v1/models", "/v1/audio/voices",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from streamer.server._outbox import Outbox
+from streamer.server.session import Outbox
 
 
 async def test_wait_flushed_returns_once_everything_queued_is_written() -> None:

@@ -12,7 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streamer.client import TTSServerError, TTSStreamingClient
 from streamer.server.app import RunningServer
-from streamer.server.rest import create_app
+from streamer.server.http import create_app
+from streamer.server.runtime import ServerState
 from streamer.server.session import SessionManager
 from tests.fake_engine import FakeEngine
 from tests.server_harness import make_config, running_server, services_with
@@ -137,7 +138,7 @@ async def test_health_is_ready_on_a_running_server(server: RunningServer) -> Non
 async def test_health_is_503_until_models_are_loaded() -> None:
     config = make_config()
     manager = SessionManager(services_with(config, [FakeEngine()]))
-    app = create_app(manager, websocket_port=lambda: None, ready=lambda: False)
+    app = create_app(manager, ServerState())
     async with app.test_app() as test_app:
         client = test_app.test_client()
         readiness = await client.get("/health")

@@ -9,8 +9,8 @@ import trio
 from trio.testing import wait_all_tasks_blocked
 
 from streamer.protocol import Priority
-from streamer.server._inference import InferenceScheduler
-from streamer.server._outbox import MAX_QUEUED_AUDIO_BYTES, CloseRequest, Outbox, OutboxClosed
+from streamer.server.runtime import InferenceScheduler
+from streamer.server.session import MAX_QUEUED_AUDIO_BYTES, CloseRequest, Outbox, OutboxClosed
 
 
 async def test_grants_by_priority_then_deadline_then_arrival() -> None:

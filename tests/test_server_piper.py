@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 import trio
 
-from streamer.server.app import RunningServer, build_services
+from streamer.server import RunningServer, build_services
 from tests.server_harness import Client, make_config, rest, running_server, ws_client
 
 pytestmark = pytest.mark.slow

@@ -24,10 +24,8 @@ from streamer.protocol import (
     Priority,
     Synthesize,
 )
-from streamer.server._inference import InferenceScheduler
-from streamer.server._outbox import Outbox
-from streamer.server.metrics import Metrics
-from streamer.server.session import Services, Session, SessionManager
+from streamer.server.runtime import InferenceScheduler, Metrics, Services
+from streamer.server.session import Outbox, Session, SessionManager
 from tests.fake_engine import FAKE_RATE, FakeEngine
 from tests.polling import wait_until
 
@@ -417,16 +415,17 @@ async def test_an_interrupt_resets_the_listener_clock(paced: Harness) -> None:
     paced.submit(THREE_TENTHS, request_id="r1")
     await paced.wait_for("audio_end", "r1")  # produced; the listener still plays it
     paced.session.interrupt("barge_in")  # ... and stops
+    assert paced.session.clock.dry_at is None
     paced.engine.gate = threading.Event()  # hold r2 at its first chunk
     paced.submit(THREE_TENTHS, request_id="r2")
     with trio.fail_after(WAIT):
         await wait_until(lambda: paced.session.playing and paced.session.playing.job)
     assert paced.session.playing is not None and paced.session.playing.job is not None
     job = paced.session.playing.job
-    assert job.listener_busy_until is None  # plays at once, not after r1's audio
+    assert job.carried is None  # plays at once, not after r1's audio
     paced.engine.gate.set()
     await paced.wait_for("audio_end", "r2")
-    assert job.playback_start == job.first_audio_at
+    assert paced.manager.services.metrics.underruns == 0
 
 
 async def test_a_request_after_the_listener_finished_starts_its_own_clock(
@@ -441,7 +440,7 @@ async def test_a_request_after_the_listener_finished_starts_its_own_clock(
         await wait_until(lambda: paced.session.playing and paced.session.playing.job)
     assert paced.session.playing is not None and paced.session.playing.job is not None
     job = paced.session.playing.job
-    assert job.listener_busy_until is None
+    assert job.carried is None
     paced.engine.gate.set()
     await paced.wait_for("audio_end", "r2")
     assert paced.manager.services.metrics.underruns == 0

@@ -20,7 +20,7 @@ from typing import Final
 
 import trio
 
-from ..protocol import CloseCode, ErrorCode
+from ...protocol import CloseCode, ErrorCode
 
 #: Audio bytes a session may have queued for its writer before synthesis waits. About
 #: 10 s of 22 kHz PCM16: ample for real-time playback, bounded for a client that stalls.

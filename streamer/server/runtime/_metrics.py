@@ -11,7 +11,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import Final
 
-from ..protocol import Priority
+from ...protocol import Priority
 
 #: Samples kept per distribution: enough for a stable p99, bounded memory.
 WINDOW: Final = 2048

@@ -15,7 +15,7 @@ run many servers in one process. ``GET /api/v1/metrics`` keeps the JSON view.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Final
 
 import trio
@@ -31,9 +31,10 @@ from prometheus_client.registry import Collector
 from quart import Response
 from quart_trio import QuartTrio
 
-from .. import __version__
-from ..protocol import Priority
-from .session import SessionManager
+from ... import __version__
+from ...protocol import Priority
+from ..runtime import ServerState
+from ..session import SessionManager
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,9 @@ REQUEST_OUTCOMES: Final = ("finished", "interrupted", "dropped", "failed", "aban
 class _LiveGauges(Collector):
     """Gauges read from the session manager at every scrape."""
 
-    def __init__(self, manager: SessionManager, ready: Callable[[], bool]) -> None:
+    def __init__(self, manager: SessionManager, state: ServerState) -> None:
         self._manager = manager
-        self._ready = ready
+        self._state = state
 
     def collect(self) -> Iterable[Metric]:
         manager = self._manager
@@ -70,9 +71,9 @@ class _LiveGauges(Collector):
         def gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
             return GaugeMetricFamily(f"{NAMESPACE}_{name}", documentation, value=value)
 
-        yield gauge("ready", "1 once models are loaded and requests are served", self._ready())
+        yield gauge("ready", "1 once models are loaded and requests are served", self._state.ready)
         yield gauge("sessions", "Open sessions (WebSocket or REST-created)", len(sessions))
-        yield gauge("connections", "Open WebSocket connections", manager.connections)
+        yield gauge("connections", "Open WebSocket connections", self._state.connections)
         yield gauge(
             "max_connections", "Configured WebSocket connection limit",
             services.config.server.max_connections,
@@ -125,7 +126,7 @@ class _LiveGauges(Collector):
 class PrometheusExporter:
     """Prometheus metrics of one server, in a registry of its own."""
 
-    def __init__(self, manager: SessionManager, ready: Callable[[], bool]) -> None:
+    def __init__(self, manager: SessionManager, state: ServerState) -> None:
         # No auto-describe: it would run the live collector at registration, outside
         # Trio (the inference scheduler's clock needs a running loop).
         self.registry = CollectorRegistry(auto_describe=False)
@@ -178,7 +179,7 @@ class PrometheusExporter:
                 namespace=NAMESPACE, registry=registry,
             ),
         }
-        registry.register(_LiveGauges(manager, ready))
+        registry.register(_LiveGauges(manager, state))
         self._unknown: set[str] = set()
         manager.services.metrics.add_observer(self.observe)
 
@@ -201,10 +202,10 @@ class PrometheusExporter:
 
 
 def register_prometheus(
-    app: QuartTrio, manager: SessionManager, ready: Callable[[], bool]
+    app: QuartTrio, manager: SessionManager, state: ServerState
 ) -> PrometheusExporter:
     """Add ``GET /metrics`` to ``app``; returns the exporter (tests read its registry)."""
-    exporter = PrometheusExporter(manager, ready)
+    exporter = PrometheusExporter(manager, state)
 
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:

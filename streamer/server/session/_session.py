@@ -16,18 +16,13 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 import trio
 
-from ..audio import AudioSpecError, OutputSpec, validate_spec
-from ..config import Config
-from ..engines.base import SynthesisOptions, Voice
-from ..engines.registry import VoiceRegistry, VoiceSelectionError
-from ..protocol import (
+from ...protocol import (
     AudioConfig,
     AudioEnd,
     AudioStart,
@@ -43,11 +38,11 @@ from ..protocol import (
     check_request_transition,
     render,
 )
-from ._admission import Admission
-from ._inference import InferenceScheduler
+from ..runtime import Services
 from ._outbox import Outbox, OutboxClosed
-from .metrics import Metrics
-from .synthesis import SynthesisJob, run_job
+from ._player import ListenerClock, SynthesisJob, run_job
+from ._resolve import ResolvedConfig, resolve_config
+from ._start import check_can_start, new_job
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +54,6 @@ RECENT_REQUEST_IDS: Final = 256
 #: ``queued`` by 3-5 ms for ~1 in 10 requests (BENCHMARKS.md); the sends take ~0.2 ms.
 #: Bounded so that a slow reader's backlog of audio never holds up synthesis.
 REPLY_FLUSH_WAIT_S: Final = 0.005
-#: A session created over REST that no WebSocket attaches to within this long is
-#: removed, so abandoned sessions cannot pile up.
-UNATTACHED_SESSION_TTL_S: Final = 300.0
-
-
-@dataclass(frozen=True, slots=True)
-class ResolvedConfig:
-    """An ``AudioConfig`` checked against the registry and the audio formats."""
-
-    voice: Voice
-    spec: OutputSpec
-    options: SynthesisOptions
-    realtime: bool
 
 
 @dataclass(eq=False, slots=True)
@@ -96,79 +78,6 @@ class SynthesisRequest:
         self.state = check_request_transition(self.state, new)
 
 
-@dataclass(slots=True)
-class Services:
-    """What every session shares: one registry, one inference scheduler, one metrics,
-    one admission control."""
-
-    config: Config
-    registry: VoiceRegistry
-    inference: InferenceScheduler
-    metrics: Metrics
-    admission: Admission = field(default_factory=Admission)
-
-    def admission_capacity(self) -> float:
-        """CPU-seconds per second admitted real-time streams may need."""
-        return self.inference.workers * self.config.performance.max_inference_load
-
-    def admission_json(self) -> dict[str, object]:
-        load, steady = self.admission.load(trio.current_time())
-        return {
-            "streams": self.admission.streams,
-            "load": round(load, 3),
-            "steady_load": round(steady, 3),
-            "capacity": round(self.admission_capacity(), 3),
-        }
-
-
-def resolve_config(services: Services, cfg: AudioConfig, request_id: str | None) -> ResolvedConfig:
-    """Check ``cfg`` (already merged over the session's) against what the server has.
-
-    Raises ``ClientError`` with ``unknown_language`` / ``unknown_voice`` (listing what is
-    available), ``unknown_speaker`` or an audio code (``unknown_format``…).
-    """
-    tts = services.config.tts
-    if cfg.language is None and cfg.voice_id is None:
-        language, voice_id = tts.default_language, tts.default_voice_id
-    else:
-        language = cfg.language or tts.default_language
-        voice_id = cfg.voice_id if cfg.voice_id is not None else 0
-    try:
-        voice = services.registry.resolve(language, voice_id)
-    except VoiceSelectionError as exc:  # unknown_language / unknown_voice
-        raise ClientError(
-            ErrorCode(exc.code),
-            exc.message,
-            request_id=request_id,
-            details={"available": list(exc.available)},
-        ) from None
-    if cfg.speaker is not None and cfg.speaker not in voice.speakers:
-        raise ClientError(
-            ErrorCode.UNKNOWN_SPEAKER,
-            f"voice {voice.id} has no speaker {cfg.speaker!r}",
-            request_id=request_id,
-            details={"available": list(voice.speakers)},
-        )
-    spec = OutputSpec(
-        format=cfg.format or tts.default_format,
-        sample_rate=cfg.sample_rate,
-        chunk_size=cfg.chunk_size or tts.chunk_size,
-        bitrate=cfg.bitrate,
-        volume=1.0 if cfg.volume is None else cfg.volume,
-        trim_silence=bool(cfg.trim_silence),
-    )
-    try:
-        validate_spec(spec)
-    except AudioSpecError as exc:
-        raise ClientError(ErrorCode(exc.code), exc.message, request_id=request_id) from None
-    return ResolvedConfig(
-        voice=voice,
-        spec=spec,
-        options=SynthesisOptions(speed=cfg.speed or 1.0, speaker=cfg.speaker),
-        realtime=cfg.realtime is not False,
-    )
-
-
 class Session:
     """One listener. Created by a WebSocket ``connect`` (or REST), freed on disconnect."""
 
@@ -185,10 +94,8 @@ class Session:
         self._recent_ids: dict[str, None] = {}
         self._changed = trio.lowlevel.ParkingLot()
         self.outbox: Outbox | None = None
-        #: trio clock when the listener will have played all the real-time audio sent
-        #: so far (None: nothing sent, or an interrupt emptied its player). The next
-        #: request's audio plays after it: see ``SynthesisJob.listener_busy_until``.
-        self._listener_busy_until: float | None = None
+        #: When the listener runs dry; the next real-time request plays after it.
+        self.clock = ListenerClock()
         self.requests_total = 0
         self.closed = False
 
@@ -264,40 +171,17 @@ class Session:
                 f"{len(self._queue)} requests are already queued in this session",
                 request_id=request_id,
             )
-        lateness = services.inference.lateness()
-        if lateness * 1000 > services.config.performance.busy_lateness_ms:
-            raise ClientError(
-                ErrorCode.BUSY,
-                "the server is overloaded and cannot keep new requests real-time; retry",
-                request_id=request_id,
-                details={"retry_after_ms": round(lateness * 1000)},
-            )
         resolved = resolve_config(services, self.config.merged(message.config), request_id)
-        now = trio.current_time()
-        listening = self._listener_busy_until is not None and self._listener_busy_until > now
-        if (
-            resolved.realtime
-            and message.priority is not Priority.CRITICAL
-            and self.playing is None
-            and not self._queue
-            and not listening
-        ):
-            # A new stream. A request behind this session's own (playing, queued, or
-            # still in its listener's player) continues that stream: always admitted.
-            refusal = services.admission.check(
-                resolved.voice.id, now, services.admission_capacity()
-            )
-            if refusal is not None:
-                raise ClientError(
-                    ErrorCode.BUSY,
-                    "the server cannot keep another real-time stream real-time now; retry",
-                    request_id=request_id,
-                    details={
-                        "retry_after_ms": round(refusal.retry_after_s * 1000),
-                        "load": round(refusal.load, 3),
-                        "capacity": round(refusal.capacity, 3),
-                    },
-                )
+        # A request behind this session's own (playing, queued, or still in its
+        # listener's player) continues that stream; only a silent session starts one.
+        continues = (
+            self.playing is not None
+            or bool(self._queue)
+            or self.clock.playing_until(trio.current_time()) is not None
+        )
+        check_can_start(
+            services, resolved, message.priority, request_id, new_stream=not continues
+        )
         request = SynthesisRequest(
             id=request_id,
             text=message.text,
@@ -338,7 +222,7 @@ class Session:
         playing = self.playing
         if playing is not None:
             self._cancel(playing)
-        self._listener_busy_until = None  # the client stops its player on interrupt
+        self.clock.reset()  # the client stops its player on interrupt
         event = Interrupted(
             request_id=playing.id if playing else None, reason=reason, dropped=tuple(dropped)
         )
@@ -388,7 +272,7 @@ class Session:
         if self.outbox is not None:
             self.outbox.drop(request.id)
         self.playing = None
-        self._listener_busy_until = None
+        self.clock.reset()
         self._services.metrics.count_request("interrupted")
 
     def _stop_playing(self, request: SynthesisRequest, reason: str) -> None:
@@ -420,22 +304,13 @@ class Session:
         assert outbox is not None, "a session plays only while attached"
         services = self._services
         resolved = request.resolved
-        now = trio.current_time()
-        busy_until = self._listener_busy_until
-        job = SynthesisJob(
-            voice=resolved.voice,
-            engine=services.registry.engine_for(resolved.voice),
-            text=request.text,
-            options=resolved.options,
-            spec=resolved.spec,
-            priority=request.priority,
-            received_at=request.received_at,
-            realtime_lead=services.config.performance.realtime_lead_ms / 1000
-            if resolved.realtime
-            else 0.0,
-            listener_busy_until=busy_until
-            if resolved.realtime and busy_until is not None and busy_until > now
-            else None,
+        job = new_job(
+            services,
+            resolved,
+            request.text,
+            request.priority,
+            request.received_at,
+            clock=self.clock if resolved.realtime else None,
         )
         request.job = job
         try:
@@ -500,10 +375,9 @@ class Session:
         except OutboxClosed:
             pass  # the connection is closing; its nursery ends us all
         finally:
-            if request.state in (RequestState.FINISHED, RequestState.FAILED):
-                # Its audio reached the listener: the next request plays after it.
-                # (Interrupted requests were reset in ``_cancel``.)
-                self._listener_busy_until = job.playback_end if job.realtime_lead > 0 else None
+            if not resolved.realtime:
+                # A download does not play in real time: nothing for the next to follow.
+                self.clock.reset()
             if self.playing is request:
                 self.playing = None
             outbox.forget(request.id)
@@ -514,53 +388,3 @@ class Session:
         self._send(event, request.id)
 
 
-def new_session_id() -> str:
-    return "s-" + secrets.token_urlsafe(9)
-
-
-@dataclass(slots=True)
-class SessionManager:
-    """Every live session, by id; shared by the WebSocket server and the REST API."""
-
-    services: Services
-    sessions: dict[str, Session] = field(default_factory=dict)
-    #: The outbox of every open WebSocket connection (with or without a session), so
-    #: shutdown can close each with 1001 through its own writer.
-    outboxes: set[Outbox] = field(default_factory=set)
-    #: Woken whenever a connection ends (graceful shutdown waits on it).
-    connection_ended: trio.lowlevel.ParkingLot = field(default_factory=trio.lowlevel.ParkingLot)
-
-    @property
-    def connections(self) -> int:
-        return len(self.outboxes)
-
-    def create(self, config: AudioConfig) -> Session:
-        """A new session with ``config`` (validated: raises ``ClientError``)."""
-        session = Session(new_session_id(), self.services, config)
-        self.sessions[session.id] = session
-        self.services.metrics.sessions_opened += 1
-        return session
-
-    def get(self, session_id: str) -> Session:
-        """Raises ``ClientError(unknown_session)``."""
-        session = self.sessions.get(session_id)
-        if session is None:
-            raise ClientError(ErrorCode.UNKNOWN_SESSION, f"no session {session_id!r}")
-        return session
-
-    def remove(self, session: Session) -> None:
-        session.closed = True
-        self.sessions.pop(session.id, None)
-
-    def reap_unattached(self, now: float, max_age_s: float = UNATTACHED_SESSION_TTL_S) -> list[str]:
-        """Remove sessions never attached for ``max_age_s`` (wall clock); return their ids."""
-        stale = [
-            s for s in self.sessions.values() if not s.attached and now - s.created_at > max_age_s
-        ]
-        for session in stale:
-            log.info("session %s: never attached in %.0f s; removed", session.id, max_age_s)
-            self.remove(session)
-        return [s.id for s in stale]
-
-    def queue_depths(self) -> dict[str, int]:
-        return {s.id: s.queue_depth for s in self.sessions.values()}

@@ -10,21 +10,21 @@ reading.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import trio
 from quart import Response, jsonify, request
 from quart_trio import QuartTrio
 
-from .. import __version__
-from ..audio import format_info
-from ..protocol import AudioConfig, ClientError, ErrorCode, parse_audio_config
-from .openai_api import register_openai
-from .openapi import register_openapi
-from .prometheus import register_prometheus
-from .session import SessionManager
-from .web import register_web
+from ... import __version__
+from ...audio import format_info
+from ...protocol import AudioConfig, ClientError, ErrorCode, parse_audio_config
+from ..runtime import ServerState
+from ..session import SessionManager
+from ._openai import register_openai
+from ._openapi import register_openapi
+from ._page import register_web
+from ._prometheus import register_prometheus
 
 #: HTTP status for each client error code the REST API can raise.
 _STATUS = {
@@ -47,11 +47,10 @@ def error_response(
 
 def create_app(
     manager: SessionManager,
-    *,
-    websocket_port: Callable[[], int | None],
-    ready: Callable[[], bool],
+    state: ServerState,
 ) -> QuartTrio:
-    """The Quart-Trio app. ``websocket_port`` and ``ready`` are read at request time."""
+    """The Quart-Trio app: REST, OpenAI API, Prometheus, OpenAPI and the page.
+    ``state`` is read at request time."""
     app = QuartTrio(__name__)
     app.config["JSON_SORT_KEYS"] = False
     services = manager.services
@@ -89,12 +88,12 @@ def create_app(
         return jsonify(
             {
                 "status": "ok",
-                "ready": ready(),
+                "ready": state.ready,
                 "version": __version__,
                 "uptime_s": round(time.time() - started, 1),
-                "websocket_port": websocket_port(),
+                "websocket_port": state.websocket_port,
                 "sessions": len(manager.sessions),
-                "connections": manager.connections,
+                "connections": state.connections,
                 "max_connections": services.config.server.max_connections,
                 "default_language": services.config.tts.default_language,
                 "engines": [s.to_json() for s in services.registry.statuses()],
@@ -163,7 +162,7 @@ def create_app(
             services.metrics.to_json()
             | {
                 "sessions": len(manager.sessions),
-                "connections": manager.connections,
+                "connections": state.connections,
                 "queue_depths": manager.queue_depths(),
                 "inference": {
                     "workers": services.inference.workers,
@@ -178,16 +177,16 @@ def create_app(
     # Readiness (503 until the models are loaded) and liveness (the process answers).
     @app.get("/health")
     async def health() -> tuple[Response, int]:
-        is_ready = ready()
+        is_ready = state.ready
         body = {"status": "ok" if is_ready else "starting", "ready": is_ready}
         return jsonify(body), 200 if is_ready else 503
 
     @app.get("/health/live")
     async def health_live() -> Response:
-        return jsonify({"status": "ok", "ready": ready()})
+        return jsonify({"status": "ok", "ready": state.ready})
 
-    register_openai(app, manager, ready)
-    register_prometheus(app, manager, ready)
+    register_openai(app, manager, state)
+    register_prometheus(app, manager, state)
     register_web(app)
     register_openapi(app)
     return app

@@ -1,10 +1,15 @@
-"""One synthesis job: engine chunks → audio pipeline → frames, paced to real time.
+"""The player of one request: engine chunks → audio pipeline → frames, paced to the
+listener's real-time clock.
 
-Shared by WebSocket sessions and the HTTP speech endpoints. The job itself owns no
-socket: it hands each encoded frame to an ``emit`` callback (the session's outbox, or
-an HTTP response channel) and returns when the text is spoken, raising ``Cancelled``
-when its scope is cancelled. Cancellation waits for at most the one chunk of
-inference already running in a worker thread.
+Shared by WebSocket sessions and the HTTP speech routes. A job owns no socket: it hands
+each encoded frame to an ``emit`` callback (the session's outbox, or an HTTP response
+channel) and returns when the text is spoken, raising ``Cancelled`` when its scope is
+cancelled. Cancellation waits for at most the one chunk of inference already running in
+a worker thread.
+
+``ListenerClock`` is the one owner of "when does this listener run dry": a session keeps
+one for all its requests (the next request plays after the audio the listener still
+holds), and every job reads and moves it as it sends audio.
 """
 
 from __future__ import annotations
@@ -12,17 +17,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 import trio
 
-from ..audio import AudioPipeline, OutputSpec, StreamFormat
-from ..engines.base import Engine, Pcm, SynthesisOptions, Voice
-from ..protocol import Priority
-from ._admission import Admission
-from ._inference import InferenceScheduler
-from .metrics import Metrics
+from ...audio import AudioPipeline, OutputSpec, StreamFormat
+from ...engines.base import Engine, Pcm, SynthesisOptions, Voice
+from ...protocol import Priority
+from ..runtime import Admission, InferenceScheduler, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +37,64 @@ UNDERRUN_TOLERANCE_S: Final = 0.001
 Emit = Callable[[bytes], Awaitable[bool]]
 
 
+class ListenerClock:
+    """When a listener will have played every sample sent to it (trio clock).
+
+    The listener's player starts a request's first sample as soon as it arrives, or
+    right after the audio it still holds; when a chunk arrives after the player ran dry
+    (an underrun) it resumes with that chunk. So one number describes it: ``dry_at``,
+    None while nothing is buffered (never started, or emptied by an interrupt).
+    """
+
+    __slots__ = ("_dry_at",)
+
+    def __init__(self) -> None:
+        self._dry_at: float | None = None
+
+    @property
+    def dry_at(self) -> float | None:
+        return self._dry_at
+
+    def playing_until(self, now: float) -> float | None:
+        """``dry_at`` if the listener still plays at ``now``, else None."""
+        dry_at = self._dry_at
+        return dry_at if dry_at is not None and dry_at > now else None
+
+    def start(self, now: float, carried: float | None, audio_before: float) -> bool:
+        """The first frame of a request leaves at ``now``, with ``audio_before`` seconds
+        of its audio already synthesized (an encoder may hold early chunks back);
+        ``carried`` is when the listener's earlier audio ran out as seen when the
+        request was created (None: it was idle then). Returns True for an underrun (the
+        earlier audio ran out first); the clock then runs from ``now``."""
+        underrun = carried is not None and now > carried + UNDERRUN_TOLERANCE_S
+        start = carried if carried is not None and not underrun else now
+        self._dry_at = start + audio_before
+        return underrun
+
+    def resume(self, now: float) -> bool:
+        """A later chunk's first frame leaves at ``now``. Returns True if the listener
+        had played everything before it (audible silence): its clock then moves on by
+        the gap, so one gap counts once, not once per frame after it."""
+        dry_at = self._dry_at
+        if dry_at is not None and now > dry_at + UNDERRUN_TOLERANCE_S:
+            self._dry_at = now
+            return True
+        return False
+
+    def add(self, audio_seconds: float) -> None:
+        """``audio_seconds`` more audio was sent (before ``start``, the job counts it
+        and passes it to ``start``)."""
+        if self._dry_at is not None:
+            self._dry_at += audio_seconds
+
+    def reset(self) -> None:
+        """The listener dropped what it held (an interrupt stops its player)."""
+        self._dry_at = None
+
+
 @dataclass(slots=True, eq=False)  # identity: admission keeps running jobs in a set
 class SynthesisJob:
-    """What to say, how, and the figures gathered while saying it."""
+    """What to say, how, to which listener, and the figures gathered while saying it."""
 
     voice: Voice
     engine: Engine
@@ -48,16 +106,14 @@ class SynthesisJob:
     received_at: float
     #: Synthesize at most this many seconds ahead of playback; 0 = as fast as possible.
     realtime_lead: float
-    #: trio clock until which the listener still plays the session's earlier audio
-    #: (a request queued behind another); this job's audio plays after it, so its
-    #: clock starts there, not at its own first frame. None: the listener is idle.
-    listener_busy_until: float | None = None
+    #: The listener's clock, shared with the session's other requests.
+    clock: ListenerClock = field(default_factory=ListenerClock)
+    #: When the listener's earlier audio runs out, as seen at creation (None: idle).
+    #: This job's audio plays after it, so its clock starts there.
+    carried: float | None = None
     # Filled in while running:
     pipeline: AudioPipeline | None = None
     first_audio_at: float | None = None
-    #: The listener's clock: when it starts (or would have started) playing this
-    #: job's first sample. Moves on by any underrun's gap.
-    playback_start: float | None = None
     chunks: int = 0
     bytes: int = 0
     audio_seconds: float = 0.0
@@ -70,15 +126,18 @@ class SynthesisJob:
         return self.pipeline.stream_format
 
     @property
+    def paced(self) -> bool:
+        return self.realtime_lead > 0
+
+    @property
     def voice_id(self) -> str:
         return self.voice.id
 
     @property
     def playback_end(self) -> float | None:
-        """When the listener will have played everything sent so far (None before)."""
-        if self.playback_start is None:
-            return None
-        return self.playback_start + self.audio_seconds
+        """When the listener will have played everything sent so far (None before the
+        first frame)."""
+        return self.clock.dry_at if self.first_audio_at is not None else None
 
     @property
     def duration_ms(self) -> int:
@@ -114,15 +173,15 @@ async def run_job(
         pipeline = job.pipeline
         assert pipeline is not None
     options = job.options
-    if job.listener_busy_until is None and inference.idle:
+    if job.carried is None and inference.idle:
         # Nothing else computes, so the second chunk will not queue behind other work:
         # the engine may make the first one as small as it can (lowest first audio).
         # Under load the default first chunk is larger, to cover the next one's wait.
         options = replace(options, quick_start=True)
     generator = job.engine.stream(job.voice, job.text, options)
     rate = job.voice.sample_rate
-    paced = job.realtime_lead > 0
-    carried = job.listener_busy_until if paced else None
+    paced = job.paced
+    clock = job.clock
 
     def count_underrun() -> None:
         job.underruns += 1
@@ -130,34 +189,20 @@ async def run_job(
 
     async def send(frames: Iterable[bytes]) -> bool:
         """Emit one engine chunk's frames (they leave together: only the first can be
-        late for the listener; ``job.audio_seconds`` still excludes this chunk)."""
+        late for the listener; the clock counts the chunk once it is all sent)."""
         first_of_chunk = True
         for frame in frames:
             if not frame:
                 continue
             now = trio.current_time()
-            if job.playback_start is None:
+            if job.first_audio_at is None:
                 job.first_audio_at = now
                 metrics.observe_ttfa(now - job.received_at)
-                job.playback_start = now
-                if carried is not None:
-                    # Played right after the session's previous request: late only if
-                    # the listener ran out of that one's audio first.
-                    if now > carried + UNDERRUN_TOLERANCE_S:
-                        count_underrun()
-                    else:
-                        job.playback_start = carried
-            elif (
-                first_of_chunk
-                and paced
-                and now > job.playback_start + job.audio_seconds + UNDERRUN_TOLERANCE_S
-            ):
-                # The listener has played everything sent so far before this chunk:
-                # audible silence. Its player resumes with this chunk, so its clock
-                # (and our pacing and deadlines) moves on by the gap: one underrun per
-                # gap, not one per frame after it. (Real-time consumers only.)
+                if clock.start(now, job.carried if paced else None, job.audio_seconds):
+                    count_underrun()
+            elif first_of_chunk and paced and clock.resume(now):
+                # Audible silence before this chunk (real-time consumers only).
                 count_underrun()
-                job.playback_start = now - job.audio_seconds
             first_of_chunk = False
             if not await emit(frame):
                 return False
@@ -174,7 +219,7 @@ async def run_job(
             # still playing from the session's previous request.
             deadline = job.playback_end
             if deadline is None:
-                deadline = max(job.received_at, carried or job.received_at)
+                deadline = max(job.received_at, job.carried or job.received_at)
             chunk, seconds, cpu_seconds = await inference.run(
                 lambda: _timed_next(generator), priority=job.priority, deadline=deadline
             )
@@ -188,6 +233,7 @@ async def run_job(
                 pipeline.close()
                 return False
             job.audio_seconds += len(chunk) / rate
+            clock.add(len(chunk) / rate)
             playback_end = job.playback_end
             if paced and playback_end is not None:
                 # Stay no more than ``realtime_lead`` ahead of the listener.

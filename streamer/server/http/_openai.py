@@ -41,7 +41,6 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -49,11 +48,18 @@ import trio
 from quart import Response, jsonify, request
 from quart_trio import QuartTrio
 
-from ..engines.base import Voice
-from ..engines.registry import UnknownVoiceError
-from ..protocol import MAX_SPEED, MIN_SPEED, AudioConfig, ClientError, ErrorCode, Priority
-from .session import Services, SessionManager, resolve_config
-from .synthesis import SynthesisJob, run_job
+from ...engines.base import Voice
+from ...engines.registry import UnknownVoiceError
+from ...protocol import MAX_SPEED, MIN_SPEED, AudioConfig, ClientError, ErrorCode, Priority
+from ..runtime import ServerState, Services
+from ..session import (
+    SessionManager,
+    SynthesisJob,
+    check_can_start,
+    new_job,
+    resolve_config,
+    run_job,
+)
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +137,24 @@ class OpenAIError(Exception):
 
 def _bad(code: str, message: str, param: str | None) -> OpenAIError:
     return OpenAIError(400, code, message, param=param)
+
+
+def _from_client_error(exc: ClientError) -> OpenAIError:
+    """A session-core refusal in OpenAI's shape: ``busy`` is 503 with ``Retry-After``
+    (OpenAI clients retry on it), anything else is the request's fault (400)."""
+    if exc.code is ErrorCode.BUSY:
+        retry_ms = exc.details.get("retry_after_ms")
+        seconds = 1
+        if isinstance(retry_ms, int | float):
+            seconds = max(1, math.ceil(retry_ms / 1000))
+        return OpenAIError(
+            503,
+            exc.code,
+            "the server is overloaded and cannot start new speech now; retry",
+            kind="server_error",
+            headers={"Retry-After": str(seconds)},
+        )
+    return _bad(exc.code, exc.message, None)
 
 
 # --- voices ----------------------------------------------------------------------------
@@ -373,7 +397,7 @@ def _sse_event(obj: dict[str, Any]) -> bytes:
 # --- routes ----------------------------------------------------------------------------
 
 
-def register_openai(app: QuartTrio, manager: SessionManager, ready: Callable[[], bool]) -> None:
+def register_openai(app: QuartTrio, manager: SessionManager, state: ServerState) -> None:
     """Add the OpenAI-compatible routes to ``app``."""
     services = manager.services
     created = int(time.time())
@@ -386,20 +410,11 @@ def register_openai(app: QuartTrio, manager: SessionManager, ready: Callable[[],
     @app.post("/v1/audio/speech")
     async def speech() -> Response:
         received_at = trio.current_time()
-        if not ready():
+        if not state.ready:
             raise OpenAIError(503, "not_ready", "models are still loading; retry shortly",
                               kind="server_error", headers={"Retry-After": "1"})
         body = await request.get_json(force=True, silent=True)
         parsed = parse_speech_request(body, services)
-        lateness = services.inference.lateness()
-        if lateness * 1000 > services.config.performance.busy_lateness_ms:
-            raise OpenAIError(
-                503,
-                ErrorCode.BUSY,
-                "the server is overloaded and cannot start new speech now; retry",
-                kind="server_error",
-                headers={"Retry-After": str(max(1, math.ceil(lateness)))},
-            )
         try:
             resolved = resolve_config(
                 services,
@@ -409,21 +424,15 @@ def register_openai(app: QuartTrio, manager: SessionManager, ready: Callable[[],
                     format=parsed.format,
                     sample_rate=OPENAI_SAMPLE_RATE,
                     speed=parsed.speed,
+                    # A download: synthesized as fast as the scheduler allows.
+                    realtime=False,
                 ),
                 None,
             )
-        except ClientError as exc:  # e.g. a format the voice cannot give; not expected
-            raise _bad(exc.code, exc.message, None) from None
-        job = SynthesisJob(
-            voice=resolved.voice,
-            engine=services.registry.engine_for(resolved.voice),
-            text=parsed.text,
-            options=resolved.options,
-            spec=resolved.spec,
-            priority=Priority.NORMAL,
-            received_at=received_at,
-            realtime_lead=0.0,
-        )
+            check_can_start(services, resolved, Priority.NORMAL, None, new_stream=True)
+        except ClientError as exc:
+            raise _from_client_error(exc) from None
+        job = new_job(services, resolved, parsed.text, Priority.NORMAL, received_at)
         stream_format = job.open()
         send, receive = trio.open_memory_channel[bytes](BODY_BUFFER_FRAMES)
         production = _Production()

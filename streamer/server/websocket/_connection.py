@@ -28,7 +28,7 @@ from typing import Final
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
 
-from ..protocol import (
+from ...protocol import (
     AudioConfig,
     ClientError,
     CloseCode,
@@ -41,8 +41,8 @@ from ..protocol import (
     Synthesize,
     render,
 )
-from ._outbox import MAX_QUEUED_EVENTS, CloseRequest, Outbox, OutboxClosed
-from .session import Session, SessionManager
+from ..session import MAX_QUEUED_EVENTS, CloseRequest, Outbox, OutboxClosed, Session, SessionManager
+from ._connections import Connections
 
 log = logging.getLogger(__name__)
 
@@ -186,10 +186,12 @@ async def _abort(ws: WebSocketConnection) -> None:
         await ws.aclose(CloseCode.INTERNAL_ERROR)
 
 
-async def serve_connection(request: WebSocketRequest, manager: SessionManager) -> None:
+async def serve_connection(
+    request: WebSocketRequest, manager: SessionManager, connections: Connections
+) -> None:
     """Handle one WebSocket connection from handshake to close. Never raises."""
     config = manager.services.config.server
-    if manager.connections >= config.max_connections:
+    if connections.count >= config.max_connections:
         manager.services.metrics.count_error("max_connections")
         try:
             await request.reject(
@@ -207,7 +209,7 @@ async def serve_connection(request: WebSocketRequest, manager: SessionManager) -
         except ConnectionClosed:
             return
         connection = _Connection(ws, manager)
-        manager.outboxes.add(connection.outbox)
+        connections.add(connection.outbox)
         await connection.serve()
     except Exception:
         log.exception(
@@ -218,8 +220,7 @@ async def serve_connection(request: WebSocketRequest, manager: SessionManager) -
             await _close(connection.ws, CloseCode.INTERNAL_ERROR, "internal server error")
     finally:
         if connection is not None:
-            manager.outboxes.discard(connection.outbox)
-            manager.connection_ended.unpark_all()
+            connections.discard(connection.outbox)
             connection.outbox.close()
             connection.protocol.close()
             if connection.session is not None:

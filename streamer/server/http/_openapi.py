@@ -14,9 +14,9 @@ from typing import Any, Final
 from quart import Response, jsonify
 from quart_trio import QuartTrio
 
-from .. import __version__
-from ..audio import SUPPORTED_FORMATS
-from ..protocol import ErrorCode
+from ... import __version__
+from ...audio import SUPPORTED_FORMATS
+from ...protocol import ErrorCode
 
 OPENAPI_VERSION: Final = "3.1.0"
 

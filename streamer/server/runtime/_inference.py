@@ -57,7 +57,7 @@ from typing import Final, TypeVar
 import outcome
 import trio
 
-from ..protocol import Priority
+from ...protocol import Priority
 
 log = logging.getLogger(__name__)
 

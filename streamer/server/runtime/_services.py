@@ -1,0 +1,107 @@
+"""What every session shares, built once per server: the voice registry, the inference
+scheduler, admission control and the metrics."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import trio
+
+from ...config import Config
+from ...engines import build_engines
+from ...engines.base import Voice
+from ...engines.registry import VoiceRegistry, VoiceSelectionError
+from ._admission import Admission
+from ._inference import InferenceScheduler
+from ._metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Services:
+    """What every session shares: one registry, one inference scheduler, one metrics,
+    one admission control."""
+
+    config: Config
+    registry: VoiceRegistry
+    inference: InferenceScheduler
+    metrics: Metrics
+    admission: Admission = field(default_factory=Admission)
+
+    def admission_capacity(self) -> float:
+        """CPU-seconds per second admitted real-time streams may need."""
+        return self.inference.workers * self.config.performance.max_inference_load
+
+    def admission_json(self) -> dict[str, object]:
+        load, steady = self.admission.load(trio.current_time())
+        return {
+            "streams": self.admission.streams,
+            "load": round(load, 3),
+            "steady_load": round(steady, 3),
+            "capacity": round(self.admission_capacity(), 3),
+        }
+
+
+def build_services(config: Config) -> Services:
+    """The runtime for ``config``: engines (not loaded yet), registry, scheduler."""
+    workers = config.inference_workers()
+    engines = build_engines(
+        engine=config.tts.engine,
+        voices_dir=config.path(config.tts.voices_dir),
+        device=config.tts.device,
+        # One onnxruntime thread per synthesis; concurrency comes from the workers,
+        # so threads in total never exceed the cores.
+        intra_op_threads=1,
+        piper_streaming=config.tts.piper.streaming,
+        piper_cache_dir=config.path(config.tts.piper.cache_dir)
+        if config.tts.piper.cache_dir
+        else None,
+        melo_enabled=config.tts.melo.enabled,
+        melo_languages=config.tts.melo.languages,
+        melo_checkpoint_dir=config.path(config.tts.melo.checkpoint_dir)
+        if config.tts.melo.checkpoint_dir
+        else None,
+        melo_device=config.tts.melo.device,
+    )
+    return Services(
+        config=config,
+        registry=VoiceRegistry(
+            engines,
+            default_language=config.tts.default_language,
+            preferred_engine=None if config.tts.engine == "auto" else config.tts.engine,
+        ),
+        inference=InferenceScheduler(workers),
+        metrics=Metrics(),
+    )
+
+
+def load_models(services: Services) -> None:
+    """Blocking: load every available engine and warm up its default voices."""
+    config = services.config
+    for engine in services.registry.engines():
+        status = engine.status()
+        if not status.available:
+            log.warning("engine %s unavailable: %s", engine.name, status.reason)
+            continue
+        try:
+            engine.load()
+        except Exception:
+            log.exception("engine %s failed to load; its voices stay unavailable", engine.name)
+    if not config.performance.warm_up:
+        return
+    # Warm the voice the server default resolves to, and the best English voice.
+    warm: dict[str, Voice] = {}
+    for language in {config.tts.default_language, "en"}:
+        try:
+            voice = services.registry.resolve(language, 0)
+        except VoiceSelectionError:
+            continue  # no voice for it: nothing to warm
+        warm[voice.id] = voice
+    for voice in warm.values():
+        try:
+            services.registry.engine_for(voice).warm_up(voice)
+            log.info("warmed up voice %s", voice.id)
+        except Exception:
+            log.exception("warm-up of %s failed", voice.id)

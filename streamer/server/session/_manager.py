@@ -1,0 +1,61 @@
+"""Every live session, by id: shared by the WebSocket transport and the REST API."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import Final
+
+from ...protocol import AudioConfig, ClientError, ErrorCode
+from ..runtime import Services
+from ._session import Session
+
+log = logging.getLogger(__name__)
+
+#: A session created over REST that no WebSocket attaches to within this long is
+#: removed, so abandoned sessions cannot pile up.
+UNATTACHED_SESSION_TTL_S: Final = 300.0
+
+
+def new_session_id() -> str:
+    return "s-" + secrets.token_urlsafe(9)
+
+
+@dataclass(slots=True)
+class SessionManager:
+    """Every live session, by id; shared by the WebSocket server and the REST API."""
+
+    services: Services
+    sessions: dict[str, Session] = field(default_factory=dict)
+
+    def create(self, config: AudioConfig) -> Session:
+        """A new session with ``config`` (validated: raises ``ClientError``)."""
+        session = Session(new_session_id(), self.services, config)
+        self.sessions[session.id] = session
+        self.services.metrics.sessions_opened += 1
+        return session
+
+    def get(self, session_id: str) -> Session:
+        """Raises ``ClientError(unknown_session)``."""
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise ClientError(ErrorCode.UNKNOWN_SESSION, f"no session {session_id!r}")
+        return session
+
+    def remove(self, session: Session) -> None:
+        session.closed = True
+        self.sessions.pop(session.id, None)
+
+    def reap_unattached(self, now: float, max_age_s: float = UNATTACHED_SESSION_TTL_S) -> list[str]:
+        """Remove sessions never attached for ``max_age_s`` (wall clock); return their ids."""
+        stale = [
+            s for s in self.sessions.values() if not s.attached and now - s.created_at > max_age_s
+        ]
+        for session in stale:
+            log.info("session %s: never attached in %.0f s; removed", session.id, max_age_s)
+            self.remove(session)
+        return [s.id for s in stale]
+
+    def queue_depths(self) -> dict[str, int]:
+        return {s.id: s.queue_depth for s in self.sessions.values()}

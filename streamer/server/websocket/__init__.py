@@ -1,0 +1,7 @@
+"""The WebSocket transport: one nursery per connection (reader, writer, the session's
+scheduler and synthesis tasks), the connection cap and the close handshakes."""
+
+from ._connection import CLOSE_TIMEOUT_S, serve_connection
+from ._connections import Connections
+
+__all__ = ["CLOSE_TIMEOUT_S", "Connections", "serve_connection"]
