@@ -51,7 +51,7 @@ from quart_trio import QuartTrio
 from ...engines.base import Voice
 from ...engines.registry import UnknownVoiceError
 from ...protocol import MAX_SPEED, MIN_SPEED, AudioConfig, ClientError, ErrorCode, Priority
-from ..runtime import ServerState, Services
+from ..runtime import RequestOutcome, ServerState, Services
 from ..session import (
     SessionManager,
     SynthesisJob,
@@ -313,16 +313,16 @@ async def _produce(
             return False  # the body was closed: the client went away
         return True
 
-    outcome = "abandoned"
+    outcome = RequestOutcome.ABANDONED
     with production.scope, send:
         task_status.started()
         try:
             if await run_job(job, emit, services.inference, metrics, services.admission):
-                outcome = "finished"
+                outcome = RequestOutcome.FINISHED
         except Exception:
             log.exception("speech request: synthesis with %s failed", job.voice.id)
             production.failed = True
-            outcome = "failed"
+            outcome = RequestOutcome.FAILED
             metrics.count_error(ErrorCode.SYNTHESIS_FAILED)
     metrics.count_request(outcome)
 

@@ -33,7 +33,7 @@ from quart_trio import QuartTrio
 
 from ... import __version__
 from ...protocol import Priority
-from ..runtime import ServerState
+from ..runtime import MetricName, RequestOutcome, ServerState
 from ..session import SessionManager
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,6 @@ LATENCY_BUCKETS: Final = (
 #: Real-time factor (compute seconds per audio second) buckets: healthy voices run at
 #: 0.001-0.1; at 1.0 synthesis only just keeps up with playback.
 RTF_BUCKETS: Final = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0)
-#: Request outcomes ``Metrics.count_request`` reports (``abandoned``: an HTTP speech
-#: client went away); created up front so a ``rate()`` over them starts at 0.
-REQUEST_OUTCOMES: Final = ("finished", "interrupted", "dropped", "failed", "abandoned")
 
 
 class _LiveGauges(Collector):
@@ -65,7 +62,7 @@ class _LiveGauges(Collector):
     def collect(self) -> Iterable[Metric]:
         manager = self._manager
         services = manager.services
-        inference = services.inference
+        inference = services.inference.stats()
         sessions = list(manager.sessions.values())
 
         def gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
@@ -94,7 +91,7 @@ class _LiveGauges(Collector):
             "inference_lateness_seconds",
             "How far the most overdue waiting chunk is past its deadline (busy above "
             "performance.busy_lateness_ms)",
-            inference.lateness(),
+            inference.lateness_s,
         )
         load, _ = services.admission.load(trio.current_time())
         yield gauge(
@@ -145,57 +142,55 @@ class PrometheusExporter:
             queue_wait.labels(priority=priority.label)
         requests = Counter("requests", "Requests ended, by outcome", ("outcome",),
                            namespace=NAMESPACE, registry=registry)
-        for outcome in REQUEST_OUTCOMES:
+        # Every outcome up front, so a ``rate()`` over them starts at 0.
+        for outcome in RequestOutcome:
             requests.labels(outcome=outcome)
-        self._histograms: dict[str, Histogram] = {
-            "time_to_first_audio_seconds": histogram(
+        self._histograms: dict[MetricName, Histogram] = {
+            MetricName.TIME_TO_FIRST_AUDIO: histogram(
                 "time_to_first_audio_seconds",
                 "Time from request arrival to its first audio frame", LATENCY_BUCKETS,
             ),
-            "first_response_seconds": histogram(
+            MetricName.FIRST_RESPONSE: histogram(
                 "first_response_seconds",
                 "Time from a synthesize message to its queued reply", LATENCY_BUCKETS,
             ),
-            "interrupt_latency_seconds": histogram(
+            MetricName.INTERRUPT_LATENCY: histogram(
                 "interrupt_latency_seconds",
                 "Time from an interrupt message to its interrupted reply", LATENCY_BUCKETS,
             ),
-            "queue_wait_seconds": queue_wait,
-            "event_loop_lag_seconds": histogram(
+            MetricName.QUEUE_WAIT: queue_wait,
+            MetricName.EVENT_LOOP_LAG: histogram(
                 "event_loop_lag_seconds",
                 "How late the event loop ran a timer (sampled every 10 ms)", LATENCY_BUCKETS,
             ),
-            "real_time_factor": histogram(
+            MetricName.REAL_TIME_FACTOR: histogram(
                 "real_time_factor", "Inference seconds per second of audio, per request",
                 RTF_BUCKETS,
             ),
         }
-        self._counters: dict[str, Counter] = {
-            "requests_total": requests,
-            "errors_total": Counter("errors", "Errors sent to clients, by code", ("code",),
+        self._counters: dict[MetricName, Counter] = {
+            MetricName.REQUESTS: requests,
+            MetricName.ERRORS: Counter("errors", "Errors sent to clients, by code", ("code",),
                                     namespace=NAMESPACE, registry=registry),
-            "underruns_total": Counter(
+            MetricName.UNDERRUNS: Counter(
                 "underruns", "Frames sent after the listener had run out of audio",
                 namespace=NAMESPACE, registry=registry,
             ),
         }
+        unmapped = set(MetricName) - set(self._histograms) - set(self._counters)
+        if unmapped:  # a figure added to Metrics must be exported here too
+            raise AssertionError(f"no Prometheus collector for {sorted(unmapped)}")
         registry.register(_LiveGauges(manager, state))
-        self._unknown: set[str] = set()
         manager.services.metrics.add_observer(self.observe)
 
-    def observe(self, name: str, labels: dict[str, str], value: float) -> None:
+    def observe(self, name: MetricName, labels: dict[str, str], value: float) -> None:
         """The ``Metrics`` observer: one observation or increment."""
         histogram = self._histograms.get(name)
         if histogram is not None:
             (histogram.labels(**labels) if labels else histogram).observe(value)
             return
-        counter = self._counters.get(name)
-        if counter is not None:
-            (counter.labels(**labels) if labels else counter).inc(value)
-            return
-        if name not in self._unknown:  # a metric added to Metrics but not exported yet
-            self._unknown.add(name)
-            log.debug("metric %s has no Prometheus counterpart", name)
+        counter = self._counters[name]
+        (counter.labels(**labels) if labels else counter).inc(value)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

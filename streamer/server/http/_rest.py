@@ -84,7 +84,6 @@ def create_app(
 
     @app.get("/api/v1/status")
     async def status() -> Response:
-        inference = services.inference
         return jsonify(
             {
                 "status": "ok",
@@ -97,13 +96,10 @@ def create_app(
                 "max_connections": services.config.server.max_connections,
                 "default_language": services.config.tts.default_language,
                 "engines": [s.to_json() for s in services.registry.statuses()],
-                "inference": {
-                    "workers": inference.workers,
-                    "running": inference.running,
-                    "waiting": inference.waiting,
-                    "lateness_ms": round(inference.lateness() * 1000, 1),
-                },
-                "admission": services.admission_json(),
+                "inference": services.inference.stats().to_json(),
+                "admission": services.admission.to_json(
+                    trio.current_time(), services.admission_capacity()
+                ),
                 "formats": format_info(),
             }
         )
@@ -164,13 +160,7 @@ def create_app(
                 "sessions": len(manager.sessions),
                 "connections": state.connections,
                 "queue_depths": manager.queue_depths(),
-                "inference": {
-                    "workers": services.inference.workers,
-                    "running": services.inference.running,
-                    "waiting": services.inference.waiting,
-                    "chunks_run": services.inference.chunks_run,
-                    "busy_seconds": round(services.inference.busy_seconds, 3),
-                },
+                "inference": services.inference.stats().to_json(),
             }
         )
 

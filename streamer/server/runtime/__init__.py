@@ -17,8 +17,9 @@ from ._inference import (
     URGENT_NICE_INCREMENT,
     URGENT_WITHIN_S,
     InferenceScheduler,
+    InferenceStats,
 )
-from ._metrics import Distribution, Metrics
+from ._metrics import Distribution, MetricName, Metrics, Observer, RequestOutcome
 from ._process import GIL_SWITCH_INTERVAL_S, frozen_startup_objects, tuned_process, watch_event_loop
 from ._services import Services, build_services, load_models
 from ._state import ServerState
@@ -36,8 +37,12 @@ __all__ = [
     "Admission",
     "Distribution",
     "InferenceScheduler",
+    "InferenceStats",
+    "MetricName",
     "Metrics",
+    "Observer",
     "Refusal",
+    "RequestOutcome",
     "ServerState",
     "Services",
     "build_services",

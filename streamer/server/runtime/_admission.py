@@ -116,6 +116,15 @@ class Admission:
             full += cost * (STARTUP_FACTOR if starting else 1.0)
         return full, steady
 
+    def to_json(self, now: float, capacity: float) -> dict[str, object]:
+        load, steady = self.load(now)
+        return {
+            "streams": self.streams,
+            "load": round(load, 3),
+            "steady_load": round(steady, 3),
+            "capacity": round(capacity, 3),
+        }
+
     # --- the decision ------------------------------------------------------------------
     def check(self, voice_id: str, now: float, capacity: float) -> Refusal | None:
         """None if a new real-time stream of ``voice_id`` fits in ``capacity``

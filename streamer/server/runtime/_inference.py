@@ -158,6 +158,32 @@ class _Waiter:
         return self.key[1]
 
 
+@dataclass(frozen=True, slots=True)
+class InferenceStats:
+    """The scheduler's figures at one moment (REST status and metrics, Prometheus)."""
+
+    workers: int
+    running: int
+    waiting: int
+    #: How far the most overdue waiting chunk is past its deadline (``busy`` above
+    #: ``performance.busy_lateness_ms``).
+    lateness_s: float
+    chunks_run: int
+    urgent_chunks_run: int
+    busy_seconds: float
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "workers": self.workers,
+            "running": self.running,
+            "waiting": self.waiting,
+            "lateness_ms": round(self.lateness_s * 1000, 1),
+            "chunks_run": self.chunks_run,
+            "urgent_chunks_run": self.urgent_chunks_run,
+            "busy_seconds": round(self.busy_seconds, 3),
+        }
+
+
 class InferenceScheduler:
     """Grants worker threads to chunks of inference by (priority, deadline, arrival),
     in an urgent and a bulk lane (see the module docstring)."""
@@ -194,6 +220,17 @@ class InferenceScheduler:
         now = trio.current_time()
         late = [now - w.deadline for w in self._heap if not w.cancelled]
         return max([0.0, *late])
+
+    def stats(self) -> InferenceStats:
+        return InferenceStats(
+            workers=self.workers,
+            running=self.running,
+            waiting=self.waiting,
+            lateness_s=self.lateness(),
+            chunks_run=self.chunks_run,
+            urgent_chunks_run=self.urgent_chunks_run,
+            busy_seconds=self.busy_seconds,
+        )
 
     def _lane_for(self, waiter: _Waiter) -> _Lane | None:
         """The lane ``waiter`` may start in now, or None if it must wait."""

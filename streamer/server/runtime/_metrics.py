@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Final
 
 from ...protocol import Priority
@@ -50,8 +51,34 @@ class Distribution:
         }
 
 
-#: Hook signature for exporters (Prometheus): (metric name, labels, value).
-Observer = Callable[[str, dict[str, str], float], None]
+class MetricName(StrEnum):
+    """Every figure ``Metrics`` reports to its observers; exporters map each member
+    (``http/_prometheus.py`` checks that it maps them all)."""
+
+    FIRST_RESPONSE = "first_response_seconds"
+    TIME_TO_FIRST_AUDIO = "time_to_first_audio_seconds"
+    INTERRUPT_LATENCY = "interrupt_latency_seconds"
+    QUEUE_WAIT = "queue_wait_seconds"
+    REAL_TIME_FACTOR = "real_time_factor"
+    EVENT_LOOP_LAG = "event_loop_lag_seconds"
+    REQUESTS = "requests_total"
+    ERRORS = "errors_total"
+    UNDERRUNS = "underruns_total"
+
+
+class RequestOutcome(StrEnum):
+    """How a request ended (the ``outcome`` label of ``requests_total``)."""
+
+    FINISHED = "finished"
+    INTERRUPTED = "interrupted"
+    DROPPED = "dropped"
+    FAILED = "failed"
+    #: An HTTP speech client went away before the end.
+    ABANDONED = "abandoned"
+
+
+#: Hook signature for exporters (Prometheus): (metric, labels, value).
+Observer = Callable[[MetricName, dict[str, str], float], None]
 
 
 class Metrics:
@@ -66,7 +93,7 @@ class Metrics:
         #: How late the event loop ran a timer (see ``app._watch_event_loop``): what a
         #: message arriving at a random moment waits before the server reads it.
         self.event_loop_lag = Distribution()
-        self.requests: Counter[str] = Counter()  # by outcome
+        self.requests: Counter[RequestOutcome] = Counter()
         self.errors: Counter[str] = Counter()  # by error code
         self.underruns = 0
         self.sessions_opened = 0
@@ -75,45 +102,45 @@ class Metrics:
     def add_observer(self, observer: Observer) -> None:
         self._observers.append(observer)
 
-    def _emit(self, name: str, labels: dict[str, str], value: float) -> None:
+    def _emit(self, name: MetricName, labels: dict[str, str], value: float) -> None:
         for observer in self._observers:
             observer(name, labels, value)
 
     def observe_first_response(self, seconds: float) -> None:
         self.first_response.observe(seconds)
-        self._emit("first_response_seconds", {}, seconds)
+        self._emit(MetricName.FIRST_RESPONSE, {}, seconds)
 
     def observe_ttfa(self, seconds: float) -> None:
         self.time_to_first_audio.observe(seconds)
-        self._emit("time_to_first_audio_seconds", {}, seconds)
+        self._emit(MetricName.TIME_TO_FIRST_AUDIO, {}, seconds)
 
     def observe_interrupt(self, seconds: float) -> None:
         self.interrupt_latency.observe(seconds)
-        self._emit("interrupt_latency_seconds", {}, seconds)
+        self._emit(MetricName.INTERRUPT_LATENCY, {}, seconds)
 
     def observe_queue_wait(self, priority: Priority, seconds: float) -> None:
         self.queue_wait[priority].observe(seconds)
-        self._emit("queue_wait_seconds", {"priority": priority.label}, seconds)
+        self._emit(MetricName.QUEUE_WAIT, {"priority": priority.label}, seconds)
 
     def observe_rtf(self, rtf: float) -> None:
         self.real_time_factor.observe(rtf)
-        self._emit("real_time_factor", {}, rtf)
+        self._emit(MetricName.REAL_TIME_FACTOR, {}, rtf)
 
     def observe_event_loop_lag(self, seconds: float) -> None:
         self.event_loop_lag.observe(seconds)
-        self._emit("event_loop_lag_seconds", {}, seconds)
+        self._emit(MetricName.EVENT_LOOP_LAG, {}, seconds)
 
-    def count_request(self, outcome: str) -> None:
+    def count_request(self, outcome: RequestOutcome) -> None:
         self.requests[outcome] += 1
-        self._emit("requests_total", {"outcome": outcome}, 1)
+        self._emit(MetricName.REQUESTS, {"outcome": outcome}, 1)
 
     def count_error(self, code: str) -> None:
         self.errors[code] += 1
-        self._emit("errors_total", {"code": code}, 1)
+        self._emit(MetricName.ERRORS, {"code": code}, 1)
 
     def count_underrun(self) -> None:
         self.underruns += 1
-        self._emit("underruns_total", {}, 1)
+        self._emit(MetricName.UNDERRUNS, {}, 1)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -129,7 +156,7 @@ class Metrics:
                 "p50": self.real_time_factor.percentile(50),
                 "p95": self.real_time_factor.percentile(95),
             },
-            "requests": dict(self.requests),
+            "requests": {str(k): v for k, v in self.requests.items()},
             "errors": dict(self.errors),
             "underruns": self.underruns,
             "sessions_opened": self.sessions_opened,

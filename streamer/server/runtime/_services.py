@@ -6,8 +6,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-import trio
-
 from ...config import Config
 from ...engines import build_engines
 from ...engines.base import Voice
@@ -33,15 +31,6 @@ class Services:
     def admission_capacity(self) -> float:
         """CPU-seconds per second admitted real-time streams may need."""
         return self.inference.workers * self.config.performance.max_inference_load
-
-    def admission_json(self) -> dict[str, object]:
-        load, steady = self.admission.load(trio.current_time())
-        return {
-            "streams": self.admission.streams,
-            "load": round(load, 3),
-            "steady_load": round(steady, 3),
-            "capacity": round(self.admission_capacity(), 3),
-        }
 
 
 def build_services(config: Config) -> Services:

@@ -38,7 +38,7 @@ from ...protocol import (
     check_request_transition,
     render,
 )
-from ..runtime import Services
+from ..runtime import RequestOutcome, Services
 from ._outbox import Outbox, OutboxClosed
 from ._player import ListenerClock, SynthesisJob, run_job
 from ._resolve import ResolvedConfig, resolve_config
@@ -218,7 +218,7 @@ class Session:
             request = heapq.heappop(self._queue)
             request.advance(RequestState.DROPPED)
             dropped.append(request.id)
-            self._services.metrics.count_request("dropped")
+            self._services.metrics.count_request(RequestOutcome.DROPPED)
         playing = self.playing
         if playing is not None:
             self._cancel(playing)
@@ -273,7 +273,7 @@ class Session:
             self.outbox.drop(request.id)
         self.playing = None
         self.clock.reset()
-        self._services.metrics.count_request("interrupted")
+        self._services.metrics.count_request(RequestOutcome.INTERRUPTED)
 
     def _stop_playing(self, request: SynthesisRequest, reason: str) -> None:
         self._cancel(request)
@@ -350,7 +350,7 @@ class Session:
                     log.exception("session %s: synthesis of %s failed", self.id, request.id)
                     if request.state is RequestState.PLAYING:
                         request.advance(RequestState.FAILED)
-                        services.metrics.count_request("failed")
+                        services.metrics.count_request(RequestOutcome.FAILED)
                         services.metrics.count_error(ErrorCode.SYNTHESIS_FAILED)
                         self._send(
                             Error(
@@ -371,7 +371,7 @@ class Session:
                         ),
                     )
                     request.advance(RequestState.FINISHED)
-                    services.metrics.count_request("finished")
+                    services.metrics.count_request(RequestOutcome.FINISHED)
         except OutboxClosed:
             pass  # the connection is closing; its nursery ends us all
         finally:
