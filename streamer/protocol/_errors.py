@@ -43,6 +43,16 @@ class ErrorCode(StrEnum):
     #: reading its events, so one more would wait behind the ones it already ignores.
     TOO_MANY_MESSAGES = "too_many_messages"
     INTERNAL_ERROR = "internal_error"
+    # The HTTP surfaces (REST and the OpenAI API) add these.
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    NOT_READY = "not_ready"
+    MISSING_MODEL = "missing_model"
+    MODEL_NOT_FOUND = "model_not_found"
+    MISSING_VOICE = "missing_voice"
+    INVALID_INPUT = "invalid_input"
+    INVALID_INSTRUCTIONS = "invalid_instructions"
+    INVALID_STREAM_FORMAT = "invalid_stream_format"
 
 
 class CloseCode(IntEnum):

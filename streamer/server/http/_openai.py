@@ -45,12 +45,22 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import trio
-from quart import Response, jsonify, request
+from quart import Blueprint, Response, jsonify, request
 from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
 
 from ...engines.base import Voice
 from ...engines.registry import UnknownVoiceError
-from ...protocol import MAX_SPEED, MIN_SPEED, AudioConfig, ClientError, ErrorCode, Priority
+from ...protocol import (
+    MAX_SPEED,
+    MIN_SPEED,
+    AudioConfig,
+    ClientError,
+    ErrorCode,
+    Priority,
+    ProtocolError,
+    ServerError,
+)
 from ..runtime import RequestOutcome, ServerState, Services
 from ..session import (
     SessionManager,
@@ -60,6 +70,7 @@ from ..session import (
     resolve_config,
     run_job,
 )
+from ._errors import openai_error_response
 
 log = logging.getLogger(__name__)
 
@@ -97,64 +108,9 @@ SPEECH_RESPONSE_TIMEOUT_S: Final = 300.0
 _SSE_HEADERS: Final = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-class OpenAIError(Exception):
-    """An error answered in OpenAI's JSON shape."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        param: str | None = None,
-        kind: str = "invalid_request_error",
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.param = param
-        self.kind = kind
-        self.headers = headers or {}
-
-    def response(self) -> Response:
-        response = jsonify(
-            {
-                "error": {
-                    "message": self.message,
-                    "type": self.kind,
-                    "param": self.param,
-                    "code": self.code,
-                }
-            }
-        )
-        response.status_code = self.status
-        for name, value in self.headers.items():
-            response.headers[name] = value
-        return response
-
-
-def _bad(code: str, message: str, param: str | None) -> OpenAIError:
-    return OpenAIError(400, code, message, param=param)
-
-
-def _from_client_error(exc: ClientError) -> OpenAIError:
-    """A session-core refusal in OpenAI's shape: ``busy`` is 503 with ``Retry-After``
-    (OpenAI clients retry on it), anything else is the request's fault (400)."""
-    if exc.code is ErrorCode.BUSY:
-        retry_ms = exc.details.get("retry_after_ms")
-        seconds = 1
-        if isinstance(retry_ms, int | float):
-            seconds = max(1, math.ceil(retry_ms / 1000))
-        return OpenAIError(
-            503,
-            exc.code,
-            "the server is overloaded and cannot start new speech now; retry",
-            kind="server_error",
-            headers={"Retry-After": str(seconds)},
-        )
-    return _bad(exc.code, exc.message, None)
+def _bad(code: ErrorCode, message: str, param: str | None) -> ClientError:
+    """The request's fault, naming the offending body field as OpenAI does."""
+    return ClientError(code, message, details={"param": param} if param else None)
 
 
 # --- voices ----------------------------------------------------------------------------
@@ -188,8 +144,11 @@ def _resolve_voice(services: Services, raw: object) -> tuple[Voice, str | None]:
     if isinstance(raw, dict) and set(raw) == {"id"}:
         raw = raw["id"]
     if not isinstance(raw, str) or not raw.strip():
-        raise _bad("missing_voice", "'voice' is required: an OpenAI voice name or a voice id",
-                   "voice")
+        raise _bad(
+            ErrorCode.MISSING_VOICE,
+            "'voice' is required: an OpenAI voice name or a voice id",
+            "voice",
+        )
     if raw in OPENAI_VOICES:
         for mapped in openai_voice_map(services):
             if mapped.name == raw:
@@ -226,17 +185,17 @@ class SpeechRequest:
 
 
 def parse_speech_request(body: object, services: Services) -> SpeechRequest:
-    """Validate a speech request body; raises :class:`OpenAIError` (400)."""
+    """Validate a speech request body; raises ``ClientError`` (400)."""
     if not isinstance(body, dict):
-        raise _bad("invalid_json", "the request body must be a JSON object", None)
+        raise _bad(ErrorCode.INVALID_JSON, "the request body must be a JSON object", None)
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
-        raise _bad("missing_model", f"'model' is required, e.g. {MODELS[0]!r}", "model")
+        raise _bad(ErrorCode.MISSING_MODEL, f"'model' is required, e.g. {MODELS[0]!r}", "model")
     text = body.get("input")
     if text is None:
         raise _bad(ErrorCode.MISSING_TEXT, "'input' is required", "input")
     if not isinstance(text, str):
-        raise _bad("invalid_input", "'input' must be a string", "input")
+        raise _bad(ErrorCode.INVALID_INPUT, "'input' must be a string", "input")
     if not text.strip():
         raise _bad(ErrorCode.EMPTY_TEXT, "'input' is empty", "input")
     limit = services.config.tts.max_text_length
@@ -266,11 +225,13 @@ def parse_speech_request(body: object, services: Services) -> SpeechRequest:
         )
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
-        raise _bad("invalid_instructions", "'instructions' must be a string", "instructions")
+        raise _bad(
+            ErrorCode.INVALID_INSTRUCTIONS, "'instructions' must be a string", "instructions"
+        )
     stream_format = body.get("stream_format", "audio")
     if stream_format not in STREAM_FORMATS:
         raise _bad(
-            "invalid_stream_format",
+            ErrorCode.INVALID_STREAM_FORMAT,
             f"stream_format must be 'audio' or 'sse', got {json.dumps(stream_format)}",
             "stream_format",
         )
@@ -398,40 +359,56 @@ def _sse_event(obj: dict[str, Any]) -> bytes:
 
 
 def register_openai(app: QuartTrio, manager: SessionManager, state: ServerState) -> None:
-    """Add the OpenAI-compatible routes to ``app``."""
+    """Add the OpenAI-compatible routes to ``app`` (a blueprint of their own, so their
+    errors take OpenAI's shape)."""
     services = manager.services
     created = int(time.time())
+    blueprint = Blueprint("openai", __name__)
 
-    @app.errorhandler(OpenAIError)
-    async def _openai_error(error: OpenAIError) -> Response:
+    @blueprint.errorhandler(ClientError)
+    @blueprint.errorhandler(ServerError)
+    async def _openai_error(error: ProtocolError) -> Response:
+        # The one place the OpenAI routes' errors become replies.
         services.metrics.count_error(error.code)
-        return error.response()
+        return openai_error_response(error)
 
-    @app.post("/v1/audio/speech")
+    @blueprint.errorhandler(Exception)
+    async def _bug(error: Exception) -> Response:
+        if isinstance(error, HTTPException):  # the framework's own refusal (413...)
+            status = error.code or 400
+            code = (error.name or "http_error").lower().replace(" ", "_")
+            kind = ClientError if status < 500 else ServerError
+            refusal = kind(ErrorCode.INVALID_MESSAGE, error.description or code)
+            return openai_error_response(refusal, status=status, code=code)
+        log.error("%s %s failed", request.method, request.path, exc_info=error)
+        services.metrics.count_error(ErrorCode.INTERNAL_ERROR)
+        return openai_error_response(
+            ServerError(ErrorCode.INTERNAL_ERROR, "internal server error")
+        )
+
+    @blueprint.post("/v1/audio/speech")
     async def speech() -> Response:
         received_at = trio.current_time()
-        if not state.ready:
-            raise OpenAIError(503, "not_ready", "models are still loading; retry shortly",
-                              kind="server_error", headers={"Retry-After": "1"})
+        # The body is read before any refusal: answered early, an unread body can stall
+        # the next request on the same keep-alive connection.
         body = await request.get_json(force=True, silent=True)
+        if not state.ready:
+            raise ServerError(ErrorCode.NOT_READY, "models are still loading; retry shortly")
         parsed = parse_speech_request(body, services)
-        try:
-            resolved = resolve_config(
-                services,
-                AudioConfig(
-                    voice_id=parsed.voice.id,
-                    speaker=parsed.speaker,
-                    format=parsed.format,
-                    sample_rate=OPENAI_SAMPLE_RATE,
-                    speed=parsed.speed,
-                    # A download: synthesized as fast as the scheduler allows.
-                    realtime=False,
-                ),
-                None,
-            )
-            check_can_start(services, resolved, Priority.NORMAL, None, new_stream=True)
-        except ClientError as exc:
-            raise _from_client_error(exc) from None
+        resolved = resolve_config(
+            services,
+            AudioConfig(
+                voice_id=parsed.voice.id,
+                speaker=parsed.speaker,
+                format=parsed.format,
+                sample_rate=OPENAI_SAMPLE_RATE,
+                speed=parsed.speed,
+                # A download: synthesized as fast as the scheduler allows.
+                realtime=False,
+            ),
+            None,
+        )
+        check_can_start(services, resolved, Priority.NORMAL, None, new_stream=True)
         job = new_job(services, resolved, parsed.text, Priority.NORMAL, received_at)
         stream_format = job.open()
         send, receive = trio.open_memory_channel[bytes](BODY_BUFFER_FRAMES)
@@ -450,8 +427,7 @@ def register_openai(app: QuartTrio, manager: SessionManager, state: ServerState)
             raise
         if first is None and production.failed:
             receive.close()
-            raise OpenAIError(500, ErrorCode.SYNTHESIS_FAILED, "synthesis failed",
-                              kind="server_error")
+            raise ServerError(ErrorCode.SYNTHESIS_FAILED, "synthesis failed")
         body = _SpeechBody(receive, production, sse=parsed.sse, first=first)
         headers = {"X-Voice": resolved.voice.id, "X-Sample-Rate": str(stream_format.sample_rate)}
         if parsed.sse:
@@ -463,7 +439,7 @@ def register_openai(app: QuartTrio, manager: SessionManager, state: ServerState)
         response.timeout = SPEECH_RESPONSE_TIMEOUT_S
         return response
 
-    @app.get("/v1/models")
+    @blueprint.get("/v1/models")
     async def list_models() -> Response:
         return jsonify(
             {
@@ -475,16 +451,17 @@ def register_openai(app: QuartTrio, manager: SessionManager, state: ServerState)
             }
         )
 
-    @app.get("/v1/models/<model_id>")
+    @blueprint.get("/v1/models/<model_id>")
     async def get_model(model_id: str) -> Response:
         if model_id not in MODELS:
-            raise OpenAIError(404, "model_not_found", f"the model {model_id!r} does not exist",
-                              param="model")
+            raise _bad(
+                ErrorCode.MODEL_NOT_FOUND, f"the model {model_id!r} does not exist", "model"
+            )
         return jsonify(
             {"id": model_id, "object": "model", "created": created, "owned_by": MODEL_OWNER}
         )
 
-    @app.get("/v1/audio/voices")
+    @blueprint.get("/v1/audio/voices")
     async def list_voices() -> Response:
         data: list[dict[str, Any]] = [
             {
@@ -513,3 +490,5 @@ def register_openai(app: QuartTrio, manager: SessionManager, state: ServerState)
             for voice in services.registry.voices()
         ]
         return jsonify({"object": "list", "data": data})
+
+    app.register_blueprint(blueprint)

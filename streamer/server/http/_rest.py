@@ -9,40 +9,34 @@ reading.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 import trio
 from quart import Response, jsonify, request
 from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
 
 from ... import __version__
 from ...audio import format_info
-from ...protocol import AudioConfig, ClientError, ErrorCode, parse_audio_config
+from ...protocol import (
+    AudioConfig,
+    ClientError,
+    ErrorCode,
+    ProtocolError,
+    ServerError,
+    parse_audio_config,
+)
 from ..runtime import ServerState
 from ..session import SessionManager
+from ._errors import error_response, retry_after_header, status_for
 from ._openai import register_openai
 from ._openapi import register_openapi
 from ._page import register_web
 from ._prometheus import register_prometheus
 
-#: HTTP status for each client error code the REST API can raise.
-_STATUS = {
-    ErrorCode.UNKNOWN_SESSION: 404,
-    ErrorCode.SESSION_IN_USE: 409,
-    ErrorCode.BUSY: 503,
-}
-
-
-def error_response(
-    code: str, message: str, status: int, details: dict[str, object] | None = None
-) -> Response:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if details:
-        body["details"] = details
-    response = jsonify({"error": body})
-    response.status_code = status
-    return response
+log = logging.getLogger(__name__)
 
 
 def create_app(
@@ -57,19 +51,40 @@ def create_app(
     started = time.time()
 
     @app.errorhandler(ClientError)
-    async def _client_error(error: ClientError) -> Response:
+    @app.errorhandler(ServerError)
+    async def _protocol_error(error: ProtocolError) -> Response:
+        # The one place the REST routes' errors become replies (the OpenAI routes have
+        # their own, in their shape).
         services.metrics.count_error(error.code)
         return error_response(
-            error.code, error.message, _STATUS.get(error.code, 400), error.details
+            error.code, error.message, status_for(error), error.details, retry_after_header(error)
         )
+
+    @app.errorhandler(HTTPException)
+    async def _http_error(error: HTTPException) -> Response:
+        # Refusals the framework makes itself (413 body too large, 400 unreadable...).
+        status = error.code or 400
+        code = (error.name or "http_error").lower().replace(" ", "_")
+        return error_response(code, error.description or error.name or code, status)
+
+    @app.errorhandler(Exception)
+    async def _bug(error: Exception) -> Response:
+        # Our fault: logged once, with its traceback; the caller learns nothing internal.
+        log.error("%s %s failed", request.method, request.path, exc_info=error)
+        services.metrics.count_error(ErrorCode.INTERNAL_ERROR)
+        return error_response(ErrorCode.INTERNAL_ERROR, "internal server error", 500)
 
     @app.errorhandler(404)
     async def _not_found(_: Exception) -> Response:
-        return error_response("not_found", f"no route {request.method} {request.path}", 404)
+        return error_response(
+            ErrorCode.NOT_FOUND, f"no route {request.method} {request.path}", 404
+        )
 
     @app.errorhandler(405)
     async def _bad_method(_: Exception) -> Response:
-        return error_response("method_not_allowed", f"{request.method} not allowed here", 405)
+        return error_response(
+            ErrorCode.METHOD_NOT_ALLOWED, f"{request.method} not allowed here", 405
+        )
 
     async def _json_body() -> dict[str, Any]:
         body = await request.get_json(force=True, silent=True)
