@@ -9,8 +9,9 @@ drain its ``Outbox``.
 from ._manager import UNATTACHED_SESSION_TTL_S, SessionManager, new_session_id
 from ._outbox import MAX_QUEUED_AUDIO_BYTES, MAX_QUEUED_EVENTS, CloseRequest, Outbox, OutboxClosed
 from ._player import UNDERRUN_TOLERANCE_S, Emit, ListenerClock, SynthesisJob, run_job
+from ._queue import RECENT_REQUEST_IDS, RequestQueue, SynthesisRequest
 from ._resolve import ResolvedConfig, resolve_config
-from ._session import RECENT_REQUEST_IDS, REPLY_FLUSH_WAIT_S, Session, SynthesisRequest
+from ._session import REPLY_FLUSH_WAIT_S, Session
 from ._start import check_can_start, new_job
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "ListenerClock",
     "Outbox",
     "OutboxClosed",
+    "RequestQueue",
     "ResolvedConfig",
     "Session",
     "SessionManager",

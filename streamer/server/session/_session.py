@@ -1,4 +1,4 @@
-"""Sessions: one listener's settings, priority queue and playing request.
+"""Sessions: one listener's settings, request queue and playing request.
 
 A ``Session`` is pure bookkeeping plus one scheduler task: the connection feeds it
 messages (``configure``, ``submit``, ``interrupt``) and drains its ``Outbox``. All state
@@ -13,15 +13,14 @@ priority (which ends with ``interrupted``/``preempted``; queued requests stay qu
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import logging
 import time
-from dataclasses import dataclass
 from typing import Final
 
 import trio
 
+from ...audio import StreamFormat
 from ...protocol import (
     AudioConfig,
     AudioEnd,
@@ -31,51 +30,26 @@ from ...protocol import (
     Error,
     ErrorCode,
     Interrupted,
-    Priority,
     Queued,
     RequestState,
     Synthesize,
-    check_request_transition,
     render,
 )
 from ..runtime import RequestOutcome, Services
 from ._outbox import Outbox, OutboxClosed
 from ._player import ListenerClock, SynthesisJob, run_job
-from ._resolve import ResolvedConfig, resolve_config
+from ._queue import RequestQueue, SynthesisRequest
+from ._resolve import resolve_config
 from ._start import check_can_start, new_job
 
 log = logging.getLogger(__name__)
 
-#: Finished request ids remembered per session, so a reused id is caught a while.
-RECENT_REQUEST_IDS: Final = 256
 #: Longest a request's first inference waits for the writer to send what is queued
 #: before it (its ``queued`` and ``audio_start``). Started together, the worker thread's
 #: Python (phonemizing) and the event loop's syscalls traded the GIL and delayed
 #: ``queued`` by 3-5 ms for ~1 in 10 requests (BENCHMARKS.md); the sends take ~0.2 ms.
 #: Bounded so that a slow reader's backlog of audio never holds up synthesis.
 REPLY_FLUSH_WAIT_S: Final = 0.005
-
-
-@dataclass(eq=False, slots=True)
-class SynthesisRequest:
-    id: str
-    text: str
-    priority: Priority
-    seq: int
-    resolved: ResolvedConfig
-    received_at: float
-    state: RequestState = RequestState.QUEUED
-    scope: trio.CancelScope | None = None
-    job: SynthesisJob | None = None
-
-    def sort_key(self) -> tuple[int, int]:
-        return (-int(self.priority), self.seq)
-
-    def __lt__(self, other: SynthesisRequest) -> bool:
-        return self.sort_key() < other.sort_key()
-
-    def advance(self, new: RequestState) -> None:
-        self.state = check_request_transition(self.state, new)
 
 
 class Session:
@@ -87,11 +61,9 @@ class Session:
         self._services = services
         self.config = config
         self._resolved = resolve_config(services, config, None)
-        self._queue: list[SynthesisRequest] = []
-        self._seq = itertools.count()
+        self._queue = RequestQueue()
         self._ids = itertools.count(1)
         self.playing: SynthesisRequest | None = None
-        self._recent_ids: dict[str, None] = {}
         self._changed = trio.lowlevel.ParkingLot()
         self.outbox: Outbox | None = None
         #: When the listener runs dry; the next real-time request plays after it.
@@ -135,7 +107,7 @@ class Session:
             if playing is None
             else {"request_id": playing.id, "priority": playing.priority.label},
             "queued": [
-                {"request_id": r.id, "priority": r.priority.label} for r in sorted(self._queue)
+                {"request_id": r.id, "priority": r.priority.label} for r in self._queue.ordered()
             ],
             "requests_total": self.requests_total,
         }
@@ -159,7 +131,7 @@ class Session:
         """Queue a request (and pre-empt for ``critical``). Raises ``ClientError``."""
         services = self._services
         request_id = message.request_id or f"{self.id}-{next(self._ids)}"
-        if request_id in self._recent_ids or self._active(request_id):
+        if self._queue.used(request_id) or (self.playing and self.playing.id == request_id):
             raise ClientError(
                 ErrorCode.DUPLICATE_REQUEST_ID,
                 f"request_id {request_id!r} was already used in this session",
@@ -186,21 +158,13 @@ class Session:
             id=request_id,
             text=message.text,
             priority=message.priority,
-            seq=next(self._seq),
             resolved=resolved,
             received_at=received_at,
         )
-        self._remember(request_id)
         self.requests_total += 1
-        playing = self.playing
-        if (
-            playing is not None
-            and request.priority is Priority.CRITICAL
-            and playing.priority < Priority.CRITICAL
-        ):
-            self._stop_playing(playing, "preempted")
-        heapq.heappush(self._queue, request)
-        position = sum(1 for r in self._queue if r < request) + (self.playing is not None)
+        if self.playing is not None and request.preempts(self.playing):
+            self._stop_playing(self.playing, "preempted")
+        position = self._queue.push(request) + (self.playing is not None)
         queued = Queued(request_id=request_id, position=position)
         self._send(queued)
         services.metrics.observe_first_response(trio.current_time() - received_at)
@@ -214,8 +178,7 @@ class Session:
         everything already sent and no frame of the dropped requests can follow it.
         """
         dropped: list[str] = []
-        while self._queue:
-            request = heapq.heappop(self._queue)
+        for request in self._queue.drain():
             request.advance(RequestState.DROPPED)
             dropped.append(request.id)
             self._services.metrics.count_request(RequestOutcome.DROPPED)
@@ -244,16 +207,6 @@ class Session:
         )
 
     # --- internals -----------------------------------------------------------------
-    def _active(self, request_id: str) -> bool:
-        return (self.playing is not None and self.playing.id == request_id) or any(
-            r.id == request_id for r in self._queue
-        )
-
-    def _remember(self, request_id: str) -> None:
-        self._recent_ids[request_id] = None
-        if len(self._recent_ids) > RECENT_REQUEST_IDS:
-            del self._recent_ids[next(iter(self._recent_ids))]
-
     def _send(
         self,
         event: Connected | Queued | AudioStart | AudioEnd | Interrupted | Error,
@@ -291,7 +244,7 @@ class Session:
             while True:
                 while not self._queue or self.playing is not None:
                     await self._changed.park()
-                request = heapq.heappop(self._queue)
+                request = self._queue.pop()
                 request.advance(RequestState.PLAYING)
                 self.playing = request
                 self._services.metrics.observe_queue_wait(
@@ -300,44 +253,36 @@ class Session:
                 await nursery.start(self._play, request)
 
     async def _play(self, request: SynthesisRequest, *, task_status: trio.TaskStatus[None]) -> None:
+        """Play ``request`` in a cancel scope of its own (the interrupt cancels it).
+
+        Its events (``audio_start``, frames, ``audio_end``) are tagged with its id, so an
+        interrupt drops what is still queued of them; a synthesis failure is reported as
+        ``synthesis_failed`` and the session goes on.
+        """
         outbox = self.outbox
         assert outbox is not None, "a session plays only while attached"
         services = self._services
-        resolved = request.resolved
+        realtime = request.resolved.realtime
         job = new_job(
             services,
-            resolved,
+            request.resolved,
             request.text,
             request.priority,
             request.received_at,
-            clock=self.clock if resolved.realtime else None,
+            clock=self.clock if realtime else None,
         )
         request.job = job
+
+        async def emit(frame: bytes) -> bool:
+            return await outbox.put_audio(frame, request.id)
+
         try:
             with trio.CancelScope() as scope:
                 request.scope = scope
                 task_status.started()
                 if request.state is not RequestState.PLAYING:
                     return  # interrupted before it could start
-                fmt = job.open()
-                self._send_for(
-                    request,
-                    AudioStart(
-                        request_id=request.id,
-                        format=fmt.format,
-                        sample_rate=fmt.sample_rate,
-                        channels=fmt.channels,
-                        priority=request.priority.label,
-                        voice=resolved.voice.id,
-                        bitrate=fmt.bitrate,
-                        mime_type=fmt.mime_type,
-                        note=fmt.note,
-                    ),
-                )
-
-                async def emit(frame: bytes) -> bool:
-                    return await outbox.put_audio(frame, request.id)
-
+                self._send(_audio_start(request, job.open()), request.id)
                 with trio.move_on_after(REPLY_FLUSH_WAIT_S):
                     await outbox.wait_flushed()
                 try:
@@ -346,36 +291,16 @@ class Session:
                     )
                 except (OutboxClosed, trio.Cancelled):
                     raise
-                except Exception:
+                except Exception:  # EngineError, or a bug of ours: logged, reported
                     log.exception("session %s: synthesis of %s failed", self.id, request.id)
-                    if request.state is RequestState.PLAYING:
-                        request.advance(RequestState.FAILED)
-                        services.metrics.count_request(RequestOutcome.FAILED)
-                        services.metrics.count_error(ErrorCode.SYNTHESIS_FAILED)
-                        self._send(
-                            Error(
-                                code=ErrorCode.SYNTHESIS_FAILED,
-                                message="synthesis failed; the session continues",
-                                request_id=request.id,
-                            )
-                        )
+                    self._failed(request)
                     return
                 if completed and request.state is RequestState.PLAYING:
-                    self._send_for(
-                        request,
-                        AudioEnd(
-                            request_id=request.id,
-                            chunks=job.chunks,
-                            bytes=job.bytes,
-                            duration_ms=job.duration_ms,
-                        ),
-                    )
-                    request.advance(RequestState.FINISHED)
-                    services.metrics.count_request(RequestOutcome.FINISHED)
+                    self._finished(request, job)
         except OutboxClosed:
             pass  # the connection is closing; its nursery ends us all
         finally:
-            if not resolved.realtime:
+            if not realtime:
                 # A download does not play in real time: nothing for the next to follow.
                 self.clock.reset()
             if self.playing is request:
@@ -383,8 +308,39 @@ class Session:
             outbox.forget(request.id)
             self._changed.unpark_all()
 
-    def _send_for(self, request: SynthesisRequest, event: AudioStart | AudioEnd) -> None:
-        # Tagged with the request, so an interrupt drops it if still queued.
-        self._send(event, request.id)
+    def _failed(self, request: SynthesisRequest) -> None:
+        if request.state is not RequestState.PLAYING:
+            return  # interrupted meanwhile: its reply already said so
+        request.advance(RequestState.FAILED)
+        metrics = self._services.metrics
+        metrics.count_request(RequestOutcome.FAILED)
+        metrics.count_error(ErrorCode.SYNTHESIS_FAILED)
+        self._send(
+            Error(
+                code=ErrorCode.SYNTHESIS_FAILED,
+                message="synthesis failed; the session continues",
+                request_id=request.id,
+            )
+        )
+
+    def _finished(self, request: SynthesisRequest, job: SynthesisJob) -> None:
+        end = AudioEnd(
+            request_id=request.id, chunks=job.chunks, bytes=job.bytes, duration_ms=job.duration_ms
+        )
+        self._send(end, request.id)
+        request.advance(RequestState.FINISHED)
+        self._services.metrics.count_request(RequestOutcome.FINISHED)
 
 
+def _audio_start(request: SynthesisRequest, fmt: StreamFormat) -> AudioStart:
+    return AudioStart(
+        request_id=request.id,
+        format=fmt.format,
+        sample_rate=fmt.sample_rate,
+        channels=fmt.channels,
+        priority=request.priority.label,
+        voice=request.resolved.voice.id,
+        bitrate=fmt.bitrate,
+        mime_type=fmt.mime_type,
+        note=fmt.note,
+    )
