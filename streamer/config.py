@@ -70,7 +70,7 @@ class TTSConfig:
     default_language: str = "es"
     default_voice_id: int | str = 0
     default_format: str = "wav"
-    #: Samples per binary frame for raw formats (the seed's 1024).
+    #: Samples per binary frame for raw formats (1024, as the original specification).
     chunk_size: int = 1024
     #: Characters per synthesize request; longer text gets ``text_too_long``.
     max_text_length: int = 5000
@@ -83,7 +83,8 @@ class TTSConfig:
 class PerformanceConfig:
     #: Requests waiting per session; one more gets ``queue_full``.
     max_queue_size: int = 32
-    #: Inference threads shared by all sessions; 0 = one per CPU core.
+    #: Inference worker THREADS shared by all sessions (the key keeps its original
+    #: name; they are threads of this process, not processes); 0 = one per CPU core.
     worker_processes: int = 0
     preload_models: bool = True
     #: One dummy synthesis per preloaded voice so the first request is not slower.
