@@ -31,13 +31,14 @@ from .runtime import (
     ServerState,
     Services,
     build_services,
+    check_defaults,
     frozen_startup_objects,
     load_models,
     tuned_process,
     watch_event_loop,
 )
 from .session import SessionManager
-from .websocket import Connections, serve_connection
+from .websocket import CLOSE_TIMEOUT_S, Connections, serve_connection
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +76,17 @@ async def run_server(
     task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until ``RunningServer.shutdown()`` (or cancellation)."""
+    services = services or build_services(config)
+    check_defaults(services)  # before binding: a bad default is a config error
     with tuned_process(config.performance.event_loop_realtime_priority):
-        await _serve(config, services or build_services(config), task_status)
+        await _serve(config, services, task_status)
 
 
 async def _serve(
     config: Config, services: Services, task_status: trio.TaskStatus[RunningServer]
 ) -> None:
     manager = SessionManager(services)
-    connections = Connections()
+    connections = Connections(limit=config.server.max_connections)
     state = ServerState(connection_count=lambda: connections.count)
 
     app = create_app(manager, state)
@@ -106,6 +109,9 @@ async def _serve(
                 None,
                 message_queue_size=WS_MESSAGE_QUEUE,
                 max_message_size=config.server.max_message_bytes,
+                # A half-sent upgrade request holds a task and a socket: bounded.
+                connect_timeout=config.server.handshake_timeout_s,
+                disconnect_timeout=CLOSE_TIMEOUT_S,
             )
         )
         state.websocket_port = ws_server.port

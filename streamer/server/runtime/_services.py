@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from ...config import Config
+from ...config import Config, ConfigError
 from ...engines import build_engines
 from ...engines.base import Voice
 from ...engines.registry import VoiceRegistry, VoiceSelectionError
@@ -94,3 +94,15 @@ def load_models(services: Services) -> None:
             log.info("warmed up voice %s", voice.id)
         except Exception:
             log.exception("warm-up of %s failed", voice.id)
+
+
+def check_defaults(services: Services) -> None:
+    """Refuse to start when the configured default voice does not exist here: every
+    session that takes the defaults would fail. Raises ``ConfigError`` naming the key."""
+    tts = services.config.tts
+    try:
+        services.registry.resolve(tts.default_language, tts.default_voice_id)
+    except VoiceSelectionError as exc:
+        key = "tts.default_language" if exc.code == "unknown_language" else "tts.default_voice_id"
+        available = ", ".join(exc.available[:20]) or "none"
+        raise ConfigError(f"config key '{key}': {exc.message} (available: {available})") from None

@@ -80,6 +80,14 @@ class Session:
     def queue_depth(self) -> int:
         return len(self._queue)
 
+    def active(self, now: float) -> bool:
+        """Something is playing, queued, or still in the listener's player at ``now``."""
+        return (
+            self.playing is not None
+            or bool(self._queue)
+            or self.clock.playing_until(now) is not None
+        )
+
     def effective_config(self) -> dict[str, object]:
         r = self._resolved
         return self.config.to_json() | {
@@ -146,11 +154,7 @@ class Session:
         resolved = resolve_config(services, self.config.merged(message.config), request_id)
         # A request behind this session's own (playing, queued, or still in its
         # listener's player) continues that stream; only a silent session starts one.
-        continues = (
-            self.playing is not None
-            or bool(self._queue)
-            or self.clock.playing_until(trio.current_time()) is not None
-        )
+        continues = self.active(trio.current_time())
         check_can_start(
             services, resolved, message.priority, request_id, new_stream=not continues
         )
