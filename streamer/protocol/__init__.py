@@ -49,6 +49,7 @@ from ._messages import (
     parse_interrupt_reason,
     parse_request_id,
     parse_session_id,
+    parse_speed,
     parse_synthesis_text,
 )
 from ._state import (
@@ -103,6 +104,7 @@ __all__ = [
     "parse_json_object",
     "parse_request_id",
     "parse_session_id",
+    "parse_speed",
     "parse_synthesis_text",
     "quote",
     "render",

@@ -184,13 +184,8 @@ def parse_audio_config(raw: object, request_id: str | None = None) -> AudioConfi
         if not check(value):
             raise _fail(code, f"config.{key} must be a {described}", request_id)
         values[key] = float(value) if kind == "number" else value
-    speed = values.get("speed")
-    if speed is not None and not MIN_SPEED <= speed <= MAX_SPEED:
-        raise _fail(
-            ErrorCode.INVALID_SPEED,
-            f"config.speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed}",
-            request_id,
-        )
+    if "speed" in values:
+        values["speed"] = parse_speed(values["speed"], field="config.speed", request_id=request_id)
     if _is_int(values.get("voice_id")) and values["voice_id"] < 0:
         raise _fail(ErrorCode.UNKNOWN_VOICE, "config.voice_id must be >= 0", request_id)
     return AudioConfig(**values)
@@ -257,6 +252,21 @@ def parse_synthesis_text(
             request_id,
         )
     return text
+
+
+def parse_speed(value: object, *, field: str = "speed", request_id: str | None = None) -> float:
+    """A speaking rate (1.0 natural) within ``MIN_SPEED``-``MAX_SPEED``; the one check
+    every surface uses. Raises ``ClientError(invalid_speed)``."""
+    if not _is_number(value):
+        raise _fail(ErrorCode.INVALID_SPEED, f"{field} must be a number", request_id)
+    speed = float(value)  # type: ignore[arg-type]
+    if not MIN_SPEED <= speed <= MAX_SPEED:
+        raise _fail(
+            ErrorCode.INVALID_SPEED,
+            f"{field} must be between {MIN_SPEED} and {MAX_SPEED}, got {speed}",
+            request_id,
+        )
+    return speed
 
 
 def parse_interrupt_reason(value: object) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Final
 
 import trio
 from quart import Response, jsonify, request
@@ -27,16 +27,21 @@ from ...protocol import (
     ProtocolError,
     ServerError,
     parse_audio_config,
+    parse_interrupt_reason,
+    parse_json_object,
 )
 from ..runtime import ServerState
 from ..session import SessionManager
-from ._errors import error_response, retry_after_header, status_for
-from ._openai import register_openai
+from ._errors import error_response, read_body, retry_after_header, status_for
+from ._openai import MAX_SPEECH_BODY_BYTES, register_openai
 from ._openapi import register_openapi
 from ._page import register_web
 from ._prometheus import register_prometheus
 
 log = logging.getLogger(__name__)
+
+#: Largest JSON body a REST control route reads (a session config or a reason).
+MAX_REST_BODY_BYTES: Final = 64 * 1024
 
 
 def create_app(
@@ -47,6 +52,8 @@ def create_app(
     ``state`` is read at request time."""
     app = QuartTrio(__name__)
     app.config["JSON_SORT_KEYS"] = False
+    # No route reads more than a speech request: a larger body is refused (413).
+    app.config["MAX_CONTENT_LENGTH"] = MAX_SPEECH_BODY_BYTES
     services = manager.services
     started = time.time()
 
@@ -87,15 +94,9 @@ def create_app(
         )
 
     async def _json_body() -> dict[str, Any]:
-        body = await request.get_json(force=True, silent=True)
-        if body is None:
-            raw = await request.get_data()
-            if raw.strip():
-                raise ClientError(ErrorCode.INVALID_JSON, "request body is not valid JSON")
-            return {}
-        if not isinstance(body, dict):
-            raise ClientError(ErrorCode.INVALID_MESSAGE, "request body must be a JSON object")
-        return body
+        # The protocol's strict JSON rules (no NaN, duplicate keys, deep nesting, lone
+        # surrogates...); an empty body is {}.
+        return parse_json_object(await read_body(), max_bytes=MAX_REST_BODY_BYTES)
 
     @app.get("/api/v1/status")
     async def status() -> Response:
@@ -154,9 +155,7 @@ def create_app(
     async def interrupt(session_id: str) -> Response:
         received_at = trio.current_time()
         body = await _json_body()
-        reason = body.get("reason", "user_request")
-        if not isinstance(reason, str) or not reason:
-            raise ClientError(ErrorCode.INVALID_MESSAGE, "'reason' must be a non-empty string")
+        reason = parse_interrupt_reason(body.get("reason"))
         event = manager.get(session_id).interrupt(reason, received_at)
         return jsonify(
             {

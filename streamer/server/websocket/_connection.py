@@ -65,7 +65,10 @@ class _Connection:
         self.ws = ws
         self.manager = manager
         config = manager.services.config
-        self.protocol = ServerProtocol(max_text_length=config.tts.max_text_length)
+        self.protocol = ServerProtocol(
+            max_text_length=config.tts.max_text_length,
+            max_message_bytes=config.server.max_message_bytes,
+        )
         self.outbox = Outbox(on_overflow=self._overflowed)
         self.session: Session | None = None
         self.write_timeout = config.server.write_timeout_s
@@ -149,6 +152,12 @@ class _Connection:
                 else:
                     self.session.interrupt(message.reason, received_at)
         except ClientError as error:
+            if error.close_code is not None:  # e.g. 1009 message_too_big: the socket ends
+                log.info("session %s: closing with %d %s", self.session_id, error.close_code,
+                         error.code)
+                self.manager.services.metrics.count_error(error.code)
+                self.outbox.close_with(error.close_code, error.code, drop_audio=True)
+                return
             if self.session is not None:
                 self.session.send_error(error)
                 return
