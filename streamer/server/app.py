@@ -111,6 +111,8 @@ def _load_models(services: Services) -> None:
             engine.load()
         except Exception:
             log.exception("engine %s failed to load; its voices stay unavailable", engine.name)
+    # Loading can change what an engine offers, or whether it is available at all.
+    services.registry.refresh()
     if not config.performance.warm_up:
         return
     # Warm the voice the server default resolves to, and the best English voice.
