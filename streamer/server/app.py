@@ -34,6 +34,7 @@ from .runtime import (
     check_defaults,
     frozen_startup_objects,
     load_models,
+    rescan_voices,
     tuned_process,
     watch_event_loop,
 )
@@ -143,6 +144,7 @@ async def _serve(
             )
             nursery.start_soon(_reap_sessions, manager)
             nursery.start_soon(watch_event_loop, services.metrics)
+            nursery.start_soon(rescan_voices, services)
             task_status.started(running)
             await running._shutdown.wait()
 

@@ -21,7 +21,7 @@ from ._inference import (
 )
 from ._metrics import Distribution, MetricName, Metrics, Observer, RequestOutcome
 from ._process import GIL_SWITCH_INTERVAL_S, frozen_startup_objects, tuned_process, watch_event_loop
-from ._services import Services, build_services, check_defaults, load_models
+from ._services import Services, build_services, check_defaults, load_models, rescan_voices
 from ._state import ServerState
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "load_models",
     "make_event_loop_realtime",
     "realtime_supported",
+    "rescan_voices",
     "restore",
     "tuned_process",
     "watch_event_loop",

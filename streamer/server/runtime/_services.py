@@ -6,10 +6,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import trio
+
 from ...config import Config, ConfigError
 from ...engines import build_engines
 from ...engines.base import Voice
-from ...engines.registry import VoiceRegistry, VoiceSelectionError
+from ...engines.registry import VOICE_RESCAN_INTERVAL_S, VoiceRegistry, VoiceSelectionError
 from ._admission import Admission
 from ._inference import InferenceScheduler
 from ._metrics import Metrics
@@ -78,6 +80,8 @@ def load_models(services: Services) -> None:
             engine.load()
         except Exception:
             log.exception("engine %s failed to load; its voices stay unavailable", engine.name)
+    # Loading can change what an engine offers (or whether it is available at all).
+    services.registry.refresh()
     if not config.performance.warm_up:
         return
     # Warm the voice the server default resolves to, and the best English voice.
@@ -106,3 +110,12 @@ def check_defaults(services: Services) -> None:
         key = "tts.default_language" if exc.code == "unknown_language" else "tts.default_voice_id"
         available = ", ".join(exc.available[:20]) or "none"
         raise ConfigError(f"config key '{key}': {exc.message} (available: {available})") from None
+
+
+async def rescan_voices(services: Services) -> None:
+    """Rescan the engines' voices every ``VOICE_RESCAN_INTERVAL_S``, forever, in a worker
+    thread: requests resolve against the registry's in-memory snapshot, so the event
+    loop (at real-time priority) never touches the filesystem for them."""
+    while True:
+        await trio.sleep(VOICE_RESCAN_INTERVAL_S)
+        await trio.to_thread.run_sync(services.registry.refresh)
