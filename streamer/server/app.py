@@ -13,6 +13,7 @@ is left after ``shutdown_timeout_s``.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -20,13 +21,12 @@ from functools import partial
 from typing import Final
 
 import trio
-from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 from trio_websocket import WebSocketRequest, serve_websocket
 
 from ..config import Config
 from ..protocol import CloseCode
-from .http import create_app
+from .http import TrackedConfig, apply_hypercorn_fixes, create_app
 from .runtime import (
     ServerState,
     Services,
@@ -91,10 +91,13 @@ async def _serve(
     state = ServerState(connection_count=lambda: connections.count)
 
     app = create_app(manager, state)
-    hconfig = HypercornConfig()
+    apply_hypercorn_fixes()
+    hconfig = TrackedConfig()
     hconfig.bind = [f"{config.server.host}:{config.server.http_port}"]
     hconfig.accesslog = None
     hconfig.graceful_timeout = config.server.shutdown_timeout_s
+    hconfig.keep_alive_timeout = config.server.http_keep_alive_timeout_s
+    hconfig.read_timeout = math.ceil(config.server.http_read_timeout_s)  # typed int there
     http_stop = trio.Event()
 
     async def handler(request: WebSocketRequest) -> None:
@@ -153,5 +156,10 @@ async def _serve(
                 connections.close_all(CloseCode.GOING_AWAY, "server shutting down")
                 http_stop.set()
                 await connections.wait_closed()
+            # The deadline is hard: HTTP responses whose clients stopped reading are
+            # cut (their writes are shielded, so only closing the socket ends them).
+            aborted = hconfig.abort_all()
+            if aborted:
+                log.warning("shutdown: cut %d HTTP connection(s) still open", aborted)
             nursery.cancel_scope.cancel()
     log.info("stopped")

@@ -63,7 +63,7 @@ from ...protocol import (
     parse_synthesis_text,
     quote,
 )
-from ..runtime import RequestOutcome, ServerState, Services
+from ..runtime import DownloadGate, RequestOutcome, ServerState, Services
 from ..session import (
     SessionManager,
     SynthesisJob,
@@ -242,12 +242,20 @@ def parse_speech_request(body: dict[str, Any], services: Services) -> SpeechRequ
 # --- streaming -------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # identity: the download gate keys slots by it
 class _Production:
-    """State shared by the producer task and the response body."""
+    """State shared by the route, the producer task and the response body."""
 
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     failed: bool = False
+    #: The download slot this production holds (``DownloadGate``), until released.
+    gate: DownloadGate | None = None
+
+    def release_slot(self) -> None:
+        """Give the download slot back (once, whoever gets there first)."""
+        gate, self.gate = self.gate, None
+        if gate is not None:
+            gate.release(self)
 
 
 async def _produce(
@@ -269,16 +277,19 @@ async def _produce(
         return True
 
     outcome = RequestOutcome.ABANDONED
-    with production.scope, send:
-        task_status.started()
-        try:
-            if await run_job(job, emit, services.inference, metrics, services.admission):
-                outcome = RequestOutcome.FINISHED
-        except Exception:
-            log.exception("speech request: synthesis with %s failed", job.voice.id)
-            production.failed = True
-            outcome = RequestOutcome.FAILED
-            metrics.count_error(ErrorCode.SYNTHESIS_FAILED)
+    try:
+        with production.scope, send:
+            task_status.started()
+            try:
+                if await run_job(job, emit, services.inference, metrics, services.admission):
+                    outcome = RequestOutcome.FINISHED
+            except Exception:
+                log.exception("speech request: synthesis with %s failed", job.voice.id)
+                production.failed = True
+                outcome = RequestOutcome.FAILED
+                metrics.count_error(ErrorCode.SYNTHESIS_FAILED)
+    finally:
+        production.release_slot()
     metrics.count_request(outcome)
 
 
@@ -405,9 +416,16 @@ def register_openai(app: QuartTrio, manager: SessionManager, state: ServerState)
         check_can_start(services, resolved, Priority.NORMAL, None, new_stream=True)
         job = new_job(services, resolved, parsed.text, Priority.NORMAL, received_at)
         stream_format = job.open()
-        send, receive = trio.open_memory_channel[bytes](BODY_BUFFER_FRAMES)
         production = _Production()
-        await app.nursery.start(_produce, job, send, services, production)
+        # A slot among the downloads (or a short wait for one; busy when that is full).
+        await services.downloads.admit(production)
+        production.gate = services.downloads
+        send, receive = trio.open_memory_channel[bytes](BODY_BUFFER_FRAMES)
+        try:
+            await app.nursery.start(_produce, job, send, services, production)
+        except BaseException:
+            production.release_slot()  # the producer never ran
+            raise
         # Hold the headers back until the first frame: a synthesis that fails before
         # any audio (the usual way it fails) still gets a proper 500, and the first
         # frame is what the client waits for anyway.

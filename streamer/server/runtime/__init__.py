@@ -12,6 +12,7 @@ from ._admission import (
     Refusal,
 )
 from ._cpu_priority import make_event_loop_realtime, realtime_supported, restore
+from ._downloads import DownloadGate
 from ._inference import (
     BULK_NICE_INCREMENT,
     URGENT_NICE_INCREMENT,
@@ -36,6 +37,7 @@ __all__ = [
     "URGENT_WITHIN_S",
     "Admission",
     "Distribution",
+    "DownloadGate",
     "InferenceScheduler",
     "InferenceStats",
     "MetricName",

@@ -13,6 +13,7 @@ from ...engines import build_engines
 from ...engines.base import Voice
 from ...engines.registry import VOICE_RESCAN_INTERVAL_S, VoiceRegistry, VoiceSelectionError
 from ._admission import Admission
+from ._downloads import DownloadGate
 from ._inference import InferenceScheduler
 from ._metrics import Metrics
 
@@ -29,6 +30,11 @@ class Services:
     inference: InferenceScheduler
     metrics: Metrics
     admission: Admission = field(default_factory=Admission)
+    #: The bound on HTTP speech (sized from the workers).
+    downloads: DownloadGate = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.downloads = DownloadGate(self.inference.workers)
 
     def admission_capacity(self) -> float:
         """CPU-seconds per second admitted real-time streams may need."""
