@@ -39,7 +39,12 @@ from .runtime import (
     watch_event_loop,
 )
 from .session import SessionManager
-from .websocket import CLOSE_TIMEOUT_S, Connections, serve_connection
+from .websocket import (
+    CLOSE_TIMEOUT_S,
+    Connections,
+    apply_trio_websocket_fixes,
+    serve_connection,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +97,7 @@ async def _serve(
 
     app = create_app(manager, state)
     apply_hypercorn_fixes()
+    apply_trio_websocket_fixes()
     hconfig = TrackedConfig()
     hconfig.bind = [f"{config.server.host}:{config.server.http_port}"]
     hconfig.accesslog = None
