@@ -20,7 +20,7 @@ install: $(VENV)/.installed
 
 # MeloTTS is optional for the server but exercised for real by the test suite.
 install-melo: install
-	VENV=$(VENV) bash scripts/install_melotts.sh
+	VENV=$(VENV) bash deploy/install_melotts.sh
 
 serve: install
 	$(PY) -m streamer --config $(CONFIG)

@@ -1,6 +1,6 @@
 """MeloTTS (torch VITS2 voices at 44.1 kHz) behind the engine contract.
 
-MeloTTS is optional: it is installed by ``scripts/install_melotts.sh``, imported only in
+MeloTTS is optional: it is installed by ``deploy/install_melotts.sh``, imported only in
 ``load()``, and when it is missing ``status()`` says so and the server runs without it.
 
 Models come from one of two places:
@@ -301,7 +301,7 @@ class MeloEngine(Engine):
             if importlib.util.find_spec(module) is None:
                 return (
                     f"MeloTTS is not installed (ModuleNotFoundError: No module named "
-                    f"'{module}'); run scripts/install_melotts.sh"
+                    f"'{module}'); run deploy/install_melotts.sh"
                 )
         if self._checkpoint_dir is not None:
             for language in self._languages:
