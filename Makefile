@@ -38,8 +38,9 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
+# The measurement tools are the `scripts` package, run from the repository root.
 bench: install
-	$(PY) scripts/latency_test.py --spawn
+	$(PY) -m scripts.latency --spawn
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache logs
