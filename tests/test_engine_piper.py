@@ -287,7 +287,7 @@ def test_loading_a_voice_wraps_the_real_bridge(engine: PiperEngine) -> None:
 
 
 def test_cpu_sessions_share_one_arena_that_grows_by_what_is_asked() -> None:
-    # The memory behaviour is measured by scripts/soak_memory.py; here: the wiring.
+    # The memory behaviour is measured by scripts.soak_memory; here: the wiring.
     from streamer.engines import piper as piper_module
 
     options = PiperEngine(None).session_options()

@@ -562,7 +562,7 @@ def _register_shared_cpu_arena() -> None:
     By default each onnxruntime session has its own arena that doubles whenever a run
     needs more than it holds and never gives memory back: with three parts per voice and
     up to four concurrent windows of varying sizes, RSS climbed in steps of tens of MiB
-    for minutes after warm-up (``scripts/soak_memory.py``). One shared arena reuses
+    for minutes after warm-up (``scripts.soak_memory``). One shared arena reuses
     whatever any part has freed, and grows only by the shortfall. Registered once per
     process (onnxruntime's environment is process-wide).
     """
@@ -595,7 +595,7 @@ def _release_leaked_clauses(bridge: Any) -> None:
     ``espeakbridge.get_phonemes`` (piper-tts 1.8.0, C) appends each clause's freshly
     built ``(phonemes, terminator, end_of_sentence)`` tuple to its result list without
     releasing its own reference, so no clause is ever freed: ~290 B per clause, without
-    bound (found by ``scripts/soak_memory.py``). We wrap the function once; its first
+    bound (found by ``scripts.soak_memory``). We wrap the function once; its first
     result tells whether the bridge leaks (a fresh tuple with a reference beyond the
     list's), and if so every clause's extra reference is dropped. A fixed bridge passes
     through untouched. (The check cannot run earlier: the bridge crashes if called
@@ -626,7 +626,7 @@ def _set_voice_only_on_change(bridge: Any) -> None:
     ``PiperVoice.phonemize`` calls ``espeakbridge.set_voice`` each time, and espeak-ng
     (as linked into piper-tts 1.8.0) keeps ~1.3 KB of C heap per ``set_voice``, even for
     the voice already set: at 20 speaking sessions that was ~0.5 MiB/min, the whole of
-    the server's memory growth in a 30-minute soak (``scripts/soak_memory.py``). The
+    the server's memory growth in a 30-minute soak (``scripts.soak_memory``). The
     wrapper calls through only when the voice changes (or after a re-``initialize``,
     which resets espeak-ng). ``_PHONEMIZE_LOCK`` keeps each set-voice + get-phonemes
     pair together, so skipping a call never leaves another thread's voice in place.
