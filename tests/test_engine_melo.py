@@ -1,9 +1,9 @@
 """MeloEngine against melo's own ``TTS`` with a tiny random-weight checkpoint.
 
 The checkpoint, tokenizers and NLTK data are built once per session by
-``tests/melo_fixture.py`` (see there for what stands in for what). Random weights make
-noise, not speech: these tests check the plumbing (front-end, model, streaming, speed,
-cancellation), not intelligibility.
+``streamer.testing`` (see its ``_tiny_melo.py`` for what stands in for what). Random
+weights make noise, not speech: these tests check the plumbing (front-end, model,
+streaming, speed, cancellation), not intelligibility.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from streamer.engines.base import (
 from streamer.engines.melo import MeloEngine, speaker_language
 from streamer.engines.patches.melotts import TorchaudioStandIn
 from streamer.engines.text import split_for_streaming
-from tests.melo_fixture import TINY_SAMPLE_RATE, checkpoint_dir
+from streamer.testing import TINY_SAMPLE_RATE, checkpoint_dir
 
 ENGLISH = "Hello there, my good friend. The weather is lovely today. Shall we walk?"
 SPANISH = "Hola, mi buen amigo. Hoy hace un tiempo precioso. ¿Damos un paseo?"

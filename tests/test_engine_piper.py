@@ -289,7 +289,7 @@ def test_loading_a_voice_applies_the_piper_patches(monkeypatch: pytest.MonkeyPat
 
 
 def test_cpu_sessions_share_one_arena_that_grows_by_what_is_asked() -> None:
-    # The memory behaviour is measured by scripts/soak_memory.py; here: the wiring.
+    # The memory behaviour is measured by scripts.soak_memory; here: the wiring.
     from streamer.engines import piper as piper_module
 
     options = PiperEngine(None).session_options()

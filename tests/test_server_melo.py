@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from streamer.server import RunningServer, build_services
-from tests.melo_fixture import TINY_SAMPLE_RATE, checkpoint_dir
+from streamer.testing import TINY_SAMPLE_RATE, checkpoint_dir
 from tests.server_harness import Client, make_config, running_server, ws_client
 
 pytestmark = [

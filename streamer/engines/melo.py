@@ -1,6 +1,6 @@
 """MeloTTS (torch VITS2 voices at 44.1 kHz) behind the engine contract.
 
-MeloTTS is optional: it is installed by ``scripts/install_melotts.sh``, imported only in
+MeloTTS is optional: it is installed by ``deploy/install_melotts.sh``, imported only in
 ``load()``, and when it is missing ``status()`` says so and the other engines serve alone.
 What melo needs changed around it to import here (a torchaudio stand-in, the hub's
 offline switch) is in ``patches.melotts``, applied by ``load()``.
@@ -20,8 +20,8 @@ Models come from one of two places:
 
 Either way, importing melo loads its text front-ends, which need the BERT tokenizers of
 every language in the Hugging Face cache and NLTK's ``cmudict``; English also needs
-NLTK's ``averaged_perceptron_tagger_eng`` (see ``tests/melo_fixture.py`` for how the
-tests provide all of them offline).
+NLTK's ``averaged_perceptron_tagger_eng`` (see ``streamer/testing/_tiny_melo.py`` for how
+the tests provide all of them offline).
 
 Synthesis follows melo's ``TTS.tts_to_file`` piece by piece, without its file output:
 ``split_for_streaming`` cuts the text, melo's own splitter cleans each segment, and every
@@ -268,7 +268,7 @@ class MeloEngine(Engine):
             if importlib.util.find_spec(module) is None:
                 return (
                     f"MeloTTS is not installed (ModuleNotFoundError: No module named "
-                    f"'{module}'); run scripts/install_melotts.sh"
+                    f"'{module}'); run deploy/install_melotts.sh"
                 )
         if self._checkpoint_dir is not None:
             for language in self._languages:

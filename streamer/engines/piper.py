@@ -579,7 +579,7 @@ def _register_shared_cpu_arena() -> None:
     By default each onnxruntime session has its own arena that doubles whenever a run
     needs more than it holds and never gives memory back: with three parts per voice and
     up to four concurrent windows of varying sizes, RSS climbed in steps of tens of MiB
-    for minutes after warm-up (``scripts/soak_memory.py``). One shared arena reuses
+    for minutes after warm-up (``scripts.soak_memory``). One shared arena reuses
     whatever any part has freed, and grows only by the shortfall. Registered once per
     process (onnxruntime's environment is process-wide).
     """

@@ -1,7 +1,7 @@
 """Fixes to piper-tts 1.8.0's espeak-ng bridge (``piper.espeakbridge``, C), and the
 lock its phonemizer is used under.
 
-Both fixes stop memory leaks found by ``scripts/soak_memory.py`` (figures in
+Both fixes stop memory leaks found by ``python -m scripts.soak_memory`` (figures in
 BENCHMARKS.md); neither changes a phoneme:
 
 - ``release-leaked-clauses``: ``get_phonemes`` appends each clause's freshly built

@@ -29,10 +29,10 @@ the urgent chunks the CPU: that is the pre-emption the threads lack. Bulk chunks
 slow down, which their seconds of buffered audio absorb. The event loop, above both,
 is run at once when a message arrives, so protocol replies do not wait for inference.
 Total throughput does not suffer: with one onnxruntime thread per chunk, 4 chunks on 2
-cores produce as much audio per second as 2 (scripts/baseline.py: 21.7x vs 22.0x real
+cores produce as much audio per second as 2 (scripts.baseline: 21.7x vs 22.0x real
 time on the 2-core test machine).
 
-Measured with scripts/load_test.py (50 connected, 20 speaking, 60 s, 2 cores): 10
+Measured with scripts.load (50 connected, 20 speaking, 60 s, 2 cores): 10
 underruns per run, all at the second window of a request, and TTFA p95 180 ms with one
 lane; 0 underruns and TTFA p95 77-88 ms with two (BENCHMARKS.md).
 

