@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import os
 import struct
-from typing import BinaryIO, Final
+from typing import IO, Final
 
 #: Formats whose streamed header leaves the length unknown and is patched here.
 PATCHED_FORMATS: Final = ("wav", "flac")
@@ -55,7 +55,7 @@ class StreamHeaderError(ValueError):
     """The data is not a stream of the format it was said to be (or is truncated)."""
 
 
-def complete_header(file: BinaryIO, fmt: str) -> None:
+def complete_header(file: IO[bytes], fmt: str) -> None:
     """Write the exact length into the header of the whole ``fmt`` stream in ``file``.
 
     ``file`` is seekable and readable (``open(path, "r+b")``) and holds the complete
@@ -83,7 +83,7 @@ def complete_file(fmt: str, data: bytes) -> bytes:
 # --- WAV --------------------------------------------------------------------------------
 
 
-def _complete_wav(file: BinaryIO) -> None:
+def _complete_wav(file: IO[bytes]) -> None:
     size = file.seek(0, os.SEEK_END)
     file.seek(0)
     head = file.read(_RIFF_HEADER.size)
@@ -159,7 +159,7 @@ def flac_crc16(data: bytes | memoryview) -> int:
     return crc
 
 
-def _complete_flac(file: BinaryIO) -> None:
+def _complete_flac(file: IO[bytes]) -> None:
     size = file.seek(0, os.SEEK_END)
     file.seek(0)
     head = file.read(4 + 4 + _STREAMINFO_LENGTH)
@@ -186,7 +186,7 @@ def _complete_flac(file: BinaryIO) -> None:
     file.write(fields.to_bytes(8, "big"))
 
 
-def _after_metadata(file: BinaryIO, size: int) -> int:
+def _after_metadata(file: IO[bytes], size: int) -> int:
     """The offset of the first frame: after the metadata block marked last."""
     position = len(_FLAC_MARKER)
     while True:
