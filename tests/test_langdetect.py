@@ -74,20 +74,20 @@ def test_threads_share_one_detector() -> None:
     assert not detector.loaded
     texts = {"Good evening, everyone, and welcome.": "en",
              "Buenas noches a todos y bienvenidos.": "es"}
-    results: list[str] = []
+    results: list[list[str]] = [[] for _ in range(4)]
 
-    def work() -> None:
+    def work(mine: list[str]) -> None:
         for _ in range(20):
             for text in texts:
-                results.append(detector.detect(text, ["en", "es"], "es").language)
+                mine.append(detector.detect(text, ["en", "es"], "es").language)
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
+    threads = [threading.Thread(target=work, args=(mine,)) for mine in results]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert detector.loaded
-    assert results == list(texts.values()) * 80
+    assert results == [list(texts.values()) * 20] * 4
     assert {"en", "es", "fr", "zh"} <= detector.languages()
 
 
