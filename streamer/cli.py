@@ -18,6 +18,7 @@ usage, a config file that is missing or invalid, nothing to talk to; 130 Ctrl-C;
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
@@ -153,8 +154,44 @@ def serve_main(config_path: str, err: IO[str] | None = None) -> int:
         return EXIT_USAGE
     log_file = config.path(config.server.log_file) if config.server.log_file else None
     setup_logging(config.server.log_level, log_file)
-    trio.run(_serve, config)
+    try:
+        trio.run(_serve, config)
+    except BaseException as exc:  # a start-up failure arrives inside exception groups
+        reason = _startup_failure(exc, config)
+        if reason is None:
+            raise
+        (err or sys.stderr).write(f"tts-streamer: {reason}\n")
+        return EXIT_USAGE
     return 0
+
+
+def _startup_failure(exc: BaseException, config: Config) -> str | None:
+    """One line for a failure that is the operator's to fix (a config value the server
+    cannot honour, a port it cannot bind), or None for anything else (a bug: the
+    traceback is then the right report)."""
+    from .config import ConfigError
+
+    leaves: list[BaseException] = []
+
+    def collect(error: BaseException) -> None:
+        if isinstance(error, BaseExceptionGroup):
+            for inner in error.exceptions:
+                collect(inner)
+        else:
+            leaves.append(error)
+
+    collect(exc)
+    for leaf in leaves:
+        if isinstance(leaf, ConfigError):
+            return str(leaf)
+        if isinstance(leaf, OSError) and leaf.errno in (errno.EADDRINUSE, errno.EACCES):
+            server = config.server
+            ports = f"{server.http_port} (HTTP) or {server.websocket_port} (WebSocket)"
+            return (
+                f"cannot listen on {server.host} port {ports}: {leaf.strerror} "
+                "(server.host, server.http_port, server.websocket_port)"
+            )
+    return None
 
 
 async def _serve(config: Config) -> None:
