@@ -103,6 +103,7 @@ async def _serve(
     hconfig.accesslog = None
     hconfig.graceful_timeout = config.server.shutdown_timeout_s
     hconfig.keep_alive_timeout = config.server.http_keep_alive_timeout_s
+    # Read by our Hypercorn fix as "a request head must arrive within this long".
     hconfig.read_timeout = math.ceil(config.server.http_read_timeout_s)  # typed int there
     http_stop = trio.Event()
 
