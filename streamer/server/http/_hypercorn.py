@@ -28,9 +28,7 @@ then bounded only by the clients, and parse errors keep empty bodies.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
-import logging
 import math
 from collections.abc import Callable, Coroutine
 from http import HTTPStatus
@@ -44,13 +42,12 @@ from hypercorn.events import Closed, RawData, Updated
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio.tcp_server import TCPServer
 
-log = logging.getLogger(__name__)
+from ..runtime import apply_once
 
 WRITTEN_FOR: Final = "0.18.0"
 #: Set on each replaced function (tests check the patch is in place).
 PATCH_MARKER: Final = "__streamer_patch__"
 
-_applied: bool | None = None
 
 
 class TrackedConfig(HypercornConfig):
@@ -195,21 +192,7 @@ def _waking_on_idle(send: Callable[[TCPServer, Any], Coroutine[Any, Any, None]])
     return protocol_send
 
 
-def apply() -> bool:
-    """Patch the installed Hypercorn once; True if the patches are in effect."""
-    global _applied
-    if _applied is not None:
-        return _applied
-    installed = importlib.metadata.version("hypercorn")
-    if installed != WRITTEN_FOR:
-        log.warning(
-            "hypercorn %s is installed; our fixes were written for %s and are not applied "
-            "(shutdown is then bounded only by clients; parse errors get empty bodies)",
-            installed,
-            WRITTEN_FOR,
-        )
-        _applied = False
-        return False
+def _patch() -> None:
     setattr(_send_error_response, PATCH_MARKER, "json_error_body")
     H11Protocol._send_error_response = _send_error_response  # type: ignore[method-assign]
     TCPServer.run = _tracking(TCPServer.run)  # type: ignore[method-assign,assignment]
@@ -218,5 +201,14 @@ def apply() -> bool:
     TCPServer.protocol_send = _waking_on_idle(  # type: ignore[method-assign]
         TCPServer.protocol_send
     )
-    _applied = True
-    return True
+
+
+def apply() -> bool:
+    """Patch the installed Hypercorn once; True if the patches are in effect."""
+    return apply_once(
+        "hypercorn-connections",
+        "hypercorn",
+        WRITTEN_FOR,
+        _patch,
+        unpatched="shutdown is then bounded only by clients; idle connections stay open",
+    )

@@ -17,8 +17,6 @@ On another trio-websocket version nothing is patched and a warning is logged.
 
 from __future__ import annotations
 
-import importlib.metadata
-import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
@@ -26,14 +24,13 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection
 
-log = logging.getLogger(__name__)
+from ..runtime import apply_once
 
 WRITTEN_FOR: Final = "0.12.2"
 #: Set on the replaced method (tests check the patch is in place).
 PATCH_MARKER: Final = "__streamer_patch__"
 
 _Handler = Callable[[WebSocketConnection, CloseConnection], Coroutine[Any, Any, None]]
-_applied: bool | None = None
 
 
 def _answering_parse_failures(handle: _Handler) -> _Handler:
@@ -49,23 +46,18 @@ def _answering_parse_failures(handle: _Handler) -> _Handler:
     return handle_close
 
 
-def apply() -> bool:
-    """Patch the installed trio-websocket once; True if the patch is in effect."""
-    global _applied
-    if _applied is not None:
-        return _applied
-    installed = importlib.metadata.version("trio-websocket")
-    if installed != WRITTEN_FOR:
-        log.warning(
-            "trio-websocket %s is installed; our fix was written for %s and is not applied "
-            "(clients then see 1006 instead of 1002/1007 on protocol errors)",
-            installed,
-            WRITTEN_FOR,
-        )
-        _applied = False
-        return False
+def _patch() -> None:
     original = WebSocketConnection._handle_close_connection_event
     patched = _answering_parse_failures(original)
     WebSocketConnection._handle_close_connection_event = patched  # type: ignore[method-assign,assignment]
-    _applied = True
-    return True
+
+
+def apply() -> bool:
+    """Patch the installed trio-websocket once; True if the patch is in effect."""
+    return apply_once(
+        "trio-websocket-close-frames",
+        "trio-websocket",
+        WRITTEN_FOR,
+        _patch,
+        unpatched="clients then see 1006 instead of 1002/1007 on protocol errors",
+    )
