@@ -349,3 +349,43 @@ async def test_refusals_do_not_stall_a_keep_alive_connection() -> None:
             state.ready = True
             assert await trio.to_thread.run_sync(_three_speech_requests, port) == [200] * 3
         stop.set()
+
+
+# --- everyday use (issue #19) on the HTTP surfaces -------------------------------------
+
+
+async def test_rest_voices_for_an_unknown_language_answers_like_the_websocket() -> None:
+    async with serving() as server, rest(server) as http:
+        response = await http.get("/api/v1/voices", params={"language": "zz"})
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "unknown_language"
+        assert "en-US" in response.json()["error"]["details"]["available"]
+        assert (await http.get("/api/v1/voices", params={"language": "en"})).json()["count"]
+
+
+async def test_openai_flac_is_a_whole_file_with_its_real_length() -> None:
+    import io
+
+    import soundfile as sf
+
+    async with serving() as server, rest(server) as http:
+        body = {"model": "tts-1", "voice": "fake-en", "input": "One. Two. Three.",
+                "response_format": "flac"}
+        response = await http.post("/v1/audio/speech", json=body)
+        assert response.status_code == 200
+        data, rate = sf.read(io.BytesIO(response.content))
+        assert rate == 24000
+        assert abs(len(data) / rate - 0.3) < 0.05  # 3 segments x 2 chunks x 50 ms
+
+
+async def test_language_auto_speaks_the_texts_language() -> None:
+    async with serving() as server, ws_client(server) as client:
+        await client.send(type="connect", config={"language": "auto"})
+        await client.next_event("connected")
+        await client.send(type="synthesize", request_id="es",
+                          text="Hola, ¿cómo estás? Espero que tengas un buen día hoy.")
+        await client.send(type="synthesize", request_id="en",
+                          text="Hello, how are you? I hope you have a good day today.")
+        await client.until("audio_end", "en")
+        starts = {e["request_id"]: e["voice"] for e in client.events("audio_start")}
+    assert starts == {"es": "fake-es", "en": "fake-en"}

@@ -49,6 +49,7 @@ from quart import Blueprint, Response, jsonify, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from ...audio import complete_file
 from ...engines.base import Voice
 from ...engines.registry import UnknownVoiceError
 from ...protocol import (
@@ -99,6 +100,12 @@ FORMATS: Final = {
 #: OpenAI's output rate for every format; its ``pcm`` is documented as 24 kHz s16le.
 OPENAI_SAMPLE_RATE: Final = 24000
 STREAM_FORMATS: Final = ("audio", "sse")
+#: Formats sent as one finished file rather than streamed: a FLAC stream's header cannot
+#: state a length it does not know yet, and players and libraries (soundfile) then
+#: refuse the file. FLAC is no low-latency format anyway. WAV streams, as OpenAI's does
+#: (both sizes 0xFFFFFFFF: soundfile and ffprobe read it; ``wave`` reports 2^31-1
+#: frames): openai.md says so.
+WHOLE_FILE_FORMATS: Final = frozenset({"flac"})
 #: The language whose voices OpenAI's voice names map onto (OpenAI's voices are English).
 OPENAI_VOICE_LANGUAGE: Final = "en"
 #: Frames between synthesis and the HTTP body: enough to keep the socket busy while the
@@ -356,6 +363,22 @@ class _SpeechBody:
         self._production.scope.cancel()
 
 
+async def _whole_file(
+    fmt: str,
+    first: bytes | None,
+    receive: trio.MemoryReceiveChannel[bytes],
+    production: _Production,
+) -> bytes:
+    """Every frame, joined into a file whose header states its real length."""
+    frames = [first] if first is not None else []
+    with receive:
+        async for frame in receive:
+            frames.append(frame)
+    if production.failed:
+        raise ServerError(ErrorCode.SYNTHESIS_FAILED, "synthesis failed")
+    return complete_file(fmt, b"".join(frames))
+
+
 def _sse_event(obj: dict[str, Any]) -> bytes:
     return f"data: {json.dumps(obj, separators=(',', ':'))}\n\n".encode()
 
@@ -440,8 +463,11 @@ def register_openai(app: QuartTrio, manager: SessionManager, state: ServerState)
         if first is None and production.failed:
             receive.close()
             raise ServerError(ErrorCode.SYNTHESIS_FAILED, "synthesis failed")
-        speech_body = _SpeechBody(receive, production, sse=parsed.sse, first=first)
         headers = {"X-Voice": resolved.voice.id, "X-Sample-Rate": str(stream_format.sample_rate)}
+        if parsed.format in WHOLE_FILE_FORMATS and not parsed.sse:
+            whole = await _whole_file(parsed.format, first, receive, production)
+            return Response(whole, content_type=stream_format.mime_type, headers=headers)
+        speech_body = _SpeechBody(receive, production, sse=parsed.sse, first=first)
         if parsed.sse:
             response = Response(
                 speech_body, content_type="text/event-stream", headers=_SSE_HEADERS | headers

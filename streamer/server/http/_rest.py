@@ -29,6 +29,7 @@ from ...protocol import (
     parse_audio_config,
     parse_interrupt_reason,
     parse_json_object,
+    quote,
 )
 from ..runtime import ServerState
 from ..session import SessionManager
@@ -125,6 +126,12 @@ def create_app(
     async def voices() -> Response:
         language = request.args.get("language") or None
         found = services.registry.voices(language)
+        if language is not None and not found:  # as the WebSocket answers it
+            raise ClientError(
+                ErrorCode.UNKNOWN_LANGUAGE,
+                f"no voice for language {quote(language)}",
+                details={"available": services.registry.languages()},
+            )
         return jsonify({"voices": [v.to_json() for v in found], "count": len(found)})
 
     @app.post("/api/v1/sessions")

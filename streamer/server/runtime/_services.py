@@ -12,6 +12,7 @@ from ...config import Config, ConfigError
 from ...engines import build_engines
 from ...engines.base import Voice
 from ...engines.registry import VOICE_RESCAN_INTERVAL_S, VoiceRegistry, VoiceSelectionError
+from ...langdetect import default_detector
 from ._admission import Admission
 from ._downloads import DownloadGate
 from ._inference import InferenceScheduler
@@ -88,6 +89,9 @@ def load_models(services: Services) -> None:
             log.exception("engine %s failed to load; its voices stay unavailable", engine.name)
     # Loading can change what an engine offers (or whether it is available at all).
     services.registry.refresh()
+    # ``language: "auto"``: the detector's model (~0.5 s to load) must not load on the
+    # event loop at a client's first request.
+    default_detector().load()
     if not config.performance.warm_up:
         return
     # Warm the voice the server default resolves to, and the best English voice.

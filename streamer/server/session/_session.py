@@ -151,7 +151,9 @@ class Session:
                 f"{len(self._queue)} requests are already queued in this session",
                 request_id=request_id,
             )
-        resolved = resolve_config(services, self.config.merged(message.config), request_id)
+        resolved = resolve_config(
+            services, self.config.merged(message.config), request_id, message.text
+        )
         # A request behind this session's own (playing, queued, or still in its
         # listener's player) continues that stream; only a silent session starts one.
         continues = self.active(trio.current_time())
