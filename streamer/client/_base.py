@@ -443,10 +443,9 @@ class BaseStreamingClient(abc.ABC):
         if sink is None:
             sink = self.sink
         if sink is None:
-            from .playback import SoundDeviceSink, check_output_device
+            from .playback import default_sink
 
-            check_output_device()  # fail before asking the server for anything
-            sink = SoundDeviceSink()
+            sink = default_sink()
         stream = await self.submit(text, priority=priority, request_id=request_id, **config)
         finished = False
         try:
