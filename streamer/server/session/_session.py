@@ -1,14 +1,13 @@
 """Sessions: one listener's settings, request queue and playing request.
 
-A ``Session`` is pure bookkeeping plus one scheduler task: the connection feeds it
-messages (``configure``, ``submit``, ``interrupt``) and drains its ``Outbox``. All state
-changes are synchronous, so a reply (``queued``, ``interrupted``) is queued in the same
-step as the change it reports — that is what makes "nothing of the interrupted request
-follows the reply" hold without locks.
-
-Ordering rules: one request plays at a time; a higher priority plays first; equal
-priorities are FIFO; a ``critical`` request pre-empts a playing request of lower
-priority (which ends with ``interrupted``/``preempted``; queued requests stay queued).
+A ``Session`` takes messages from its connection (``configure``, ``submit``,
+``interrupt``), keeps them in its ``RequestQueue`` (ordering and pre-emption rules are
+in ``_queue.py``), runs one scheduler task that plays the best waiting request (each in
+its own cancel scope, through ``_player.py``) and puts every reply in its ``Outbox``,
+which the connection's writer drains. All state changes are synchronous, so a reply
+(``queued``, ``interrupted``) is queued in the same step as the change it reports —
+that is what makes "nothing of the interrupted request follows the reply" hold without
+locks. Its ``ListenerClock`` is when its listener runs out of audio.
 """
 
 from __future__ import annotations
