@@ -49,6 +49,17 @@ class ErrorCode(StrEnum):
     QUEUE_FULL = "queue_full"
     BUSY = "busy"
     SYNTHESIS_FAILED = "synthesis_failed"
+    #: ``flush``/``close``/``cancel``/``keepalive`` for a context this session never
+    #: opened (or forgot long ago).
+    UNKNOWN_CONTEXT = "unknown_context"
+    #: ``text``/``flush``/``close`` for a context whose input has ended (``close``,
+    #: ``context_idle``) or that has ended altogether.
+    CONTEXT_CLOSED = "context_closed"
+    #: A ``text`` would open more contexts than ``performance.max_open_contexts``.
+    TOO_MANY_CONTEXTS = "too_many_contexts"
+    #: An open context got no text for ``tts.context_idle_s``: it is closed (what was
+    #: buffered is spoken) and ends with ``audio_end``. Not the end of the context.
+    CONTEXT_IDLE = "context_idle"
     #: Sent as the reason of close 1008, not as an ``error`` event: the client is not
     #: reading its events, so one more would wait behind the ones it already ignores.
     TOO_MANY_MESSAGES = "too_many_messages"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ._errors import ErrorCode
+from ._timestamps import WordTimestamp
 
 #: Nesting kept by the fallback rendering; our events are at most three levels deep.
 _MAX_RENDER_DEPTH: Final = 8
@@ -30,6 +31,8 @@ class Connected:
 class Queued:
     request_id: str
     position: int
+    #: Set (to ``request_id``) when the request is a streamed-text context.
+    context_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,7 @@ class AudioStart:
     bitrate: int | None = None
     mime_type: str | None = None
     note: str | None = None
+    context_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,13 +55,50 @@ class AudioEnd:
     chunks: int
     bytes: int
     duration_ms: int
+    context_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Interrupted:
+    """``request_id`` stopped (or nothing played: None). For a request that played, or
+    a context, what the listener heard: ``audio_sent_ms`` of its audio left the server,
+    ``played_ms`` of it was played (by ``basis``: ``client`` as the client said,
+    ``clock`` by the server's real-time pacing, ``sent`` an upper bound for a request
+    that was not real-time), and ``heard_text`` is its text up to ``heard_char_end``,
+    the end of the last word at least half played."""
+
     request_id: str | None
     reason: str
     dropped: tuple[str, ...] = ()
+    audio_sent_ms: int | None = None
+    played_ms: int | None = None
+    heard_text: str | None = None
+    heard_char_end: int | None = None
+    basis: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Timestamps:
+    """When the words of ``request_id`` are spoken; sent before the audio frame that
+    holds the first one's start. ``estimated``: the engine has no alignment and the
+    times are spread over the audio in proportion to the words' lengths. With
+    ``timestamps: "char"``, ``chars``/``char_start_ms``/``char_dur_ms`` time every
+    character from the first word's start to the last word's end."""
+
+    request_id: str
+    words: tuple[WordTimestamp, ...]
+    estimated: bool | None = None
+    chars: tuple[str, ...] | None = None
+    char_start_ms: tuple[int, ...] | None = None
+    char_dur_ms: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Flushed:
+    """Every byte of the audio of the text a ``flush`` covered has been queued."""
+
+    request_id: str
+    flush_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +109,9 @@ class Error:
     details: dict[str, object] = field(default_factory=dict)
 
 
-ServerEvent = Connected | Queued | AudioStart | AudioEnd | Interrupted | Error
+ServerEvent = (
+    Connected | Queued | AudioStart | AudioEnd | Interrupted | Error | Timestamps | Flushed
+)
 
 _TYPE_NAMES: dict[type, str] = {
     Connected: "connected",
@@ -77,6 +120,8 @@ _TYPE_NAMES: dict[type, str] = {
     AudioEnd: "audio_end",
     Interrupted: "interrupted",
     Error: "error",
+    Timestamps: "timestamps",
+    Flushed: "flushed",
 }
 
 
@@ -87,7 +132,9 @@ def event_to_json(event: ServerEvent) -> dict[str, object]:
         value = getattr(event, name)
         if value is None or (name == "details" and not value):
             continue
-        out[name] = list(value) if isinstance(value, tuple) else value
+        if isinstance(value, tuple):
+            value = [v.to_json() if isinstance(v, WordTimestamp) else v for v in value]
+        out[name] = value
     return out
 
 

@@ -38,6 +38,11 @@ MAX_REASON_CHARS: Final = 128
 DEFAULT_INTERRUPT_REASON: Final = "user_request"
 #: Language, voice, speaker and format names are echoed in errors; ours are short.
 MAX_CONFIG_STRING_CHARS: Final = 128
+#: What ``config.timestamps`` may ask for: no word timing, words, or words and
+#: characters (ElevenLabs' alignment arrays).
+TIMESTAMP_MODES: Final = ("none", "word", "char")
+#: ``played_ms`` beyond a day is no playback a client measured: refused as a typo.
+MAX_PLAYED_MS: Final = 86_400_000
 # C0 and C1 control characters but tab, LF and CR.
 _CONTROL_RE: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
@@ -70,6 +75,8 @@ class AudioConfig:
     trim_silence: bool | None = None
     #: Pace synthesis to real-time playback (default on); off for file downloads.
     realtime: bool | None = None
+    #: Word timing events: one of ``TIMESTAMP_MODES`` (default ``none``).
+    timestamps: str | None = None
 
     def merged(self, override: AudioConfig) -> AudioConfig:
         """This config with every field ``override`` sets replaced."""
@@ -103,9 +110,70 @@ class Synthesize:
 @dataclass(frozen=True, slots=True)
 class Interrupt:
     reason: str
+    #: Milliseconds of the playing request's audio the client says it played.
+    played_ms: int | None = None
 
 
-ClientMessage = Connect | Synthesize | Interrupt
+@dataclass(frozen=True, slots=True)
+class BufferConfig:
+    """The ``buffer`` object of a context's first ``text``; ``None``: the default.
+    Ranges are checked by ``BufferPolicy.from_config``."""
+
+    mode: str | None = None
+    max_delay_ms: int | None = None
+    first_min_chars: int | None = None
+    max_chars: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """Text appended to a context (the first one opens it). ``text`` may be empty or
+    only spaces: streamed tokens are. ``priority``, ``config`` and ``buffer`` are
+    ``None`` when not given; they count only on the opening ``text``."""
+
+    context_id: str
+    text: str
+    flush: bool = False
+    priority: Priority | None = None
+    config: AudioConfig | None = None
+    buffer: BufferConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Flush:
+    """Speak what the context has buffered now; ``flushed`` when its audio is sent."""
+
+    context_id: str
+    flush_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """End of the context's input: speak the rest, then ``audio_end``."""
+
+    context_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Barge-in on one context, queued or playing."""
+
+    context_id: str
+    played_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Keepalive:
+    """Resets idle timers (the connection's, and one context's or every context's)."""
+
+    context_id: str | None = None
+
+
+ClientMessage = Connect | Synthesize | Interrupt | Text | Flush | Close | Cancel | Keepalive
+#: The message types a client may send, as named in ``unknown_type`` errors.
+MESSAGE_TYPES: Final = (
+    "connect", "synthesize", "interrupt", "text", "flush", "close", "cancel", "keepalive",
+)
 
 
 def _fail(code: ErrorCode, message: str, request_id: str | None = None) -> ClientError:
@@ -150,6 +218,7 @@ _FIELD_RULES: Final[dict[str, tuple[str, ErrorCode]]] = {
     "volume": ("number", ErrorCode.INVALID_VOLUME),
     "trim_silence": ("bool", ErrorCode.INVALID_CONFIG),
     "realtime": ("bool", ErrorCode.INVALID_CONFIG),
+    "timestamps": ("str", ErrorCode.INVALID_CONFIG),
 }
 
 _TYPE_CHECKS: Final[dict[str, tuple[Callable[[object], bool], str]]] = {
@@ -188,6 +257,13 @@ def parse_audio_config(raw: object, request_id: str | None = None) -> AudioConfi
         values["speed"] = parse_speed(values["speed"], field="config.speed", request_id=request_id)
     if _is_int(values.get("voice_id")) and values["voice_id"] < 0:
         raise _fail(ErrorCode.UNKNOWN_VOICE, "config.voice_id must be >= 0", request_id)
+    if "timestamps" in values and values["timestamps"] not in TIMESTAMP_MODES:
+        raise _fail(
+            ErrorCode.INVALID_CONFIG,
+            f"config.timestamps must be one of {', '.join(TIMESTAMP_MODES)}; "
+            f"got {quote(values['timestamps'])}",
+            request_id,
+        )
     return AudioConfig(**values)
 
 
@@ -315,7 +391,141 @@ def _parse_synthesize(obj: dict[str, Any], max_text_length: int) -> Synthesize:
 
 
 def _parse_interrupt(obj: dict[str, Any]) -> Interrupt:
-    return Interrupt(reason=parse_interrupt_reason(obj.get("reason")))
+    return Interrupt(
+        reason=parse_interrupt_reason(obj.get("reason")),
+        played_ms=parse_played_ms(obj.get("played_ms")),
+    )
+
+
+def parse_played_ms(value: object, request_id: str | None = None) -> int | None:
+    """``played_ms`` of ``interrupt``/``cancel``: ``None`` when absent, else a number
+    of milliseconds 0-``MAX_PLAYED_MS`` (a fraction is rounded). Raises
+    ``ClientError(invalid_message)``."""
+    if value is None:
+        return None
+    if not _is_number(value) or not 0 <= value <= MAX_PLAYED_MS:  # type: ignore[operator]
+        raise _fail(
+            ErrorCode.INVALID_MESSAGE,
+            f"'played_ms' must be a number of milliseconds 0-{MAX_PLAYED_MS}; got {quote(value)}",
+            request_id,
+        )
+    return round(value)  # type: ignore[call-overload, no-any-return]
+
+
+def _parse_context_id(value: object) -> str:
+    """A context's id: the syntax of a request id, and required."""
+    if value is None:
+        raise _fail(ErrorCode.INVALID_REQUEST_ID, "'context_id' is required")
+    if not (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_REQUEST_ID_CHARS
+        and _ID_RE.fullmatch(value)
+    ):
+        raise _fail(
+            ErrorCode.INVALID_REQUEST_ID,
+            f"'context_id' must be 1-{MAX_REQUEST_ID_CHARS} characters of "
+            "letters, digits and . _ : -",
+        )
+    return value
+
+
+def _parse_flag(obj: dict[str, Any], name: str, context_id: str) -> bool:
+    value = obj.get(name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise _fail(ErrorCode.INVALID_MESSAGE, f"'{name}' must be a boolean", context_id)
+    return value
+
+
+#: ``buffer`` keys that are integers, with their bounds checked later.
+_BUFFER_INT_KEYS: Final = ("max_delay_ms", "first_min_chars", "max_chars")
+
+
+def parse_buffer_config(raw: object, context_id: str | None = None) -> BufferConfig | None:
+    """The ``buffer`` object of a ``text``: shape and types only (``None`` when absent).
+    Raises ``ClientError(invalid_config)``."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise _fail(ErrorCode.INVALID_CONFIG, "'buffer' must be an object", context_id)
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "mode":
+            if value is not None and value not in ("auto", "none"):
+                raise _fail(
+                    ErrorCode.INVALID_CONFIG,
+                    f"buffer.mode must be auto or none; got {quote(value)}",
+                    context_id,
+                )
+        elif key in _BUFFER_INT_KEYS:
+            if value is not None and not _is_int(value):
+                raise _fail(
+                    ErrorCode.INVALID_CONFIG, f"buffer.{key} must be an integer", context_id
+                )
+        else:
+            raise _fail(
+                ErrorCode.INVALID_CONFIG,
+                f"unknown buffer key {quote(key)} (known: mode, {', '.join(_BUFFER_INT_KEYS)})",
+                context_id,
+            )
+        values[key] = value
+    return BufferConfig(**values)
+
+
+def _parse_text(obj: dict[str, Any], max_text_length: int) -> Text:
+    context_id = _parse_context_id(obj.get("context_id"))
+    value = obj.get("text")
+    if value is None:
+        raise _fail(ErrorCode.MISSING_TEXT, "'text' is required", context_id)
+    if not isinstance(value, str):
+        raise _fail(ErrorCode.INVALID_MESSAGE, "'text' must be a string", context_id)
+    if len(value) > max_text_length:
+        raise _fail(
+            ErrorCode.TEXT_TOO_LONG,
+            f"'text' has {len(value)} characters; the limit is {max_text_length}",
+            context_id,
+        )
+    priority = obj.get("priority")
+    config = obj.get("config")
+    return Text(
+        context_id=context_id,
+        # Same length as sent (one space per control character): char offsets in
+        # timestamps index the text as the client sent it.
+        text=_CONTROL_RE.sub(" ", value),
+        flush=_parse_flag(obj, "flush", context_id),
+        priority=None if priority is None else _parse_priority(priority, context_id),
+        config=None if config is None else parse_audio_config(config, context_id),
+        buffer=parse_buffer_config(obj.get("buffer"), context_id),
+    )
+
+
+def _parse_flush(obj: dict[str, Any]) -> Flush:
+    context_id = _parse_context_id(obj.get("context_id"))
+    flush_id = obj.get("flush_id")
+    if flush_id is not None and not (
+        isinstance(flush_id, str)
+        and 0 < len(flush_id) <= MAX_REQUEST_ID_CHARS
+        and _ID_RE.fullmatch(flush_id)
+    ):
+        raise _fail(
+            ErrorCode.INVALID_MESSAGE,
+            f"'flush_id' must be 1-{MAX_REQUEST_ID_CHARS} characters of "
+            "letters, digits and . _ : -",
+            context_id,
+        )
+    return Flush(context_id=context_id, flush_id=flush_id)
+
+
+def _parse_cancel(obj: dict[str, Any]) -> Cancel:
+    context_id = _parse_context_id(obj.get("context_id"))
+    played_ms = parse_played_ms(obj.get("played_ms"), context_id)
+    return Cancel(context_id=context_id, played_ms=played_ms)
+
+
+def _parse_keepalive(obj: dict[str, Any]) -> Keepalive:
+    raw = obj.get("context_id")
+    return Keepalive(context_id=None if raw is None else _parse_context_id(raw))
 
 
 def parse_client_message(data: str | bytes, *, max_text_length: int) -> ClientMessage:
@@ -333,7 +543,17 @@ def parse_client_message(data: str | bytes, *, max_text_length: int) -> ClientMe
         return _parse_interrupt(obj)
     if kind == "connect":
         return _parse_connect(obj)
+    if kind == "text":
+        return _parse_text(obj, max_text_length)
+    if kind == "flush":
+        return _parse_flush(obj)
+    if kind == "close":
+        return Close(context_id=_parse_context_id(obj.get("context_id")))
+    if kind == "cancel":
+        return _parse_cancel(obj)
+    if kind == "keepalive":
+        return _parse_keepalive(obj)
     raise _fail(
         ErrorCode.UNKNOWN_TYPE,
-        f"unknown message type {quote(kind)}; expected connect, synthesize or interrupt",
+        f"unknown message type {quote(kind)}; expected {', '.join(MESSAGE_TYPES)}",
     )

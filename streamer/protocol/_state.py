@@ -11,7 +11,18 @@ from typing import Final
 
 from ._errors import ClientError, ErrorCode
 from ._json import check_message_size
-from ._messages import ClientMessage, Connect, Interrupt, Synthesize, parse_client_message
+from ._messages import (
+    Cancel,
+    ClientMessage,
+    Close,
+    Connect,
+    Flush,
+    Interrupt,
+    Keepalive,
+    Synthesize,
+    Text,
+    parse_client_message,
+)
 
 
 class LocalProtocolError(Exception):
@@ -63,6 +74,32 @@ def check_request_transition(old: RequestState, new: RequestState) -> RequestSta
     return new
 
 
+class ContextState(Enum):
+    """The input side of a context (its audio side is its ``RequestState``)."""
+
+    #: Takes ``text``, ``flush`` and ``close``.
+    OPEN = auto()
+    #: Input ended (``close``, or ``context_idle``): what was buffered is spoken, then
+    #: ``audio_end``; more text is ``context_closed``.
+    CLOSED = auto()
+    #: Over: finished, cancelled, interrupted, dropped or failed.
+    ENDED = auto()
+
+
+CONTEXT_TRANSITIONS: Final[dict[ContextState, frozenset[ContextState]]] = {
+    ContextState.OPEN: frozenset({ContextState.CLOSED, ContextState.ENDED}),
+    ContextState.CLOSED: frozenset({ContextState.ENDED}),
+    ContextState.ENDED: frozenset(),
+}
+
+
+def check_context_transition(old: ContextState, new: ContextState) -> ContextState:
+    """Return ``new`` if the table allows ``old → new``; raise ``LocalProtocolError``."""
+    if new not in CONTEXT_TRANSITIONS[old]:
+        raise LocalProtocolError(f"context cannot go from {old.name} to {new.name}")
+    return new
+
+
 # (state, message type) → next state. A missing pair is a client error.
 _CONNECTION_TRANSITIONS: Final[dict[tuple[ConnectionState, type], ConnectionState]] = {
     (ConnectionState.AWAITING_CONNECT, Connect): ConnectionState.READY,
@@ -70,6 +107,19 @@ _CONNECTION_TRANSITIONS: Final[dict[tuple[ConnectionState, type], ConnectionStat
     (ConnectionState.AWAITING_CONNECT, Interrupt): ConnectionState.AWAITING_CONNECT,
     (ConnectionState.READY, Synthesize): ConnectionState.READY,
     (ConnectionState.READY, Interrupt): ConnectionState.READY,
+    # A context's first ``text`` opens a session with defaults, like ``synthesize``.
+    (ConnectionState.AWAITING_CONNECT, Text): ConnectionState.READY,
+    # The rest name a context, and there is none yet: the session layer answers
+    # ``unknown_context`` (``keepalive`` only resets the idle timer).
+    (ConnectionState.AWAITING_CONNECT, Flush): ConnectionState.AWAITING_CONNECT,
+    (ConnectionState.AWAITING_CONNECT, Close): ConnectionState.AWAITING_CONNECT,
+    (ConnectionState.AWAITING_CONNECT, Cancel): ConnectionState.AWAITING_CONNECT,
+    (ConnectionState.AWAITING_CONNECT, Keepalive): ConnectionState.AWAITING_CONNECT,
+    (ConnectionState.READY, Text): ConnectionState.READY,
+    (ConnectionState.READY, Flush): ConnectionState.READY,
+    (ConnectionState.READY, Close): ConnectionState.READY,
+    (ConnectionState.READY, Cancel): ConnectionState.READY,
+    (ConnectionState.READY, Keepalive): ConnectionState.READY,
 }
 
 
