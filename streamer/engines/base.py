@@ -21,7 +21,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +29,9 @@ import numpy.typing as npt
 # The speaking-rate bounds are the protocol's (what a client may ask for); engines
 # honour exactly that range, so they take it from there rather than restate it.
 from streamer.protocol import MAX_SPEED, MIN_SPEED, ErrorCode
+
+if TYPE_CHECKING:  # timings imports Pcm from here
+    from streamer.engines.timings import TimedChunk
 
 __all__ = [
     "MAX_SPEED",
@@ -49,6 +52,9 @@ __all__ = [
 
 #: What every engine yields: mono samples in [-1.0, 1.0] at the voice's sample rate.
 Pcm = npt.NDArray[np.float32]
+
+#: A stream's item: ``Pcm``, or a chunk with its word timings (``timings.TimedChunk``).
+_Chunk = TypeVar("_Chunk")
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +189,7 @@ def check_speed(speed: float) -> float:
     return speed
 
 
-def engine_errors(chunks: Iterator[Pcm], what: str) -> Iterator[Pcm]:
+def engine_errors(chunks: Iterator[_Chunk], what: str) -> Iterator[_Chunk]:
     """``chunks``, with every exception of a ``next()`` other than ``EngineError`` raised
     as an ``EngineError`` (``what`` says whose synthesis, the original is its
     ``__cause__``): the one failure type the contract lets a stream raise.
@@ -270,6 +276,28 @@ class Engine(abc.ABC):
         From any ``next()``: ``EngineError`` only, whatever failed underneath
         (``engine_errors`` wraps the library's exceptions).
         """
+
+    #: Where ``stream_with_timings`` gets word times: ``"aligned"`` from the model or the
+    #: synthesizer itself, ``"estimated"`` spread over each segment's speech by word
+    #: length (the default below). Chunks say it per word (``WordTiming.estimated``).
+    word_timing: ClassVar[str] = "estimated"
+
+    def stream_with_timings(
+        self, voice: Voice, text: str, options: SynthesisOptions
+    ) -> Iterator[TimedChunk]:
+        """``stream``'s audio, each chunk with the words of ``text`` that start in it
+        (``timings.words_of``, in order; times in seconds from the stream's first
+        sample). Raises as ``stream`` does.
+
+        This default estimates: it synthesizes ``text`` one segment
+        (``split_for_streaming``) per ``next()``, then spreads the segment's words over
+        its speech. That costs a whole segment before its first chunk, which is what
+        clause-at-a-time engines spend anyway; engines that chunk finer, or know where
+        words fall, override it (and set ``word_timing``).
+        """
+        from streamer.engines.alignment import estimated_stream
+
+        return estimated_stream(self, voice, text, options)
 
     def warm_up(self, voice: Voice) -> None:
         """Run one short synthesis so the first real request is as fast as later ones."""

@@ -27,6 +27,12 @@ Synthesis streams in one of two modes:
 The leak fixes to piper-tts's espeak-ng bridge live in ``patches.piper_tts``, applied
 when the first voice loads.
 
+Word timings (``stream_with_timings``): the encoder part also outputs the predicted
+frames of every phoneme id, so in windowed mode each word's start and end are the model's
+own, exact to a frame (11.6 ms at 22050 Hz, hop 256); espeak-ng's phoneme words are
+mapped back to the text's words by ``alignment.assign_groups``. Clause mode has no
+durations: its times are estimated.
+
 Audio is the model's raw output clipped to [-1, 1]. Piper's own ``synthesize`` scales
 each sentence to full range; we do not, because a windowed stream cannot know a
 sentence's peak before its first chunk, and both modes must sound alike.
@@ -50,6 +56,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from streamer.engines.alignment import assign_groups, phoneme_groups
 from streamer.engines.base import (
     Engine,
     EngineError,
@@ -67,11 +74,19 @@ from streamer.engines.piper_split import (
     FIRST_WINDOW_FRAMES,
     MAX_WINDOW_FRAMES,
     QUICK_FIRST_WINDOW_FRAMES,
+    Latent,
     SplitError,
     WindowedDecoder,
     window_plan,
 )
 from streamer.engines.text import split_for_streaming
+from streamer.engines.timings import (
+    TimedChunk,
+    WordTiming,
+    estimate_word_timings,
+    speech_bounds,
+    words_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -467,6 +482,9 @@ class PiperEngine(Engine):
 
     # -- synthesis -------------------------------------------------------------------------
 
+    #: Windowed mode times words by the model's durations (clause mode estimates).
+    word_timing = "aligned"
+
     def stream(self, voice: Voice, text: str, options: SynthesisOptions) -> Iterator[Pcm]:
         """Validate now (``Engine.stream`` says what raises here), then return a
         generator that loads the voice on its first ``next()`` if needed.
@@ -474,6 +492,21 @@ class PiperEngine(Engine):
         Each ``next()`` runs one model call (clause mode) or one encoder and/or decoder
         window (windowed mode); closing the generator between chunks stops it.
         """
+        timed = self._generate(*self._validate(voice, options), text, with_words=False)
+        return engine_errors((chunk.pcm for chunk in timed), f"Piper {voice.id}")
+
+    def stream_with_timings(
+        self, voice: Voice, text: str, options: SynthesisOptions
+    ) -> Iterator[TimedChunk]:
+        """As ``stream``, each chunk with the words that start in it, timed by the
+        model's predicted durations (estimated in clause mode, and where espeak-ng's
+        words and the text's cannot be matched one to one)."""
+        timed = self._generate(*self._validate(voice, options), text, with_words=True)
+        return engine_errors(timed, f"Piper {voice.id}")
+
+    def _validate(
+        self, voice: Voice, options: SynthesisOptions
+    ) -> tuple[_VoiceFiles, float, int | None, int]:
         table = self._table()
         files = table.get(voice.id)
         if files is None:
@@ -485,21 +518,22 @@ class PiperEngine(Engine):
                 raise UnknownSpeakerError(voice.id, options.speaker, files.voice.speakers)
             speaker_id = files.speaker_ids[options.speaker]
         first_frames = QUICK_FIRST_WINDOW_FRAMES if options.quick_start else FIRST_WINDOW_FRAMES
-        return engine_errors(
-            self._generate(files, text, speed, speaker_id, first_frames), f"Piper {voice.id}"
-        )
+        return files, speed, speaker_id, first_frames
 
     def _generate(
         self,
         files: _VoiceFiles,
-        text: str,
         speed: float,
         speaker_id: int | None,
         first_frames: int,
-    ) -> Iterator[Pcm]:
+        text: str,
+        *,
+        with_words: bool,
+    ) -> Iterator[TimedChunk]:
         loaded = self._load_voice(files)
         piper = loaded.piper
         config = piper.config
+        rate = files.voice.sample_rate
         if config.num_speakers > 1 and speaker_id is None:
             speaker_id = int(config.default_speaker_id)
         if config.num_speakers <= 1:
@@ -508,18 +542,26 @@ class PiperEngine(Engine):
             [config.noise_scale, config.length_scale / speed, config.noise_w_scale],
             dtype=np.float32,
         )
+        offset = 0.0  # seconds of this stream's audio before the current utterance
         for segment in split_for_streaming(text):
+            words = words_of(segment) if with_words else []
             with piper_patches.PHONEMIZE_LOCK:  # one espeak-ng state per process
                 sentences = piper.phonemize(segment)
-            for phonemes in sentences:
+                alone = [piper.phonemize(word) for word in words]
+            plan = _WordPlan(words, alone, sentences)
+            for index, phonemes in enumerate(sentences):
                 if not phonemes:
                     continue
                 ids = piper.phonemes_to_ids(phonemes)
                 chunks: Iterator[Pcm] | None = None
+                latent: Latent | None = None
+                windows: list[tuple[int, int]] = []
                 windowed = loaded.windowed  # read once: another stream may drop it
                 if windowed is not None:
                     try:
-                        chunks = _decode_windows(windowed, ids, scales, speaker_id, first_frames)
+                        latent, windows, chunks = _decode_windows(
+                            windowed, ids, scales, speaker_id, first_frames
+                        )
                     except SplitError:
                         # The cut does not fit this voice after all: stop using it, say
                         # so once, and speak this utterance (and later ones) by clause.
@@ -530,13 +572,36 @@ class PiperEngine(Engine):
                         )
                         loaded.windowed = None
                 if chunks is None:
-                    chunks = iter([_run_whole(piper.session, ids, scales, speaker_id)])
-                for chunk in chunks:
-                    if chunk.size:
-                        # Only the stream's first window need be small: later ones are
-                        # decoded while earlier audio plays.
-                        first_frames = MAX_WINDOW_FRAMES
-                        yield _finish(chunk)
+                    audio = _run_whole(piper.session, ids, scales, speaker_id)
+                    chunks = iter([audio])
+                    timings = plan.estimated(index, audio, rate, offset) if with_words else []
+                    windows = [(0, audio.size)]
+                    unit = 1
+                else:
+                    assert latent is not None
+                    hop = int(config.hop_length)
+                    timings = (
+                        plan.timed(
+                            index, phonemes, config.phoneme_id_map, latent, hop, rate, offset
+                        )
+                        if with_words
+                        else []
+                    )
+                    unit = hop
+                # Each word goes out with the window its start falls in.
+                pending = list(timings)
+                for (_, end), chunk in zip(windows, chunks, strict=False):
+                    if not chunk.size:
+                        continue
+                    # Only the stream's first window need be small: later ones are
+                    # decoded while earlier audio plays.
+                    first_frames = MAX_WINDOW_FRAMES
+                    last = end >= windows[-1][1]
+                    mine = [w for w in pending if last or w.start_s < offset + end * unit / rate]
+                    pending = pending[len(mine) :]
+                    yield TimedChunk(_finish(chunk), tuple(mine))
+                if windows:
+                    offset += windows[-1][1] * unit / rate
 
     def streaming_mode(self, voice: Voice) -> str | None:
         """``windowed`` or ``clause`` for a loaded voice, None if not loaded yet."""
@@ -553,17 +618,129 @@ def _decode_windows(
     scales: np.ndarray[Any, Any],
     speaker_id: int | None,
     first_frames: int,
-) -> Iterator[Pcm]:
-    """One utterance's windows: the encoder and the first window run now, so a cut that
-    does not fit the voice raises ``SplitError`` here, before any of its audio; each
-    later window runs when asked for."""
+) -> tuple[Latent, list[tuple[int, int]], Iterator[Pcm]]:
+    """One utterance's latent, window plan and windows: the encoder and the first window
+    run now, so a cut that does not fit the voice raises ``SplitError`` here, before any
+    of its audio; each later window runs when asked for."""
     latent = windowed.encode(ids, scales, speaker_id)
     plan = window_plan(latent.frames, first_frames)
     if not plan:
-        return iter(())
+        return latent, plan, iter(())
     first = windowed.decode(latent, *plan[0])
     later = (windowed.decode(latent, start, end) for start, end in plan[1:])
-    return itertools.chain([first], later)
+    return latent, plan, itertools.chain([first], later)
+
+
+class _WordPlan:
+    """Which of a segment's words each phonemized sentence speaks, and when.
+
+    ``alone`` is each word phonemized by itself: how many phoneme words it makes (see
+    ``alignment.assign_groups``). Built before any inference, so that each sentence's
+    words can be timed as soon as its encoder has run.
+    """
+
+    def __init__(
+        self, words: list[str], alone: list[list[list[str]]], sentences: list[list[str]]
+    ) -> None:
+        self.words = words
+        #: (sentence index, [first, end) phoneme indexes) of every phoneme word in order.
+        self.groups = [
+            (index, group)
+            for index, phonemes in enumerate(sentences)
+            for group in phoneme_groups(phonemes)
+        ]
+        counts = [sum(len(phoneme_groups(s)) for s in parts) for parts in alone]
+        lengths = [sum(len(s) for s in parts) for parts in alone]
+        group_lengths = [end - start for _, (start, end) in self.groups]
+        self.ranges, self.exact = (
+            assign_groups(counts, lengths, group_lengths) if words and self.groups else ([], True)
+        )
+
+    def _words_in(self, sentence: int) -> list[tuple[str, list[tuple[int, int]]]]:
+        """This sentence's words, each with its phoneme words here (a word that made no
+        sound of its own sits where its neighbours leave it: empty list)."""
+        out: list[tuple[str, list[tuple[int, int]]]] = []
+        for word, (first, end) in zip(self.words, self.ranges, strict=True):
+            groups = [g for s, g in self.groups[first:end] if s == sentence]
+            starts_here = bool(groups) and self.groups[first][0] == sentence
+            if starts_here:
+                out.append((word, groups))
+            elif first == end and self._sentence_of_gap(first) == sentence:
+                out.append((word, []))
+        return out
+
+    def _sentence_of_gap(self, group: int) -> int:
+        return self.groups[min(group, len(self.groups) - 1)][0]
+
+    def timed(
+        self,
+        sentence: int,
+        phonemes: list[str],
+        id_map: dict[str, list[int]],
+        latent: Latent,
+        hop: int,
+        rate: int,
+        offset: float,
+    ) -> list[WordTiming]:
+        """The words of ``sentence`` timed by its latent's durations (estimated over its
+        audio when the latent has none)."""
+        if latent.durations is None:
+            return self._spread(sentence, offset, offset + latent.frames * hop / rate)
+        edges = _phoneme_edges(phonemes, id_map, latent.durations)
+        if edges is None:
+            return self._spread(sentence, offset, offset + latent.frames * hop / rate)
+        frame_s = hop / rate
+        timings: list[WordTiming] = []
+        cursor = offset + edges[0][0] * frame_s
+        for word, groups in self._words_in(sentence):
+            if groups:
+                start = offset + edges[groups[0][0]][0] * frame_s
+                end = offset + edges[groups[-1][1] - 1][1] * frame_s
+            else:
+                start = end = cursor  # silent in its own right: where the last one ended
+            timings.append(WordTiming(word, start, end, estimated=not self.exact))
+            cursor = end
+        return timings
+
+    def estimated(self, sentence: int, audio: Pcm, rate: int, offset: float) -> list[WordTiming]:
+        """Clause mode: the sentence's words spread over its speech."""
+        start_s, end_s = speech_bounds(audio, rate)
+        return self._spread(sentence, offset + start_s, offset + end_s)
+
+    def _spread(self, sentence: int, start: float, end: float) -> list[WordTiming]:
+        words = [word for word, _ in self._words_in(sentence)]
+        return list(estimate_word_timings(words, start, end))
+
+
+#: piper-tts' framing symbols (``piper.phoneme_ids``): begin, end and pad.
+_BOS: Final = "^"
+_EOS: Final = "$"
+_PAD: Final = "_"
+
+
+def _phoneme_edges(
+    phonemes: Sequence[str], id_map: dict[str, list[int]], durations: np.ndarray[Any, Any]
+) -> list[tuple[int, int]] | None:
+    """[start, end) frame of every phoneme, from the durations of the ids
+    ``phonemes_to_ids`` made of them (BOS, pad, then each known phoneme's ids and a pad,
+    then EOS). None if the ids do not line up with the durations."""
+    cumulative = np.concatenate([[0], np.cumsum(durations)])
+    position = len(id_map.get(_BOS, ())) + len(id_map.get(_PAD, ()))
+    pad = len(id_map.get(_PAD, ()))
+    edges: list[tuple[int, int]] = []
+    for phoneme in phonemes:
+        ids = id_map.get(phoneme)
+        if ids is None:  # phonemes_to_ids skips it: no time of its own
+            edges.append((int(cumulative[position]), int(cumulative[position])))
+            continue
+        end = position + len(ids) + pad
+        if end >= cumulative.size:
+            return None
+        edges.append((int(cumulative[position]), int(cumulative[end])))
+        position = end
+    if position + len(id_map.get(_EOS, ())) != durations.size:
+        return None
+    return edges
 
 
 #: onnxruntime's arena extend strategy that grows by exactly what is asked for

@@ -92,8 +92,9 @@ MAX_WINDOW_FRAMES: Final = 192
 #: context overhead for a handful of frames.
 MIN_TAIL_FRAMES: Final = 16
 #: Bumped whenever the cut or the cache layout changes, so stale caches are ignored.
-#: 2: the decoder part is cut again into flow and vocoder.
-SPLIT_FORMAT_VERSION: Final = 2
+#: 2: the decoder part is cut again into flow and vocoder. 3: the encoder also outputs
+#: the predicted duration of every phoneme id (word timestamps).
+SPLIT_FORMAT_VERSION: Final = 3
 #: Read the model file in blocks of this size while hashing it (bounded memory).
 HASH_BLOCK_BYTES: Final = 1 << 20
 #: Model inputs that carry the text and its scales; any other input (``sid``) only
@@ -145,6 +146,9 @@ class SplitMeta:
     vocoder_model_inputs: tuple[str, ...]
     #: The audio output's name in both the original and the vocoder part.
     output: str
+    #: The encoder's second output: frames per phoneme id (``ceil`` of the duration
+    #: predictor's, ``[1, 1, ids]``); None when the graph has none we recognise.
+    durations: str | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -155,6 +159,7 @@ class SplitMeta:
             "vocoder_input": self.vocoder_input,
             "vocoder_model_inputs": list(self.vocoder_model_inputs),
             "output": self.output,
+            "durations": self.durations,
         }
 
     @staticmethod
@@ -168,6 +173,7 @@ class SplitMeta:
             vocoder_input=str(data["vocoder_input"]),
             vocoder_model_inputs=tuple(data["vocoder_model_inputs"]),
             output=str(data["output"]),
+            durations=None if data.get("durations") is None else str(data["durations"]),
         )
 
 
@@ -302,6 +308,9 @@ def split_graph(model: Any) -> SplitModels:
 
     typed = onnx.shape_inference.infer_shapes(model)
     inferred = {v.name: v for v in typed.graph.value_info}
+    durations = _find_durations(graph)
+    if durations is not None and durations not in inferred:
+        durations = None
     missing = [name for name in (*flow.cut, vocoder_input) if name not in inferred]
     if missing:
         raise SplitError(f"no type inferred for cut tensors {missing}")
@@ -325,7 +334,8 @@ def split_graph(model: Any) -> SplitModels:
 
     inputs_by_name = {v.name: v for v in model.graph.input}
     # The encoder reads every model input it needs (sid too, for duration prediction).
-    encoder_nodes = _ancestors(flow.cut, graph, frozenset(graph.model_inputs))
+    encoder_outputs = (*flow.cut, durations) if durations is not None else flow.cut
+    encoder_nodes = _ancestors(encoder_outputs, graph, frozenset(graph.model_inputs))
     encoder_reads = {n for i in encoder_nodes for n in graph.nodes[i].input if n}
     encoder_inputs = tuple(n for n in graph.model_inputs if n in encoder_reads)
 
@@ -337,7 +347,7 @@ def split_graph(model: Any) -> SplitModels:
             model,
             nodes_of(encoder_nodes),
             [inputs_by_name[n] for n in encoder_inputs],
-            [value_info(n) for n in flow.cut],
+            [value_info(n) for n in encoder_outputs],
             "piper encoder (text → sampled latent)",
         ),
         flow=_make_model(
@@ -361,8 +371,25 @@ def split_graph(model: Any) -> SplitModels:
             vocoder_input=vocoder_input,
             vocoder_model_inputs=vocoder.model_inputs,
             output=output,
+            durations=durations,
         ),
     )
+
+
+def _find_durations(graph: _Graph) -> str | None:
+    """The frames predicted per phoneme id: the output of the one ``Ceil`` whose result
+    a ``CumSum`` reads (VITS rounds the durations up, then cumulates them into the
+    alignment path). None when there is not exactly one such node."""
+    readers: dict[str, set[str]] = {}
+    for node in graph.nodes:
+        for name in node.input:
+            readers.setdefault(name, set()).add(node.op_type)
+    found = [
+        node.output[0]
+        for node in graph.nodes
+        if node.op_type == "Ceil" and "CumSum" in readers.get(node.output[0], set())
+    ]
+    return str(found[0]) if len(found) == 1 else None
 
 
 def _find_sampled_latent(nodes: Sequence[Any]) -> str:
@@ -541,6 +568,8 @@ class Latent:
     tensors: tuple[_FloatArray, ...]
     frames: int
     speaker: npt.NDArray[np.int64] | None
+    #: Frames per phoneme id (summing to ``frames``); None when the cut has none.
+    durations: npt.NDArray[np.int64] | None = None
 
 
 class WindowedDecoder:
@@ -607,12 +636,22 @@ class WindowedDecoder:
             speaker = np.asarray([speaker_id], dtype=np.int64)
             feeds["sid"] = speaker
         feeds = {k: v for k, v in feeds.items() if k in self._meta.encoder_inputs}
-        tensors = tuple(self._encoder.run(list(self._meta.cut_tensors), feeds))
+        names = list(self._meta.cut_tensors)
+        if self._meta.durations is not None:
+            names.append(self._meta.durations)
+        outputs = self._encoder.run(names, feeds)
+        tensors = tuple(outputs[: len(self._meta.cut_tensors)])
         frames = int(tensors[0].shape[-1])
         for name, tensor in zip(self._meta.cut_tensors, tensors, strict=True):
             if tensor.ndim < 2 or tensor.shape[-1] != frames:
                 raise SplitError(f"cut tensor {name} of shape {tensor.shape} is not per frame")
-        return Latent(tensors, frames, speaker)
+        durations: npt.NDArray[np.int64] | None = None
+        if self._meta.durations is not None:
+            durations = np.asarray(outputs[-1]).reshape(-1).astype(np.int64)
+            # Only trusted when they are what the latent was expanded by.
+            if durations.size != len(ids) or int(durations.sum()) != frames:
+                durations = None
+        return Latent(tensors, frames, speaker, durations)
 
     def decode(self, latent: Latent, start: int, end: int) -> _FloatArray:
         """Audio for frames ``[start, end)``, the same as the one-call model's there.
