@@ -87,6 +87,14 @@ class TTSConfig:
     chunk_size: int = 1024
     #: Characters per synthesize request; longer text gets ``text_too_long``.
     max_text_length: int = 5000
+    #: An open streamed-text context that gets no text (nor keepalive) for this long is
+    #: closed (``context_idle``): what it buffered is spoken, then ``audio_end``. As
+    #: ElevenLabs' default inactivity timeout; 0 = never.
+    context_idle_s: float = 20.0
+    #: Streamed-text contexts a session may have open (queued or playing) at once;
+    #: one more gets ``too_many_contexts``. An agent needs one, two while it overlaps
+    #: turns; each holds its text and a place in the queue.
+    max_open_contexts: int = 8
     voices_dir: str = "voices"
     melo: MeloConfig = field(default_factory=MeloConfig)
     piper: PiperSettings = field(default_factory=PiperSettings)
@@ -224,6 +232,8 @@ def _validate(config: Config) -> Config:
     )
     _check(64 <= t.chunk_size <= 48000, "tts.chunk_size", "must be 64-48000 samples")
     _check(1 <= t.max_text_length <= 100_000, "tts.max_text_length", "must be 1-100000")
+    _check(t.context_idle_s >= 0, "tts.context_idle_s", "must be >= 0 (0 = never)")
+    _check(t.max_open_contexts >= 1, "tts.max_open_contexts", "must be >= 1")
     _check(p.max_queue_size >= 1, "performance.max_queue_size", "must be >= 1")
     _check(p.worker_processes >= 0, "performance.worker_processes", "must be >= 0")
     _check(p.realtime_lead_ms >= 0, "performance.realtime_lead_ms", "must be >= 0")

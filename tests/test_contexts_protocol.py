@@ -63,8 +63,7 @@ def test_opening_text_with_everything() -> None:
             "text": "Hello, wor",
             "priority": "high",
             "config": {"language": "en", "timestamps": "word"},
-            "buffer": {"mode": "auto", "max_delay_ms": 300, "first_min_chars": 5,
-                       "max_chars": 100},
+            "buffer": {"mode": "auto", "max_delay_ms": 300, "first_min_chars": 5, "max_chars": 100},
             "flush": True,
         }
     )
@@ -104,32 +103,46 @@ def test_control_characters_become_spaces_keeping_offsets() -> None:
         ({"type": "text", "context_id": "c1"}, ErrorCode.MISSING_TEXT),
         ({"type": "text", "context_id": "c1", "text": 5}, ErrorCode.INVALID_MESSAGE),
         ({"type": "text", "context_id": "c1", "text": "x" * 101}, ErrorCode.TEXT_TOO_LONG),
-        ({"type": "text", "context_id": "c1", "text": "x", "flush": 1},
-         ErrorCode.INVALID_MESSAGE),
-        ({"type": "text", "context_id": "c1", "text": "x", "priority": "urgent"},
-         ErrorCode.UNKNOWN_PRIORITY),
-        ({"type": "text", "context_id": "c1", "text": "x", "config": {"bogus": 1}},
-         ErrorCode.INVALID_CONFIG),
-        ({"type": "text", "context_id": "c1", "text": "x", "config": {"timestamps": "yes"}},
-         ErrorCode.INVALID_CONFIG),
-        ({"type": "text", "context_id": "c1", "text": "x", "buffer": "auto"},
-         ErrorCode.INVALID_CONFIG),
-        ({"type": "text", "context_id": "c1", "text": "x", "buffer": {"mode": "fast"}},
-         ErrorCode.INVALID_CONFIG),
-        ({"type": "text", "context_id": "c1", "text": "x", "buffer": {"max_chars": 1.5}},
-         ErrorCode.INVALID_CONFIG),
-        ({"type": "text", "context_id": "c1", "text": "x", "buffer": {"size": 1}},
-         ErrorCode.INVALID_CONFIG),
+        ({"type": "text", "context_id": "c1", "text": "x", "flush": 1}, ErrorCode.INVALID_MESSAGE),
+        (
+            {"type": "text", "context_id": "c1", "text": "x", "priority": "urgent"},
+            ErrorCode.UNKNOWN_PRIORITY,
+        ),
+        (
+            {"type": "text", "context_id": "c1", "text": "x", "config": {"bogus": 1}},
+            ErrorCode.INVALID_CONFIG,
+        ),
+        (
+            {"type": "text", "context_id": "c1", "text": "x", "config": {"timestamps": "yes"}},
+            ErrorCode.INVALID_CONFIG,
+        ),
+        (
+            {"type": "text", "context_id": "c1", "text": "x", "buffer": "auto"},
+            ErrorCode.INVALID_CONFIG,
+        ),
+        (
+            {"type": "text", "context_id": "c1", "text": "x", "buffer": {"mode": "fast"}},
+            ErrorCode.INVALID_CONFIG,
+        ),
+        (
+            {"type": "text", "context_id": "c1", "text": "x", "buffer": {"max_chars": 1.5}},
+            ErrorCode.INVALID_CONFIG,
+        ),
+        (
+            {"type": "text", "context_id": "c1", "text": "x", "buffer": {"size": 1}},
+            ErrorCode.INVALID_CONFIG,
+        ),
         ({"type": "flush"}, ErrorCode.INVALID_REQUEST_ID),
         ({"type": "flush", "context_id": "c1", "flush_id": ""}, ErrorCode.INVALID_MESSAGE),
         ({"type": "flush", "context_id": "c1", "flush_id": 3}, ErrorCode.INVALID_MESSAGE),
         ({"type": "close", "context_id": None}, ErrorCode.INVALID_REQUEST_ID),
         ({"type": "cancel", "context_id": "c1", "played_ms": -1}, ErrorCode.INVALID_MESSAGE),
         ({"type": "cancel", "context_id": "c1", "played_ms": "5"}, ErrorCode.INVALID_MESSAGE),
-        ({"type": "cancel", "context_id": "c1", "played_ms": True},
-         ErrorCode.INVALID_MESSAGE),
-        ({"type": "cancel", "context_id": "c1", "played_ms": MAX_PLAYED_MS + 1},
-         ErrorCode.INVALID_MESSAGE),
+        ({"type": "cancel", "context_id": "c1", "played_ms": True}, ErrorCode.INVALID_MESSAGE),
+        (
+            {"type": "cancel", "context_id": "c1", "played_ms": MAX_PLAYED_MS + 1},
+            ErrorCode.INVALID_MESSAGE,
+        ),
         ({"type": "interrupt", "played_ms": -5}, ErrorCode.INVALID_MESSAGE),
         ({"type": "keepalive", "context_id": "bad id"}, ErrorCode.INVALID_REQUEST_ID),
     ],
@@ -348,22 +361,30 @@ def test_timestamps_event_shape() -> None:
     assert out == {
         "type": "timestamps",
         "request_id": "c1",
-        "words": [{"word": "Hello", "start_ms": 0, "end_ms": 400, "char_start": 0,
-                   "char_end": 5}],
+        "words": [{"word": "Hello", "start_ms": 0, "end_ms": 400, "char_start": 0, "char_end": 5}],
     }
-    out = rendered(Timestamps("c1", WORDS[:1], estimated=True, chars=("H",),
-                              char_start_ms=(0,), char_dur_ms=(80,)))
+    out = rendered(
+        Timestamps(
+            "c1", WORDS[:1], estimated=True, chars=("H",), char_start_ms=(0,), char_dur_ms=(80,)
+        )
+    )
     assert out["estimated"] is True and out["chars"] == ["H"] and out["char_dur_ms"] == [80]
 
 
 def test_flushed_event_shape() -> None:
-    assert rendered(Flushed("c1", "f1")) == {"type": "flushed", "request_id": "c1",
-                                             "flush_id": "f1"}
+    assert rendered(Flushed("c1", "f1")) == {
+        "type": "flushed",
+        "request_id": "c1",
+        "flush_id": "f1",
+    }
 
 
 def test_interrupted_keeps_its_old_shape_and_adds_heard_fields() -> None:
     assert rendered(Interrupted("r1", "user_request")) == {
-        "type": "interrupted", "request_id": "r1", "reason": "user_request", "dropped": []
+        "type": "interrupted",
+        "request_id": "r1",
+        "reason": "user_request",
+        "dropped": [],
     }
     out = rendered(Interrupted("c1", "cancel", (), 1500, 1200, "", 0, "client"))
     assert out["heard_text"] == "" and out["heard_char_end"] == 0 and out["basis"] == "client"

@@ -129,9 +129,7 @@ def test_first_clause_is_sent_at_its_mark_without_waiting_for_more() -> None:
 def test_a_short_first_clause_waits_for_first_min_chars() -> None:
     fed = Fed()
     assert fed.feed("Sure", ",") == []  # 5 < 12 characters: it would sound clipped
-    assert fed.feed(" I", " can", " help", " with", " that", ",") == [
-        "Sure, I can help with that,"
-    ]
+    assert fed.feed(" I", " can", " help", " with", " that", ",") == ["Sure, I can help with that,"]
 
 
 @pytest.mark.parametrize("mark", [",", ";", ":", "—", "–"])

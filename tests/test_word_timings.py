@@ -47,8 +47,11 @@ def test_assign_groups_falls_back_to_proportions() -> None:
 
 def test_attach_to_chunks_puts_each_word_where_it_starts() -> None:
     chunks = [np.zeros(100, np.float32), np.zeros(100, np.float32)]
-    words = [WordTiming("a", 0.5, 0.9, True), WordTiming("b", 1.2, 1.5, True),
-             WordTiming("c", 9.0, 9.5, True)]
+    words = [
+        WordTiming("a", 0.5, 0.9, True),
+        WordTiming("b", 1.2, 1.5, True),
+        WordTiming("c", 9.0, 9.5, True),
+    ]
     out = list(attach_to_chunks(chunks, words, offset=0.0, rate=100))
     assert [[w.word for w in c.words] for c in out] == [["a"], ["b", "c"]]
 
@@ -69,7 +72,9 @@ def test_the_default_estimates_each_segment_over_its_speech() -> None:
     assert words[-1].end_s <= total + 1e-9
     # Segments are the engine's (first clause, then sentences): 3 segments of 3 chunks.
     assert len(chunks) == 9 and engine.texts == [
-        "Hello there,", "my good friend.", "How are you today?"
+        "Hello there,",
+        "my good friend.",
+        "How are you today?",
     ]
 
 

@@ -47,7 +47,7 @@ __all__ = [
 
 #: Phoneme symbols espeak-ng writes for punctuation: they make a pause, not a sound of
 #: the word they follow, so a word's time ends before them.
-PUNCTUATION_PHONEMES: Final = frozenset(",.;:!?¡¿—…\"«»“”()-")
+PUNCTUATION_PHONEMES: Final = frozenset(',.;:!?¡¿—…"«»“”()-')
 
 _TOKEN: Final = re.compile(r"\S+")
 _SPOKEN: Final = re.compile(r"\w", re.UNICODE)

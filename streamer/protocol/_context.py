@@ -49,9 +49,7 @@ class Segment:
 class StreamedText:
     """One context's text as it arrives (see the module docstring)."""
 
-    def __init__(
-        self, context_id: str, policy: BufferPolicy, *, idle_s: float, now: float
-    ) -> None:
+    def __init__(self, context_id: str, policy: BufferPolicy, *, idle_s: float, now: float) -> None:
         """``idle_s``: ``tts.context_idle_s`` (0: never idle)."""
         self.context_id = context_id
         self.state = ContextState.OPEN
@@ -85,8 +83,9 @@ class StreamedText:
         return min(found) if found else None
 
     # --- messages ------------------------------------------------------------------
-    def append(self, text: str, now: float, *, flush_id: str | None = None,
-               flush: bool = False) -> list[Segment]:
+    def append(
+        self, text: str, now: float, *, flush_id: str | None = None, flush: bool = False
+    ) -> list[Segment]:
         """A ``text`` message (``flush`` when it said ``"flush": true``).
 
         Raises ``ClientError``: ``context_closed`` once the input ended,

@@ -59,6 +59,8 @@ class Outbox:
         self._items: deque[tuple[str | None, Payload]] = deque()
         self._dead: set[str] = set()
         self._audio_bytes = 0
+        #: Audio bytes queued per request id (what an interrupt finds still unsent).
+        self._audio_by_request: dict[str, int] = {}
         self._events = 0
         self._closed = False
         self._readable = trio.lowlevel.ParkingLot()
@@ -116,9 +118,14 @@ class Outbox:
         if request_id in self._dead:
             return False
         self._audio_bytes += len(frame)
+        self._audio_by_request[request_id] = self._audio_by_request.get(request_id, 0) + len(frame)
         self._items.append((request_id, frame))
         self._readable.unpark()
         return True
+
+    def queued_audio(self, request_id: str) -> int:
+        """Audio bytes of ``request_id`` queued and not yet taken by the writer."""
+        return self._audio_by_request.get(request_id, 0)
 
     def drop(self, request_id: str) -> int:
         """Remove every queued frame of ``request_id`` and refuse its future ones.
@@ -132,7 +139,7 @@ class Outbox:
         for item in self._items:
             if item[0] == request_id:
                 dropped += 1
-                self._account_removed(item[1])
+                self._account_removed(item)
             else:
                 kept.append(item)
         self._items = kept
@@ -143,9 +150,16 @@ class Outbox:
         """The request is over; stop remembering it as dead (bounded memory)."""
         self._dead.discard(request_id)
 
-    def _account_removed(self, payload: Payload) -> None:
+    def _account_removed(self, item: tuple[str | None, Payload]) -> None:
+        request_id, payload = item
         if isinstance(payload, bytes):
             self._audio_bytes -= len(payload)
+            if request_id is not None:
+                left = self._audio_by_request.get(request_id, 0) - len(payload)
+                if left > 0:
+                    self._audio_by_request[request_id] = left
+                else:
+                    self._audio_by_request.pop(request_id, None)
         elif isinstance(payload, str):
             self._events -= 1
 
@@ -155,8 +169,9 @@ class Outbox:
             if self._closed:
                 raise OutboxClosed
             await self._readable.park()
-        _, payload = self._items.popleft()
-        self._account_removed(payload)
+        item = self._items.popleft()
+        payload = item[1]
+        self._account_removed(item)
         self._in_flight += 1
         self._writable.unpark_all()
         return payload
@@ -180,6 +195,7 @@ class Outbox:
         if drop_audio:
             self._items = deque(i for i in self._items if not isinstance(i[1], bytes))
             self._audio_bytes = 0
+            self._audio_by_request.clear()
         self._items.append((None, CloseRequest(code, reason)))
         self._closed = True
         self._readable.unpark_all()

@@ -10,21 +10,39 @@ a worker thread.
 ``ListenerClock`` is the one owner of "when does this listener run dry": a session keeps
 one for all its requests (the next request plays after the audio the listener still
 holds), and every job reads and moves it as it sends audio.
+
+A job speaks *segments* in order, into one audio stream: a ``synthesize`` is one
+segment, a streamed-text context as many as its ``SegmentFeed`` delivers. Timing runs
+on across segments (word times, the encoder, the listener's clock), so the listener
+hears one utterance. When a context's next text comes only after the listener has
+played everything (the text came slower than speech), the clock restarts at that
+segment's first frame without counting an underrun: the silence was the text's, not
+ours.
+
+A *timed* job asks the engine for word timings (``Engine.stream_with_timings``) and
+reports each word before the frames of the chunk its start falls in; it keeps every
+word so that an interrupt can say which ones the listener heard.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+import unicodedata
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final
 
 import trio
 
 from ...audio import AudioPipeline, OutputSpec, StreamFormat
+from ...engines.alignment import word_spans
 from ...engines.base import Engine, Pcm, SynthesisOptions, Voice
-from ...protocol import Priority
+from ...engines.timings import TimedChunk, WordTiming
+from ...protocol import Priority, Segment, WordTimestamp
 from ..runtime import Admission, InferenceScheduler, Metrics
 
 log = logging.getLogger(__name__)
@@ -35,6 +53,102 @@ UNDERRUN_TOLERANCE_S: Final = 0.001
 #: Called with each encoded frame; returns False when the consumer no longer wants
 #: frames of this job (it was interrupted), which ends the job early.
 Emit = Callable[[bytes], Awaitable[bool]]
+#: Called (synchronously) with words about to be heard: before the frames of the chunk
+#: their starts fall in. The second argument: the times are estimated.
+OnWords = Callable[[Sequence[WordTimestamp], bool], None]
+#: Called (synchronously) once the audio of a segment that ends flushes has been emitted.
+OnFlushed = Callable[[tuple[str, ...]], None]
+#: (bytes emitted, seconds of audio emitted) after each frame, for the last this many
+#: frames: enough to cover what an outbox can hold unsent (its budget is ~10 s of
+#: 22 kHz PCM16, in frames of >= 64 samples at most ~3500).
+FRAME_MARKS: Final = 4096
+#: How far ahead of its turn a word reported by an engine is looked for in the text
+#: (an engine may drop a word it could not say; it never invents one).
+WORD_LOOKAHEAD: Final = 8
+
+
+class SegmentFeed:
+    """The segments of one streamed-text context, waiting for its player, in order.
+
+    The session ``put``s segments as the context's text is cut and ``close``s the feed
+    when the input ends (or the context is over); the player takes them with ``next``.
+    """
+
+    def __init__(self) -> None:
+        self._segments: deque[Segment] = deque()
+        self._closed = False
+        self._changed = trio.lowlevel.ParkingLot()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def ready(self) -> bool:
+        """A segment is waiting, or the end is known."""
+        return bool(self._segments) or self._closed
+
+    def put(self, segments: Sequence[Segment]) -> None:
+        if segments and not self._closed:
+            self._segments.extend(segments)
+            self._changed.unpark_all()
+
+    def close(self) -> None:
+        """No segment after those already put; idempotent."""
+        self._closed = True
+        self._changed.unpark_all()
+
+    async def wait_ready(self) -> None:
+        while not self.ready:
+            await self._changed.park()
+
+    async def next(self) -> Segment | None:
+        """The next segment, waiting for one; None once closed and empty."""
+        await self.wait_ready()
+        return self._segments.popleft() if self._segments else None
+
+
+def _core(text: str, start: int, end: int) -> tuple[int, int]:
+    """``[start, end)`` without the punctuation around the word ("Hello," → "Hello")."""
+    while start < end - 1 and unicodedata.category(text[start]).startswith("P"):
+        start += 1
+    while end > start + 1 and unicodedata.category(text[end - 1]).startswith("P"):
+        end -= 1
+    return start, end
+
+
+class WordLocator:
+    """Places an engine's words (``timings.words_of`` of the text it was given, in
+    order) in the text as the client sent it, and on the job's timeline."""
+
+    def __init__(self, text: str, base: int) -> None:
+        self._text = text
+        self._base = base
+        self._spans = word_spans(text)
+        self._next = 0
+
+    def place(self, word: WordTiming, offset_s: float) -> WordTimestamp | None:
+        """``word`` as a timestamp (``offset_s``: the job's audio before this segment),
+        or None when it matches no word left in the text."""
+        spans, found = self._spans, None
+        for index in range(self._next, min(len(spans), self._next + WORD_LOOKAHEAD)):
+            if self._text[spans[index][0] : spans[index][1]] == word.word:
+                found = index
+                break
+        if found is None:
+            if self._next >= len(spans):
+                return None
+            found = self._next  # spelled otherwise by the engine: take it in order
+        self._next = found + 1
+        start, end = _core(self._text, *spans[found])
+        start_ms = round((offset_s + word.start_s) * 1000)
+        return WordTimestamp(
+            word=self._text[start:end],
+            start_ms=start_ms,
+            end_ms=max(start_ms, round((offset_s + word.end_s) * 1000)),
+            char_start=self._base + start,
+            char_end=self._base + end,
+        )
 
 
 class ListenerClock:
@@ -111,6 +225,10 @@ class SynthesisJob:
     #: When the listener's earlier audio runs out, as seen at creation (None: idle).
     #: This job's audio plays after it, so its clock starts there.
     carried: float | None = None
+    #: A streamed-text context's segments; None: ``text`` is the one segment.
+    feed: SegmentFeed | None = None
+    #: Ask the engine for word timings (``words`` below; ``on_words`` of ``run_job``).
+    timed: bool = False
     # Filled in while running:
     pipeline: AudioPipeline | None = None
     first_audio_at: float | None = None
@@ -119,6 +237,30 @@ class SynthesisJob:
     audio_seconds: float = 0.0
     compute_seconds: float = 0.0
     underruns: int = 0
+    #: Every word timed so far, on the job's timeline (a timed job).
+    words: list[WordTimestamp] = field(default_factory=list)
+    #: (bytes, seconds) emitted after each of the last ``FRAME_MARKS`` frames.
+    marks: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=FRAME_MARKS))
+    #: A context's first segment, once it came (time to first audio counts from it).
+    started_speaking: bool = False
+
+    def sent_seconds(self, unsent_bytes: int) -> float:
+        """Seconds of this job's audio in the frames emitted, less the last
+        ``unsent_bytes`` of them (still queued for the socket when it was stopped)."""
+        if not self.marks:
+            return 0.0
+        sent = self.bytes - unsent_bytes
+        index = bisect.bisect_right(self.marks, sent, key=lambda mark: mark[0])
+        return self.marks[index - 1][1] if index else 0.0
+
+    def played_seconds(self, now: float) -> float:
+        """Of the audio emitted, what a real-time listener has played by ``now``: all
+        of it but what its clock says is still ahead of it."""
+        if self.first_audio_at is None:
+            return 0.0
+        dry_at = self.clock.dry_at
+        ahead = max(0.0, dry_at - now) if dry_at is not None else 0.0
+        return max(0.0, self.audio_seconds - ahead)
 
     def open(self) -> StreamFormat:
         """Create the audio pipeline (cheap) and return the effective stream format."""
@@ -146,13 +288,23 @@ class SynthesisJob:
         return round(self.pipeline.samples_out * 1000 / self.pipeline.stream_format.sample_rate)
 
 
-def _timed_next(generator: object) -> tuple[Pcm | None, float, float]:
+def _timed_next(generator: object) -> tuple[Pcm | TimedChunk | None, float, float]:
     """(chunk, wall seconds, CPU seconds) of one ``next()``. Runs in a worker thread:
     times only the inference, not the wait for a slot; CPU time is this thread's, so
     it does not grow when chunks share a core (admission's cost estimate)."""
     started, cpu_started = time.perf_counter(), time.thread_time()
-    chunk: Pcm | None = next(generator, None)  # type: ignore[call-overload]
+    chunk: Pcm | TimedChunk | None = next(generator, None)  # type: ignore[call-overload]
     return chunk, time.perf_counter() - started, time.thread_time() - cpu_started
+
+
+async def _next_segment(job: SynthesisJob, index: int) -> tuple[Segment | None, bool]:
+    """The job's ``index``-th segment (None after the last) and whether the player had
+    to wait for it."""
+    feed = job.feed
+    if feed is None:
+        return (Segment(0, job.text, job.received_at) if index == 0 else None), False
+    waited = not feed.ready
+    return await feed.next(), waited
 
 
 async def run_job(
@@ -161,6 +313,9 @@ async def run_job(
     inference: InferenceScheduler,
     metrics: Metrics,
     admission: Admission,
+    *,
+    on_words: OnWords | None = None,
+    on_flushed: OnFlushed | None = None,
 ) -> bool:
     """Speak ``job`` through ``emit``. Returns True if every frame was delivered,
     False if ``emit`` refused one (the consumer dropped the request).
@@ -172,14 +327,7 @@ async def run_job(
         job.open()
         pipeline = job.pipeline
         assert pipeline is not None
-    options = job.options
-    if job.carried is None and inference.idle:
-        # Nothing else computes, so the second chunk will not queue behind other work:
-        # the engine may make the first one as small as it can (lowest first audio).
-        # Under load the default first chunk is larger, to cover the next one's wait.
-        options = replace(options, quick_start=True)
-    generator = job.engine.stream(job.voice, job.text, options)
-    rate = job.voice.sample_rate
+    out_rate = pipeline.stream_format.sample_rate
     paced = job.paced
     clock = job.clock
 
@@ -187,9 +335,12 @@ async def run_job(
         job.underruns += 1
         metrics.count_underrun()
 
+    resync = False  # the listener went dry waiting for text: not an underrun
+
     async def send(frames: Iterable[bytes]) -> bool:
         """Emit one engine chunk's frames (they leave together: only the first can be
         late for the listener; the clock counts the chunk once it is all sent)."""
+        nonlocal resync
         first_of_chunk = True
         for frame in frames:
             if not frame:
@@ -200,18 +351,84 @@ async def run_job(
                 metrics.observe_ttfa(now - job.received_at)
                 if clock.start(now, job.carried if paced else None, job.audio_seconds):
                     count_underrun()
-            elif first_of_chunk and paced and clock.resume(now):
+            elif first_of_chunk and paced and clock.resume(now) and not resync:
                 # Audible silence before this chunk (real-time consumers only).
                 count_underrun()
             first_of_chunk = False
+            resync = False
             if not await emit(frame):
                 return False
             job.chunks += 1
             job.bytes += len(frame)
+            job.marks.append((job.bytes, pipeline.samples_out / out_rate))
         return True
 
     if paced:
         admission.started(job)
+    try:
+        for index in itertools.count():
+            segment, waited = await _next_segment(job, index)
+            if segment is None:
+                break
+            if job.feed is not None:
+                now = trio.current_time()
+                listener_dry = clock.playing_until(now) is None
+                if not job.started_speaking:
+                    job.started_speaking = True
+                    job.received_at = segment.released_at  # first audio counts from here
+                    if waited and listener_dry:
+                        job.carried = None  # the earlier audio's end is long past
+                elif waited and listener_dry and job.first_audio_at is not None:
+                    resync = True
+            if segment.text.strip():
+                if not await _speak(job, segment, send, inference, metrics, admission,
+                                    on_words, first=job.first_audio_at is None):
+                    pipeline.close()
+                    return False
+            if segment.flush_ids and on_flushed is not None:
+                on_flushed(segment.flush_ids)
+        if not await send(pipeline.finish()):
+            return False
+    except BaseException:
+        pipeline.close()  # interrupted mid-chunk: drop encoder state
+        raise
+    finally:
+        admission.ended(job)
+    if job.audio_seconds > 0:
+        metrics.observe_rtf(job.compute_seconds / job.audio_seconds)
+    return True
+
+
+async def _speak(
+    job: SynthesisJob,
+    segment: Segment,
+    send: Callable[[Iterable[bytes]], Awaitable[bool]],
+    inference: InferenceScheduler,
+    metrics: Metrics,
+    admission: Admission,
+    on_words: OnWords | None,
+    *,
+    first: bool,
+) -> bool:
+    """One segment through the engine into ``send``; False if the consumer refused."""
+    pipeline = job.pipeline
+    assert pipeline is not None
+    options = job.options
+    if first and job.carried is None and inference.idle:
+        # Nothing else computes, so the second chunk will not queue behind other work:
+        # the engine may make the first one as small as it can (lowest first audio).
+        # Under load the default first chunk is larger, to cover the next one's wait.
+        options = replace(options, quick_start=True)
+    generator: Iterable[Pcm | TimedChunk] = (
+        job.engine.stream_with_timings(job.voice, segment.text, options)
+        if job.timed
+        else job.engine.stream(job.voice, segment.text, options)
+    )
+    rate = job.voice.sample_rate
+    paced = job.paced
+    clock = job.clock
+    locator = WordLocator(segment.text, segment.start) if job.timed else None
+    offset = job.audio_seconds
     try:
         while True:
             # Earliest-deadline-first: the moment the listener runs out of audio. Before
@@ -220,20 +437,29 @@ async def run_job(
             deadline = job.playback_end
             if deadline is None:
                 deadline = max(job.received_at, job.carried or job.received_at)
-            chunk, seconds, cpu_seconds = await inference.run(
+            item, seconds, cpu_seconds = await inference.run(
                 lambda: _timed_next(generator),
                 priority=job.priority,
                 deadline=deadline,
                 background=not paced,  # a download takes what real-time streams leave
             )
-            if chunk is None:
-                break
+            if item is None:
+                return True
+            if isinstance(item, TimedChunk):
+                chunk = item.pcm
+                if locator is not None and item.words:
+                    placed = [locator.place(word, offset) for word in item.words]
+                    words = [w for w in placed if w is not None]
+                    job.words.extend(words)
+                    if on_words is not None and words:
+                        on_words(words, any(w.estimated for w in item.words))
+            else:
+                chunk = item
             job.compute_seconds += seconds
             admission.observe(job.voice_id, cpu_seconds, len(chunk) / rate)
             # push_iter encodes lazily: the first frame leaves after one slice of
             # encoding, not after the whole chunk (matters for Opus and MP3).
             if not await send(pipeline.push_iter(chunk)):
-                pipeline.close()
                 return False
             job.audio_seconds += len(chunk) / rate
             clock.add(len(chunk) / rate)
@@ -241,17 +467,8 @@ async def run_job(
             if paced and playback_end is not None:
                 # Stay no more than ``realtime_lead`` ahead of the listener.
                 await trio.sleep_until(playback_end - job.realtime_lead)
-        if not await send(pipeline.finish()):
-            return False
-    except BaseException:
-        pipeline.close()  # interrupted mid-chunk: drop encoder state
-        raise
     finally:
-        admission.ended(job)
         # Safe: no next() is running (the scheduler waits for its thread on cancel).
         close = getattr(generator, "close", None)
         if close is not None:
             close()
-    if job.audio_seconds > 0:
-        metrics.observe_rtf(job.compute_seconds / job.audio_seconds)
-    return True

@@ -16,8 +16,8 @@ from typing import Final
 
 import trio
 
-from ...protocol import Priority, RequestState, check_request_transition
-from ._player import SynthesisJob
+from ...protocol import Priority, RequestState, StreamedText, check_request_transition
+from ._player import SegmentFeed, SynthesisJob
 from ._resolve import ResolvedConfig
 
 #: Finished request ids remembered per session, so a reused id is caught a while.
@@ -39,6 +39,9 @@ class SynthesisRequest:
     #: The scope its playing task runs in; cancelling it is the interrupt.
     scope: trio.CancelScope | None = None
     job: SynthesisJob | None = None
+    #: A streamed-text context: its input side, and the segments cut for its player.
+    context: StreamedText | None = None
+    feed: SegmentFeed | None = None
 
     def sort_key(self) -> tuple[int, int]:
         return (-int(self.priority), self.seq)
@@ -88,6 +91,14 @@ class RequestQueue:
     def pop(self) -> SynthesisRequest:
         """The request to play next (the queue must not be empty)."""
         return heapq.heappop(self._heap)
+
+    def remove(self, request: SynthesisRequest) -> bool:
+        """Take ``request`` out of the queue; False if it was not waiting."""
+        if request not in self._heap:
+            return False
+        self._heap.remove(request)
+        heapq.heapify(self._heap)
+        return True
 
     def drain(self) -> list[SynthesisRequest]:
         """Remove and return every waiting request, in play order."""

@@ -21,6 +21,8 @@ class ResolvedConfig:
     spec: OutputSpec
     options: SynthesisOptions
     realtime: bool
+    #: Word timing events: ``none``, ``word`` or ``char``.
+    timestamps: str = "none"
 
 
 def resolve_config(
@@ -79,4 +81,5 @@ def resolve_config(
         spec=spec,
         options=SynthesisOptions(speed=cfg.speed or 1.0, speaker=cfg.speaker),
         realtime=cfg.realtime is not False,
+        timestamps=cfg.timestamps or "none",
     )

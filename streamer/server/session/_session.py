@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import time
+from collections.abc import Sequence
 from typing import Final
 
 import trio
@@ -24,20 +26,34 @@ from ...protocol import (
     AudioConfig,
     AudioEnd,
     AudioStart,
+    BufferPolicy,
+    Cancel,
     ClientError,
+    Close,
     Connected,
     Error,
     ErrorCode,
+    Flush,
+    Flushed,
     Interrupted,
+    Keepalive,
+    Priority,
     Queued,
     RequestState,
+    ServerEvent,
+    StreamedText,
     Synthesize,
+    Text,
+    Timestamps,
+    WordTimestamp,
+    char_alignment,
+    heard_char_end,
     render,
 )
 from ..runtime import RequestOutcome, Services
 from ._outbox import Outbox, OutboxClosed
-from ._player import ListenerClock, SynthesisJob, run_job
-from ._queue import RequestQueue, SynthesisRequest
+from ._player import ListenerClock, SegmentFeed, SynthesisJob, run_job
+from ._queue import RECENT_REQUEST_IDS, RequestQueue, SynthesisRequest
 from ._resolve import resolve_config
 from ._start import check_can_start, new_job
 
@@ -49,6 +65,8 @@ log = logging.getLogger(__name__)
 #: ``queued`` by 3-5 ms for ~1 in 10 requests (BENCHMARKS.md); the sends take ~0.2 ms.
 #: Bounded so that a slow reader's backlog of audio never holds up synthesis.
 REPLY_FLUSH_WAIT_S: Final = 0.005
+#: The ``reason`` of the ``interrupted`` that answers a ``cancel``.
+CANCEL_REASON: Final = "cancel"
 
 
 class Session:
@@ -69,6 +87,11 @@ class Session:
         self.clock = ListenerClock()
         self.requests_total = 0
         self.closed = False
+        #: Streamed-text contexts not yet over, by id (also in the queue or playing).
+        self._contexts: dict[str, SynthesisRequest] = {}
+        #: Contexts over lately (their ids answer ``context_closed``, not "unknown").
+        self._ended_contexts: dict[str, None] = {}
+        self._timers_changed = trio.lowlevel.ParkingLot()
 
     # --- views -----------------------------------------------------------------
     @property
@@ -101,6 +124,7 @@ class Session:
             "volume": r.spec.volume,
             "trim_silence": r.spec.trim_silence,
             "realtime": r.realtime,
+            "timestamps": r.timestamps,
         }
 
     def to_json(self) -> dict[str, object]:
@@ -136,9 +160,28 @@ class Session:
 
     def submit(self, message: Synthesize, received_at: float) -> Queued:
         """Queue a request (and pre-empt for ``critical``). Raises ``ClientError``."""
-        services = self._services
         request_id = message.request_id or f"{self.id}-{next(self._ids)}"
-        if self._queue.used(request_id) or (self.playing and self.playing.id == request_id):
+        request = self._admit(
+            request_id, message.text, message.priority, message.config, received_at
+        )
+        return self._enqueue(request, received_at)
+
+    def _admit(
+        self,
+        request_id: str,
+        text: str,
+        priority: Priority,
+        config: AudioConfig,
+        received_at: float,
+    ) -> SynthesisRequest:
+        """A request that may be queued now: its id unused, room in the queue, its
+        config resolved, and the start policy's consent. Raises ``ClientError``."""
+        services = self._services
+        if (
+            self._queue.used(request_id)
+            or (self.playing and self.playing.id == request_id)
+            or request_id in self._ended_contexts
+        ):
             raise ClientError(
                 ErrorCode.DUPLICATE_REQUEST_ID,
                 f"request_id {request_id!r} was already used in this session",
@@ -150,49 +193,253 @@ class Session:
                 f"{len(self._queue)} requests are already queued in this session",
                 request_id=request_id,
             )
-        resolved = resolve_config(
-            services, self.config.merged(message.config), request_id, message.text
-        )
+        resolved = resolve_config(services, self.config.merged(config), request_id, text)
         # A request behind this session's own (playing, queued, or still in its
         # listener's player) continues that stream; only a silent session starts one.
         continues = self.active(trio.current_time())
-        check_can_start(
-            services, resolved, message.priority, request_id, new_stream=not continues
-        )
-        request = SynthesisRequest(
+        check_can_start(services, resolved, priority, request_id, new_stream=not continues)
+        return SynthesisRequest(
             id=request_id,
-            text=message.text,
-            priority=message.priority,
+            text=text,
+            priority=priority,
             resolved=resolved,
             received_at=received_at,
         )
+
+    def _enqueue(self, request: SynthesisRequest, received_at: float) -> Queued:
         self.requests_total += 1
         if self.playing is not None and request.preempts(self.playing):
             self._stop_playing(self.playing, "preempted")
         position = self._queue.push(request) + (self.playing is not None)
-        queued = Queued(request_id=request_id, position=position)
+        context_id = request.id if request.context is not None else None
+        queued = Queued(request_id=request.id, position=position, context_id=context_id)
         self._send(queued)
-        services.metrics.observe_first_response(trio.current_time() - received_at)
+        self._services.metrics.observe_first_response(trio.current_time() - received_at)
         self._changed.unpark_all()
         return queued
 
-    def interrupt(self, reason: str, received_at: float | None = None) -> Interrupted:
+    # --- streamed-text contexts ------------------------------------------------------
+    def text(self, message: Text, received_at: float) -> Queued | None:
+        """Append to a context, opening it on its first ``text`` (then its ``queued``
+        is returned). Raises ``ClientError`` (``context_closed``, ``too_many_contexts``,
+        and what ``synthesize`` can raise for the opening one)."""
+        request = self._contexts.get(message.context_id)
+        queued = None
+        if request is None:
+            if message.context_id in self._ended_contexts:
+                raise ClientError(
+                    ErrorCode.CONTEXT_CLOSED,
+                    f"context {message.context_id} has ended; open a new one",
+                    request_id=message.context_id,
+                )
+            request = self._open_context(message, received_at)
+            queued = self._enqueue(request, received_at)
+        context, feed = self._context_parts(request)
+        segments = context.append(message.text, received_at, flush=message.flush)
+        feed.put(segments)
+        self._timers_changed.unpark_all()
+        return queued
+
+    def _open_context(self, message: Text, received_at: float) -> SynthesisRequest:
+        limit = self._services.config.tts.max_open_contexts
+        if len(self._contexts) >= limit:
+            raise ClientError(
+                ErrorCode.TOO_MANY_CONTEXTS,
+                f"this session has {len(self._contexts)} contexts open; the limit is "
+                f"tts.max_open_contexts = {limit}: close one first",
+                request_id=message.context_id,
+                details={"limit": limit},
+            )
+        policy = BufferPolicy.from_config(message.buffer, message.context_id)
+        request = self._admit(
+            message.context_id,
+            message.text,
+            message.priority or Priority.NORMAL,
+            message.config or AudioConfig(),
+            received_at,
+        )
+        request.context = StreamedText(
+            message.context_id,
+            policy,
+            idle_s=self._services.config.tts.context_idle_s,
+            now=received_at,
+        )
+        request.feed = SegmentFeed()
+        self._contexts[request.id] = request
+        return request
+
+    def _context(self, context_id: str) -> SynthesisRequest:
+        """The open context ``context_id``; raises ``context_closed`` for one over,
+        ``unknown_context`` for one never opened."""
+        request = self._contexts.get(context_id)
+        if request is not None:
+            return request
+        if context_id in self._ended_contexts:
+            raise ClientError(
+                ErrorCode.CONTEXT_CLOSED,
+                f"context {context_id} has ended",
+                request_id=context_id,
+            )
+        raise ClientError(
+            ErrorCode.UNKNOWN_CONTEXT,
+            f"no context {context_id} in this session; a text message opens one",
+            request_id=context_id,
+        )
+
+    @staticmethod
+    def _context_parts(request: SynthesisRequest) -> tuple[StreamedText, SegmentFeed]:
+        assert request.context is not None and request.feed is not None
+        return request.context, request.feed
+
+    def flush(self, message: Flush, received_at: float) -> None:
+        """Speak what the context buffered; ``flushed`` follows its audio."""
+        context, feed = self._context_parts(self._context(message.context_id))
+        feed.put(context.flush(message.flush_id, received_at))
+        self._timers_changed.unpark_all()
+
+    def close_context(self, message: Close, received_at: float) -> None:
+        """End of the context's input: the rest is spoken, then ``audio_end``."""
+        context, feed = self._context_parts(self._context(message.context_id))
+        feed.put(context.close(received_at))
+        feed.close()
+        self._timers_changed.unpark_all()
+
+    def keepalive(self, message: Keepalive, received_at: float) -> None:
+        """Reset the idle timer of one context, or of every open one."""
+        if message.context_id is not None:
+            requests = [self._context(message.context_id)]
+        else:
+            requests = list(self._contexts.values())
+        for request in requests:
+            context, _ = self._context_parts(request)
+            context.keepalive(received_at)
+        self._timers_changed.unpark_all()
+
+    def cancel(self, message: Cancel, received_at: float) -> Interrupted:
+        """Barge-in on one context, queued or playing: it ends here, and the reply says
+        what was heard of it. Synchronous, like ``interrupt``: nothing of the context
+        follows the reply."""
+        request = self._context(message.context_id)
+        if request is self.playing:
+            report = self._listener_report(request, message.played_ms)
+            self._cancel(request)
+        else:
+            self._queue.remove(request)
+            request.advance(RequestState.DROPPED)
+            self._services.metrics.count_request(RequestOutcome.DROPPED)
+            self._ended(request)
+            report = _NOTHING_PLAYED
+        event = Interrupted(request.id, CANCEL_REASON, (), *report)
+        self._send(event)
+        self._services.metrics.observe_interrupt(trio.current_time() - received_at)
+        self._changed.unpark_all()
+        return event
+
+    def _ended(self, request: SynthesisRequest) -> None:
+        """``request`` is over: if a context, it takes no more text, and its id is
+        remembered a while (``context_closed``)."""
+        if request.context is None:
+            return
+        assert request.feed is not None
+        request.context.end()
+        request.feed.close()
+        if self._contexts.pop(request.id, None) is not None:
+            self._ended_contexts[request.id] = None
+            if len(self._ended_contexts) > RECENT_REQUEST_IDS:
+                del self._ended_contexts[next(iter(self._ended_contexts))]
+        self._timers_changed.unpark_all()
+
+    def _listener_report(
+        self, request: SynthesisRequest, client_played_ms: int | None
+    ) -> tuple[int | None, int | None, str | None, int | None, str | None]:
+        """What the listener got of ``request``, playing now: ``audio_sent_ms``,
+        ``played_ms``, ``heard_text``, ``heard_char_end`` and ``basis``.
+
+        All None for a request without word timings whose client said nothing (the
+        ``interrupted`` of a plain ``synthesize`` keeps its original shape); heard text
+        None whenever the words were not timed.
+        """
+        job = request.job
+        timed = request.context is not None or (job is not None and job.timed)
+        if not timed and client_played_ms is None:
+            return None, None, None, None, None
+        sent_ms = played_ms = 0.0
+        basis = "client" if client_played_ms is not None else "sent"
+        if job is not None and job.first_audio_at is not None:
+            unsent = self.outbox.queued_audio(request.id) if self.outbox is not None else 0
+            sent_ms = job.sent_seconds(unsent) * 1000
+            if client_played_ms is not None:
+                played_ms = min(float(client_played_ms), sent_ms)
+            elif job.paced:
+                played_ms = min(job.played_seconds(trio.current_time()) * 1000, sent_ms)
+                basis = "clock"
+            else:
+                played_ms = sent_ms
+        if not timed:
+            return round(sent_ms), round(played_ms), None, None, basis
+        end = heard_char_end(job.words, played_ms) if job is not None else 0
+        text = request.context.text if request.context is not None else request.text
+        return round(sent_ms), round(played_ms), text[:end], end, basis
+
+    async def _timers(self) -> None:
+        """Release what contexts' clocks release: text held past ``max_delay_ms``, and
+        contexts idle for ``tts.context_idle_s`` (closed, with ``context_idle``)."""
+        while True:
+            deadline = min(
+                (
+                    d
+                    for r in self._contexts.values()
+                    if r.context is not None and (d := r.context.deadline) is not None
+                ),
+                default=math.inf,
+            )
+            with trio.move_on_at(deadline):
+                await self._timers_changed.park()
+            now = trio.current_time()
+            for request in list(self._contexts.values()):
+                context, feed = self._context_parts(request)
+                segments, idle = context.tick(now)
+                feed.put(segments)
+                if idle:
+                    feed.close()
+                    self._send(
+                        Error(
+                            code=ErrorCode.CONTEXT_IDLE,
+                            message=(
+                                f"context {request.id} got no text for "
+                                f"{self._services.config.tts.context_idle_s:g} s "
+                                "(tts.context_idle_s): closed, what it held is spoken"
+                            ),
+                            request_id=request.id,
+                        ),
+                        request.id,
+                    )
+
+    def interrupt(
+        self, reason: str, received_at: float | None = None, played_ms: int | None = None
+    ) -> Interrupted:
         """Barge-in: stop the playing request and drop every queued one.
 
         Synchronous: when this returns, the ``interrupted`` reply is queued behind
         everything already sent and no frame of the dropped requests can follow it.
+        ``played_ms`` is how much of the playing request the client says it played.
         """
         dropped: list[str] = []
         for request in self._queue.drain():
             request.advance(RequestState.DROPPED)
             dropped.append(request.id)
             self._services.metrics.count_request(RequestOutcome.DROPPED)
+            self._ended(request)
         playing = self.playing
+        report: tuple[int | None, int | None, str | None, int | None, str | None] = (
+            (None,) * 5
+        )
         if playing is not None:
+            report = self._listener_report(playing, played_ms)
             self._cancel(playing)
         self.clock.reset()  # the client stops its player on interrupt
         event = Interrupted(
-            request_id=playing.id if playing else None, reason=reason, dropped=tuple(dropped)
+            playing.id if playing else None, reason, tuple(dropped), *report
         )
         self._send(event)
         if received_at is not None:
@@ -212,11 +459,7 @@ class Session:
         )
 
     # --- internals -----------------------------------------------------------------
-    def _send(
-        self,
-        event: Connected | Queued | AudioStart | AudioEnd | Interrupted | Error,
-        request_id: str | None = None,
-    ) -> None:
+    def _send(self, event: ServerEvent, request_id: str | None = None) -> None:
         if self.outbox is not None:
             try:
                 self.outbox.put_event(render(event), request_id)
@@ -232,10 +475,12 @@ class Session:
         self.playing = None
         self.clock.reset()
         self._services.metrics.count_request(RequestOutcome.INTERRUPTED)
+        self._ended(request)
 
     def _stop_playing(self, request: SynthesisRequest, reason: str) -> None:
+        report = self._listener_report(request, None)
         self._cancel(request)
-        self._send(Interrupted(request_id=request.id, reason=reason))
+        self._send(Interrupted(request.id, reason, (), *report))
 
     # --- tasks ---------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -245,6 +490,7 @@ class Session:
         task and cancel scope inside this task's nursery.
         """
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._timers)
             task_status.started()
             while True:
                 while not self._queue or self.playing is not None:
@@ -271,15 +517,27 @@ class Session:
         job = new_job(
             services,
             request.resolved,
-            request.text,
+            request.text if request.feed is None else "",
             request.priority,
             request.received_at,
             clock=self.clock if realtime else None,
+            feed=request.feed,
         )
         request.job = job
+        timestamps = request.resolved.timestamps
 
         async def emit(frame: bytes) -> bool:
             return await outbox.put_audio(frame, request.id)
+
+        def on_words(words: Sequence[WordTimestamp], estimated: bool) -> None:
+            if timestamps == "none" or request.state is not RequestState.PLAYING:
+                return
+            self._send(_timestamps_event(request, words, estimated, timestamps), request.id)
+
+        def on_flushed(flush_ids: tuple[str, ...]) -> None:
+            if request.state is RequestState.PLAYING:
+                for flush_id in flush_ids:
+                    self._send(Flushed(request.id, flush_id), request.id)
 
         try:
             with trio.CancelScope() as scope:
@@ -287,12 +545,21 @@ class Session:
                 task_status.started()
                 if request.state is not RequestState.PLAYING:
                     return  # interrupted before it could start
+                if request.feed is not None:
+                    # A context starts its audio with its first text (or its end).
+                    await request.feed.wait_ready()
                 self._send(_audio_start(request, job.open()), request.id)
                 with trio.move_on_after(REPLY_FLUSH_WAIT_S):
                     await outbox.wait_flushed()
                 try:
                     completed = await run_job(
-                        job, emit, services.inference, services.metrics, services.admission
+                        job,
+                        emit,
+                        services.inference,
+                        services.metrics,
+                        services.admission,
+                        on_words=on_words,
+                        on_flushed=on_flushed,
                     )
                 except (OutboxClosed, trio.Cancelled):
                     raise
@@ -311,12 +578,16 @@ class Session:
             if self.playing is request:
                 self.playing = None
             outbox.forget(request.id)
+            if request.context is not None and request.state is RequestState.PLAYING:
+                # Left without an outcome (the connection is closing): over all the same.
+                self._ended(request)
             self._changed.unpark_all()
 
     def _failed(self, request: SynthesisRequest) -> None:
         if request.state is not RequestState.PLAYING:
             return  # interrupted meanwhile: its reply already said so
         request.advance(RequestState.FAILED)
+        self._ended(request)
         metrics = self._services.metrics
         metrics.count_request(RequestOutcome.FAILED)
         metrics.count_error(ErrorCode.SYNTHESIS_FAILED)
@@ -330,10 +601,15 @@ class Session:
 
     def _finished(self, request: SynthesisRequest, job: SynthesisJob) -> None:
         end = AudioEnd(
-            request_id=request.id, chunks=job.chunks, bytes=job.bytes, duration_ms=job.duration_ms
+            request_id=request.id,
+            chunks=job.chunks,
+            bytes=job.bytes,
+            duration_ms=job.duration_ms,
+            context_id=request.id if request.context is not None else None,
         )
         self._send(end, request.id)
         request.advance(RequestState.FINISHED)
+        self._ended(request)
         self._services.metrics.count_request(RequestOutcome.FINISHED)
 
 
@@ -348,4 +624,26 @@ def _audio_start(request: SynthesisRequest, fmt: StreamFormat) -> AudioStart:
         bitrate=fmt.bitrate,
         mime_type=fmt.mime_type,
         note=fmt.note,
+        context_id=request.id if request.context is not None else None,
+    )
+
+
+#: The listener report of a context cancelled before it played.
+_NOTHING_PLAYED: Final = (0, 0, "", 0, "sent")
+
+
+def _timestamps_event(
+    request: SynthesisRequest, words: Sequence[WordTimestamp], estimated: bool, mode: str
+) -> Timestamps:
+    if mode != "char":
+        return Timestamps(request.id, tuple(words), estimated or None)
+    text = request.context.text if request.context is not None else request.text
+    alignment = char_alignment(text, words)
+    return Timestamps(
+        request.id,
+        tuple(words),
+        estimated or None,
+        alignment.chars,
+        alignment.char_start_ms,
+        alignment.char_dur_ms,
     )

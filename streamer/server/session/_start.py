@@ -7,7 +7,7 @@ import trio
 
 from ...protocol import ClientError, ErrorCode, Priority
 from ..runtime import Services
-from ._player import ListenerClock, SynthesisJob
+from ._player import ListenerClock, SegmentFeed, SynthesisJob
 from ._resolve import ResolvedConfig
 
 
@@ -61,19 +61,31 @@ def new_job(
     received_at: float,
     *,
     clock: ListenerClock | None = None,
+    feed: SegmentFeed | None = None,
 ) -> SynthesisJob:
-    """The job that speaks ``text`` as ``resolved`` says.
+    """The job that speaks ``text`` (or, for a context, the segments ``feed`` brings)
+    as ``resolved`` says.
 
     A real-time job plays to ``clock`` (the session's listener; a new clock when None):
     it is paced ``realtime_lead_ms`` ahead of the listener and, if the listener still
     plays earlier audio, starts after it. A download (``realtime`` false) runs as fast
     as the scheduler allows.
+
+    The job is timed (asks the engine for word timings) for a context, when the client
+    asked for timestamps, or when the engine knows them at no cost (``word_timing``
+    ``aligned``): an interrupt can then say which words were heard.
     """
     clock = clock or ListenerClock()
     lead = services.config.performance.realtime_lead_ms / 1000 if resolved.realtime else 0.0
+    engine = services.registry.engine_for(resolved.voice)
+    timed = (
+        feed is not None
+        or resolved.timestamps != "none"
+        or getattr(engine, "word_timing", "estimated") == "aligned"
+    )
     return SynthesisJob(
         voice=resolved.voice,
-        engine=services.registry.engine_for(resolved.voice),
+        engine=engine,
         text=text,
         options=resolved.options,
         spec=resolved.spec,
@@ -82,4 +94,6 @@ def new_job(
         realtime_lead=lead,
         clock=clock,
         carried=clock.playing_until(trio.current_time()) if resolved.realtime else None,
+        feed=feed,
+        timed=timed,
     )

@@ -30,15 +30,20 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketReque
 
 from ...protocol import (
     AudioConfig,
+    Cancel,
     ClientError,
+    Close,
     CloseCode,
     Connect,
     Error,
     ErrorCode,
+    Flush,
     Interrupt,
     Interrupted,
+    Keepalive,
     ServerProtocol,
     Synthesize,
+    Text,
     render,
 )
 from ..session import MAX_QUEUED_EVENTS, CloseRequest, Outbox, OutboxClosed, Session, SessionManager
@@ -150,7 +155,25 @@ class _Connection:
                 if self.session is None:
                     self.outbox.put_event(render(Interrupted(None, message.reason)))
                 else:
-                    self.session.interrupt(message.reason, received_at)
+                    self.session.interrupt(message.reason, received_at, message.played_ms)
+            elif isinstance(message, Text):
+                session = self.session or self._attach(nursery, None, AudioConfig())
+                session.text(message, received_at)
+            elif isinstance(message, Keepalive):
+                # The connection's idle timer was reset when the message was read.
+                if self.session is not None:
+                    self.session.keepalive(message, received_at)
+                elif message.context_id is not None:
+                    raise _no_context(message.context_id)
+            elif isinstance(message, Flush | Close | Cancel):
+                if self.session is None:
+                    raise _no_context(message.context_id)
+                if isinstance(message, Flush):
+                    self.session.flush(message, received_at)
+                elif isinstance(message, Close):
+                    self.session.close_context(message, received_at)
+                else:
+                    self.session.cancel(message, received_at)
         except ClientError as error:
             if error.close_code is not None:  # e.g. 1009 message_too_big: the socket ends
                 log.info("session %s: closing with %d %s", self.session_id, error.close_code,
@@ -240,6 +263,14 @@ class _Connection:
                     pass  # this message's reply overflowed the outbox, which now closes
             # The client closed: stop synthesis; nothing more can be delivered.
             nursery.cancel_scope.cancel()
+
+
+def _no_context(context_id: str) -> ClientError:
+    return ClientError(
+        ErrorCode.UNKNOWN_CONTEXT,
+        f"no context {context_id}: this connection has no session yet",
+        request_id=context_id,
+    )
 
 
 async def _close(ws: WebSocketConnection, code: int, reason: str) -> None:
