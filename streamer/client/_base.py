@@ -21,16 +21,19 @@ from ._events import (
     AudioEnd,
     AudioOptions,
     AudioStart,
+    BufferOptions,
     Connected,
     ErrorEvent,
     Event,
     Interrupted,
     Queued,
     StreamItem,
+    Timestamps,
     TTSClientError,
     TTSConnectionError,
     TTSServerError,
     TTSTimeoutError,
+    Word,
 )
 from ._protocol import ClientProtocol, Inbox, Reply, Waitable
 from .playback import PCM_FORMATS, PcmFormat, PlaybackSink
@@ -186,6 +189,224 @@ class SynthesisStream:
         # Only a flag: the collector may run this in any thread, where waking the
         # reader's loop is not allowed; the reader re-checks every ROOM_RECHECK_S.
         self._inbox.discarding = True
+
+
+@dataclass(slots=True)
+class ContextResult:
+    """What one context produced: its audio (one stream of ``start.format``), its words
+    (when timestamps were asked for), the non-fatal errors (``context_idle``…) and how
+    it ended: ``end`` (every frame sent) or ``interrupted`` (with the heard text)."""
+
+    context_id: str
+    audio: bytes
+    words: list[Word]
+    start: AudioStart | None
+    end: AudioEnd | None
+    interrupted: Interrupted | None
+    errors: list[ErrorEvent]
+
+    @property
+    def completed(self) -> bool:
+        return self.end is not None
+
+
+class ContextStream:
+    """One streamed-text context: send text as it comes, read its audio and events.
+
+    ::
+
+        async with client.stream(context_id="turn-1", timestamps="word") as ctx:
+            async for token in llm_tokens():
+                await ctx.send_text(token)
+            await ctx.close()  # end of input: the rest is spoken, then audio_end
+            async for item in ctx:
+                ...
+
+    Sending and reading usually run in two tasks. Iterating yields the frames
+    (``bytes``) and events: :class:`Queued`, :class:`AudioStart`, :class:`Timestamps`
+    (also gathered in :attr:`words`), :class:`Flushed`, :class:`ErrorEvent` for an
+    error that concerns one message (the context goes on), and last :class:`AudioEnd`
+    or :class:`Interrupted`. An error that ends it (refused when opening,
+    ``synthesis_failed``) raises :class:`TTSServerError`.
+
+    ``priority``, ``config`` and ``buffer`` go with the first :meth:`send_text`, which
+    opens the context on the server. Leaving ``async with`` closes the input (the
+    server speaks the rest); leaving it with an exception cancels the context.
+    """
+
+    def __init__(
+        self,
+        client: BaseStreamingClient,
+        context_id: str,
+        *,
+        priority: str,
+        config: AudioOptions,
+        buffer: BufferOptions | None,
+    ) -> None:
+        self._client = client
+        self.context_id = context_id
+        self._priority = priority
+        self._config = config
+        self._buffer = buffer
+        # Validates the opening fields now, not at the first token.
+        client._protocol.text_message(
+            context_id, "", priority=priority, config=config, buffer=buffer
+        )
+        self._inbox = Inbox(context_id)
+        client._register(self._inbox)
+        client._protocol.context(context_id)
+        self._opened = False
+        self.input_closed = False
+        self.queued: Queued | None = None
+        self.start: AudioStart | None = None
+        self.end: AudioEnd | None = None
+        self.interrupted: Interrupted | None = None
+        #: Every word timed so far (``timestamps`` asked for), in order.
+        self.words: list[Word] = []
+        #: Errors that concerned one message; the context went on.
+        self.errors: list[ErrorEvent] = []
+
+    # --- input ---------------------------------------------------------------------------
+    async def send_text(self, text: str, *, flush: bool = False) -> None:
+        """Append ``text`` exactly as given (a token, a word, a sentence); the first
+        call opens the context. ``flush``: speak what is buffered now."""
+        if self.input_closed:
+            raise TTSClientError("context_closed", f"context {self.context_id} was closed")
+        protocol = self._client._protocol
+        if self._opened:
+            message = protocol.text_message(self.context_id, text, flush=flush)
+        else:
+            message = protocol.text_message(
+                self.context_id,
+                text,
+                flush=flush,
+                priority=self._priority,
+                config=self._config,
+                buffer=self._buffer,
+            )
+            self._opened = True
+        await self._client._send_text(message)
+
+    async def flush(self, flush_id: str | None = None) -> None:
+        """Speak what is buffered now; a :class:`Flushed` with ``flush_id`` follows its
+        audio."""
+        await self._ensure_open()
+        await self._client._send_text(
+            self._client._protocol.flush_message(self.context_id, flush_id)
+        )
+
+    async def close(self) -> None:
+        """End of input: the rest is spoken, then :class:`AudioEnd`. Idempotent."""
+        if self.input_closed:
+            return
+        await self._ensure_open()
+        self.input_closed = True
+        await self._client._send_text(self._client._protocol.close_message(self.context_id))
+
+    async def keepalive(self) -> None:
+        """Keep the context open through a pause in its text (``tts.context_idle_s``)."""
+        await self._ensure_open()
+        await self._client._send_text(
+            self._client._protocol.keepalive_message(self.context_id)
+        )
+
+    async def cancel(
+        self, played_ms: int | None = None, *, wait: bool = True
+    ) -> Interrupted | None:
+        """Barge-in on this context: audio buffered here is dropped at once; the server
+        stops it and answers with :class:`Interrupted`, whose ``heard_text`` is what the
+        listener heard (by ``played_ms``, the milliseconds of this context's audio the
+        caller played, when given; else by the server's clock). With ``wait``, returns
+        that reply; the stream also ends with it."""
+        self.input_closed = True
+        self._inbox.discard_audio()
+        if not self._opened:
+            return None  # nothing was sent: there is nothing to cancel
+        client = self._client
+        reply = Reply("cancel", self.context_id) if wait else None
+        if reply is not None:
+            client._replies.append(reply)
+        await client._send_text(client._protocol.cancel_message(self.context_id, played_ms))
+        if reply is None:
+            return None
+        event = await client._await_reply(reply)
+        assert isinstance(event, Interrupted)
+        self.interrupted = event
+        return event
+
+    async def _ensure_open(self) -> None:
+        if not self._opened:
+            await self.send_text("")
+
+    # --- output --------------------------------------------------------------------------
+    def __aiter__(self) -> ContextStream:
+        return self
+
+    async def __anext__(self) -> StreamItem:
+        while True:
+            item = self._inbox.take()
+            if item == "wait":
+                await self._client._wait(self._inbox, None)
+                continue
+            if item == "end":
+                if self._inbox.error is not None:
+                    raise self._inbox.error
+                raise StopAsyncIteration
+            if isinstance(item, ErrorEvent):
+                if item is self._inbox.terminal_item:
+                    raise TTSServerError(item)
+                self.errors.append(item)
+            elif isinstance(item, Queued):
+                self.queued = item
+            elif isinstance(item, AudioStart):
+                self.start = item
+            elif isinstance(item, Timestamps):
+                self.words.extend(item.words)
+            elif isinstance(item, AudioEnd):
+                self.end = item
+            elif isinstance(item, Interrupted):
+                self.interrupted = item
+            return item
+
+    async def collect(self) -> ContextResult:
+        """Read the context to its end (another task sends its text)."""
+        frames: list[bytes] = []
+        async for item in self:
+            if isinstance(item, bytes):
+                frames.append(item)
+        return ContextResult(
+            self.context_id,
+            b"".join(frames),
+            self.words,
+            self.start,
+            self.end,
+            self.interrupted,
+            self.errors,
+        )
+
+    def discard(self) -> None:
+        """Stop receiving this context's audio (it is not cancelled: see ``cancel``)."""
+        self._inbox.discard_audio()
+
+    async def __aenter__(self) -> ContextStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._client.closed or self._inbox.terminated:
+            return
+        if exc is not None:
+            if self._opened:
+                await self.cancel(wait=False)
+            return
+        await self.close()
+
+    def __del__(self) -> None:
+        self._inbox.discarding = True  # see SynthesisStream.__del__
 
 
 class BaseStreamingClient(abc.ABC):
@@ -392,17 +613,34 @@ class BaseStreamingClient(abc.ABC):
         await stream.send()
         return stream
 
+    def stream(
+        self,
+        context_id: str | None = None,
+        *,
+        priority: str = "normal",
+        buffer: BufferOptions | None = None,
+        **config: Unpack[AudioOptions],
+    ) -> ContextStream:
+        """A streamed-text context (one utterance whose text arrives in pieces, as an
+        LLM writes it): see :class:`ContextStream`. ``context_id`` is made up when not
+        given; ``config`` (``timestamps="word"`` included) and ``priority`` apply to it
+        alone; ``buffer`` sets how the server cuts the text (``max_delay_ms``…)."""
+        context_id = context_id or self._protocol.new_request_id()
+        return ContextStream(self, context_id, priority=priority, config=config, buffer=buffer)
+
     async def interrupt(
-        self, reason: str = "user_request", *, wait: bool = True
+        self, reason: str = "user_request", *, wait: bool = True, played_ms: int | None = None
     ) -> Interrupted | None:
         """Barge-in: stop the playing request and drop the queued ones.
 
         Audio already buffered here is dropped at once and playing sinks are aborted,
         before the message is even sent; the streams then end with :class:`Interrupted`.
         Safe to call from inside an ``async for`` over a stream. With ``wait``, returns
-        the server's acknowledgement (the first ``interrupted`` event with ``reason``).
+        the server's acknowledgement (the first ``interrupted`` event with ``reason``),
+        which says what the listener heard of the playing request (``heard_text``);
+        ``played_ms``, the milliseconds of it the caller played, makes that exact.
         """
-        message = self._protocol.interrupt_message(reason)
+        message = self._protocol.interrupt_message(reason, played_ms)
         if self._lost is not None:
             raise self._lost
         for inbox in self._inboxes.values():

@@ -31,6 +31,17 @@ class AudioOptions(TypedDict, total=False):
     trim_silence: bool
     #: Pace synthesis to real-time playback (server default); ``False`` for downloads.
     realtime: bool
+    #: ``timestamps`` events: ``none`` (default), ``word`` or ``char``.
+    timestamps: str
+
+
+class BufferOptions(TypedDict, total=False):
+    """How the server cuts a context's streamed text (``buffer`` of its first ``text``)."""
+
+    mode: str  # "auto" (default) or "none"
+    max_delay_ms: int
+    first_min_chars: int
+    max_chars: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +58,7 @@ class Queued:
 
     request_id: str
     position: int
+    context_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +74,7 @@ class AudioStart:
     bitrate: int | None = None
     mime_type: str | None = None
     note: str | None = None
+    context_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,16 +85,60 @@ class AudioEnd:
     chunks: int
     bytes: int
     duration_ms: int
+    context_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Interrupted:
     """The request stopped before its end: ``reason`` says why (``preempted``, the
-    reason given to ``interrupt``…). Nothing more of it will arrive."""
+    reason given to ``interrupt``, ``cancel``…). Nothing more of it will arrive.
+
+    For a context, or a request with word timings: ``heard_text`` is its text up to
+    the last word the listener heard (at least half played), ``heard_char_end`` where
+    that ends, ``played_ms`` of ``audio_sent_ms`` were played by ``basis`` (``client``:
+    as this client said; ``clock``: the server's pacing; ``sent``: an upper bound).
+    Keep ``heard_text`` as what the assistant said in the chat history."""
 
     request_id: str | None
     reason: str
     dropped: tuple[str, ...] = ()
+    audio_sent_ms: int | None = None
+    played_ms: int | None = None
+    heard_text: str | None = None
+    heard_char_end: int | None = None
+    basis: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """A word and when it is spoken: ms from the request's (context's) first sample;
+    ``char_start``/``char_end`` index the text as sent (code points)."""
+
+    word: str
+    start_ms: int
+    end_ms: int
+    char_start: int
+    char_end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Timestamps:
+    """Words of the request about to be heard (sent before the audio they time)."""
+
+    request_id: str
+    words: tuple[Word, ...]
+    estimated: bool = False
+    chars: tuple[str, ...] = ()
+    char_start_ms: tuple[int, ...] = ()
+    char_dur_ms: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Flushed:
+    """The audio of the text a ``flush`` covered has all been sent."""
+
+    request_id: str
+    flush_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +159,17 @@ class UnknownEvent:
     data: dict[str, Any]
 
 
-Event = Connected | Queued | AudioStart | AudioEnd | Interrupted | ErrorEvent | UnknownEvent
+Event = (
+    Connected
+    | Queued
+    | AudioStart
+    | AudioEnd
+    | Interrupted
+    | ErrorEvent
+    | Timestamps
+    | Flushed
+    | UnknownEvent
+)
 #: One item of a request's stream: a binary audio frame or an event.
 StreamItem = bytes | Event
 
@@ -164,6 +231,20 @@ def _int_or_none(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _word(obj: dict[str, Any]) -> Word:
+    return Word(
+        word=str(obj.get("word", "")),
+        start_ms=_int_or_none(obj.get("start_ms")) or 0,
+        end_ms=_int_or_none(obj.get("end_ms")) or 0,
+        char_start=_int_or_none(obj.get("char_start")) or 0,
+        char_end=_int_or_none(obj.get("char_end")) or 0,
+    )
+
+
 def parse_event(obj: dict[str, Any]) -> Event:
     """A decoded JSON text frame as an event. Missing fields get neutral values, so a
     malformed event from a buggy server is still routed rather than crashing the reader."""
@@ -172,7 +253,11 @@ def parse_event(obj: dict[str, Any]) -> Event:
         config = obj.get("config")
         return Connected(str(obj.get("session_id", "")), config if isinstance(config, dict) else {})
     if kind == "queued":
-        return Queued(str(obj.get("request_id", "")), _int_or_none(obj.get("position")) or 0)
+        return Queued(
+            str(obj.get("request_id", "")),
+            _int_or_none(obj.get("position")) or 0,
+            _str_or_none(obj.get("context_id")),
+        )
     if kind == "audio_start":
         return AudioStart(
             request_id=str(obj.get("request_id", "")),
@@ -184,6 +269,7 @@ def parse_event(obj: dict[str, Any]) -> Event:
             bitrate=_int_or_none(obj.get("bitrate")),
             mime_type=_str_or_none(obj.get("mime_type")),
             note=_str_or_none(obj.get("note")),
+            context_id=_str_or_none(obj.get("context_id")),
         )
     if kind == "audio_end":
         return AudioEnd(
@@ -191,6 +277,7 @@ def parse_event(obj: dict[str, Any]) -> Event:
             chunks=_int_or_none(obj.get("chunks")) or 0,
             bytes=_int_or_none(obj.get("bytes")) or 0,
             duration_ms=_int_or_none(obj.get("duration_ms")) or 0,
+            context_id=_str_or_none(obj.get("context_id")),
         )
     if kind == "interrupted":
         dropped = obj.get("dropped")
@@ -198,7 +285,23 @@ def parse_event(obj: dict[str, Any]) -> Event:
             request_id=_str_or_none(obj.get("request_id")),
             reason=str(obj.get("reason", "")),
             dropped=tuple(str(d) for d in dropped) if isinstance(dropped, list) else (),
+            audio_sent_ms=_int_or_none(obj.get("audio_sent_ms")),
+            played_ms=_int_or_none(obj.get("played_ms")),
+            heard_text=_str_or_none(obj.get("heard_text")),
+            heard_char_end=_int_or_none(obj.get("heard_char_end")),
+            basis=_str_or_none(obj.get("basis")),
         )
+    if kind == "timestamps":
+        return Timestamps(
+            request_id=str(obj.get("request_id", "")),
+            words=tuple(_word(w) for w in _list(obj.get("words")) if isinstance(w, dict)),
+            estimated=obj.get("estimated") is True,
+            chars=tuple(str(c) for c in _list(obj.get("chars"))),
+            char_start_ms=tuple(_int_or_none(v) or 0 for v in _list(obj.get("char_start_ms"))),
+            char_dur_ms=tuple(_int_or_none(v) or 0 for v in _list(obj.get("char_dur_ms"))),
+        )
+    if kind == "flushed":
+        return Flushed(str(obj.get("request_id", "")), _str_or_none(obj.get("flush_id")))
     if kind == "error":
         details = obj.get("details")
         return ErrorEvent(

@@ -8,6 +8,11 @@ reader can route everything by request id into per-request inboxes; the client a
 sends a ``request_id`` (it makes one up when the caller gives none) so that even the
 ``queued``/``error`` reply to a ``synthesize`` finds its inbox.
 
+A streamed-text *context* is routed the same way (its id is a request id). One rule
+differs: an ``error`` about a context that is open (its ``queued`` has come) concerns
+one message (``context_closed`` after ``close``, ``context_idle``…) and does not end it;
+only ``synthesis_failed`` does. An error before ``queued`` means it never opened.
+
 Nothing here does I/O or imports an event loop: the Trio client and the asyncio client
 are thin shells around it, and the routing rules are testable without sockets.
 """
@@ -30,6 +35,7 @@ from ._events import (
     ErrorEvent,
     Event,
     Interrupted,
+    Queued,
     StreamItem,
     TTSClientError,
     parse_event,
@@ -44,8 +50,13 @@ PRIORITIES: Final = ("normal", "high", "critical")
 #: Unread audio one request may hold before the reader waits for its consumer: about
 #: 24 s of 22 kHz PCM16, far more than real-time playback ever buffers (the server
 #: stays ~2 s ahead), yet a consumer that stalls on a download cannot exhaust memory.
-#: Events are not counted: each request gets at most four.
+#: Events are not counted: each request gets at most four (a context a few per
+#: sentence: its timestamps and flushes).
 MAX_BUFFERED_AUDIO_BYTES: Final = 1 << 20
+#: The error that ends an open context (every other error concerns one message).
+CONTEXT_ENDING_CODES: Final = frozenset({"synthesis_failed"})
+#: The reason of the ``interrupted`` that answers a ``cancel``.
+CANCEL_REASON: Final = "cancel"
 
 
 class Waitable:
@@ -80,6 +91,8 @@ class Inbox(Waitable):
         self._items: deque[StreamItem] = deque()
         self._audio_bytes = 0
         self.terminated = False
+        #: The item put as the request's last (its ``audio_end``, ``interrupted``…).
+        self.terminal_item: StreamItem | None = None
         self.discarding = False
         self.error: TTSClientError | None = None
 
@@ -96,6 +109,8 @@ class Inbox(Waitable):
             self._audio_bytes += len(item)
         self._items.append(item)
         self.terminated = terminal
+        if terminal:
+            self.terminal_item = item
         self.notify()
 
     def fail(self, error: TTSClientError) -> None:
@@ -125,9 +140,12 @@ class Inbox(Waitable):
 
 
 class Reply(Waitable):
-    """A connection-level answer awaited by ``connect`` or ``interrupt``."""
+    """A connection-level answer awaited by ``connect``, ``interrupt`` or ``cancel``
+    (``reason`` is the interrupt's reason; for ``cancel`` the context's id)."""
 
-    def __init__(self, kind: Literal["connect", "interrupt"], reason: str | None = None) -> None:
+    def __init__(
+        self, kind: Literal["connect", "interrupt", "cancel"], reason: str | None = None
+    ) -> None:
         super().__init__()
         self.kind = kind
         self.reason = reason
@@ -142,6 +160,12 @@ class Reply(Waitable):
         if self.kind == "connect":
             return isinstance(event, Connected) or (
                 isinstance(event, ErrorEvent) and event.request_id is None
+            )
+        if self.kind == "cancel":
+            return (
+                isinstance(event, Interrupted)
+                and event.reason == CANCEL_REASON
+                and event.request_id == self.reason
             )
         return isinstance(event, Interrupted) and event.reason == self.reason
 
@@ -187,6 +211,15 @@ class ClientProtocol:
         self._ids = itertools.count(1)
         #: The request whose audio frames are arriving now.
         self.playing: str | None = None
+        #: Ids this client streams text to (``context``), and those the server opened.
+        self._contexts: set[str] = set()
+        self._open_contexts: set[str] = set()
+
+    def context(self, context_id: str) -> None:
+        """``context_id`` is a streamed-text context of this client (see the module
+        docstring for how its errors are routed)."""
+        check_request_id(context_id)
+        self._contexts.add(context_id)
 
     def new_request_id(self) -> str:
         return f"{self._prefix}-{next(self._ids)}"
@@ -216,10 +249,65 @@ class ClientProtocol:
         return _compact(message)
 
     @staticmethod
-    def interrupt_message(reason: str) -> str:
+    def interrupt_message(reason: str, played_ms: int | None = None) -> str:
         if not 0 < len(reason) <= MAX_REASON_CHARS:
             raise ValueError(f"reason must be 1-{MAX_REASON_CHARS} characters")
-        return _compact({"type": "interrupt", "reason": reason})
+        message: dict[str, Any] = {"type": "interrupt", "reason": reason}
+        if played_ms is not None:
+            message["played_ms"] = _played_ms(played_ms)
+        return _compact(message)
+
+    @staticmethod
+    def text_message(
+        context_id: str,
+        text: str,
+        *,
+        flush: bool = False,
+        priority: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        buffer: Mapping[str, Any] | None = None,
+    ) -> str:
+        """A ``text`` for a context; ``priority``, ``config`` and ``buffer`` count on
+        the one that opens it."""
+        check_request_id(context_id)
+        if priority is not None and priority not in PRIORITIES:
+            raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
+        message: dict[str, Any] = {"type": "text", "context_id": context_id, "text": text}
+        if flush:
+            message["flush"] = True
+        if priority is not None:
+            message["priority"] = priority
+        if config:
+            message["config"] = dict(config)
+        if buffer:
+            message["buffer"] = dict(buffer)
+        return _compact(message)
+
+    @staticmethod
+    def flush_message(context_id: str, flush_id: str | None = None) -> str:
+        message: dict[str, Any] = {"type": "flush", "context_id": context_id}
+        if flush_id is not None:
+            check_request_id(flush_id)
+            message["flush_id"] = flush_id
+        return _compact(message)
+
+    @staticmethod
+    def close_message(context_id: str) -> str:
+        return _compact({"type": "close", "context_id": context_id})
+
+    @staticmethod
+    def cancel_message(context_id: str, played_ms: int | None = None) -> str:
+        message: dict[str, Any] = {"type": "cancel", "context_id": context_id}
+        if played_ms is not None:
+            message["played_ms"] = _played_ms(played_ms)
+        return _compact(message)
+
+    @staticmethod
+    def keepalive_message(context_id: str | None = None) -> str:
+        message: dict[str, Any] = {"type": "keepalive"}
+        if context_id is not None:
+            message["context_id"] = context_id
+        return _compact(message)
 
     def receive(self, data: str | bytes) -> list[Delivery]:
         """Route one WebSocket message; returns where each resulting item goes."""
@@ -252,11 +340,26 @@ class ClientProtocol:
         if isinstance(event, ErrorEvent):
             if event.request_id is None:
                 return [Delivery(None, event)]
+            if (
+                event.request_id in self._open_contexts
+                and event.code not in CONTEXT_ENDING_CODES
+            ):
+                return [Delivery(event.request_id, event)]
             self._stopped(event.request_id)
             return [Delivery(event.request_id, event, terminal=True)]
+        if isinstance(event, Queued) and event.request_id in self._contexts:
+            self._open_contexts.add(event.request_id)
         request_id = getattr(event, "request_id", None)
         return [Delivery(request_id if isinstance(request_id, str) else None, event)]
 
     def _stopped(self, request_id: str) -> None:
         if self.playing == request_id:
             self.playing = None
+        self._contexts.discard(request_id)
+        self._open_contexts.discard(request_id)
+
+
+def _played_ms(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"played_ms must be a non-negative integer, got {value!r}")
+    return value
