@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
+import soundfile as sf
 import trio
 
 from streamer.client import (
@@ -31,6 +34,7 @@ from tests.fake_engine import FakeEngine
 from tests.server_harness import make_config, running_server, services_with
 
 WAIT = 30
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _event(**fields: object) -> str:
@@ -262,3 +266,52 @@ async def test_asyncio_stream(server: RunningServer, engine: FakeEngine) -> None
     reply = out["reply"]
     assert isinstance(reply, Interrupted) and reply.reason == "cancel"
     assert reply.basis == "sent" and reply.heard_text is not None
+
+
+# --- the command line ------------------------------------------------------------------------
+
+
+async def test_say_stream_speaks_stdin_as_it_arrives(
+    server: RunningServer, engine: FakeEngine, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.polling import wait_until
+
+    out = tmp_path / "streamed.wav"
+    argv = [sys.executable, "-m", "streamer", "say", "--stream", "-", "-o", str(out),
+            "--url", _url(server)]  # fmt: skip
+    with trio.fail_after(WAIT):
+        async with trio.open_nursery() as nursery:
+            process = await nursery.start(
+                partial(
+                    trio.run_process, argv, cwd=REPO, stdin=subprocess.PIPE,
+                    capture_stderr=True, check=False,
+                )
+            )  # fmt: skip
+            assert process.stdin is not None
+            for token in ["Hello", " there", ",", " my", " friend", ".", " More"]:
+                await process.stdin.send_all(token.encode())
+            # Spoken before stdin ends: the first sentence went out with " More".
+            await wait_until(lambda: "my friend." in engine.texts)
+            await process.stdin.send_all(b" to come.\n")
+            await process.stdin.aclose()
+            await process.wait()
+    assert process.returncode == 0, process.stderr
+    assert engine.texts == ["Hello there,", "my friend.", "More to come."]
+    with sf.SoundFile(out) as f:
+        assert f.frames > 0 and f.samplerate == 16000
+
+
+async def test_say_stream_with_nothing_to_say(server: RunningServer, tmp_path: Path) -> None:
+    import sys
+
+    argv = [sys.executable, "-m", "streamer", "say", "--stream", "-", "-o",
+            str(tmp_path / "x.wav"), "--url", _url(server)]  # fmt: skip
+    with trio.fail_after(WAIT):
+        done = await trio.run_process(
+            argv, cwd=REPO, stdin=b"  \n", capture_stderr=True, check=False
+        )
+    assert done.returncode == 2 and b"no text to say" in done.stderr
+    assert not (tmp_path / "x.wav").exists()

@@ -3,6 +3,7 @@
     tts-streamer say "Hola, ¿qué tal?" --language es -o hola.mp3
     tts-streamer say "Hello" --language en --play
     echo "long text" | tts-streamer say - --format opus -o out.ogg
+    llm --stream | tts-streamer say --stream - --language en --play
     tts-streamer voices --language es
     tts-streamer status --http http://127.0.0.1:8080
 
@@ -19,11 +20,16 @@ synthesizes) and writes the frames as they come into ``FILE.part``, renamed to F
 once the request ended well, so a failed run never leaves a truncated file behind.
 Before the rename, a WAV or FLAC file gets its exact length written into the header
 (the stream's header said "unknown"); on stdout the stream is written as it came.
+
+``say --stream`` sends the text as a streamed-text context, piece by piece as stdin
+delivers it (an LLM's tokens piped in): speech starts with the first clause, long
+before stdin ends, and the server cuts the text (``buffer``) as it would for an agent.
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 import os
 import sys
@@ -31,17 +37,20 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any, Final
 
 import trio
 
+from ._base import ContextStream
 from ._client import TTSStreamingClient
 from ._events import (
     AudioEnd,
     AudioOptions,
     AudioStart,
     Interrupted,
+    StreamItem,
     TTSClientError,
     TTSConnectionError,
     TTSServerError,
@@ -95,6 +104,9 @@ _CONTAINER_HINTS: Final = {
     ".mka": ".opus or .ogg (Opus in Ogg)",
     ".vorbis": ".oga (Vorbis in Ogg)",
 }
+#: Largest read of stdin in ``say --stream``: a read returns whatever the pipe holds
+#: (one token, as it is written), never waiting for this many bytes.
+STDIN_READ_BYTES: Final = 4096
 #: Bytes per second of audio for raw formats, per Hz of sample rate.
 _RAW_BYTES_PER_SAMPLE: Final = {"pcm": 2, "wav": 2, "pcm_f32": 4, "mulaw": 1, "alaw": 1}
 
@@ -130,6 +142,11 @@ def add_commands(commands: argparse._SubParsersAction[Any], **parser_kwargs: Any
     target = say.add_mutually_exclusive_group(required=True)
     target.add_argument("-o", "--output", help="write the audio to this file ('-': stdout)")
     target.add_argument("--play", action="store_true", help="play through the sound card")
+    say.add_argument(
+        "--stream",
+        action="store_true",
+        help="send stdin as it arrives (an LLM's tokens): speech starts with the first clause",
+    )
     say.add_argument("--url", default=ws_default, help=f"WebSocket URL (${WS_URL_ENV})")
     say.add_argument("--progress", action="store_true", help="progress line even if not a tty")
     say.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
@@ -302,7 +319,8 @@ def _read_text(arg: str) -> str:
 def _say(
     args: argparse.Namespace, out: IO[str], err: IO[str], sink: PlaybackSink | None
 ) -> int:
-    text = _read_text(args.text)
+    # Streamed: stdin is read as it arrives, later; a text argument is sent whole.
+    text = "" if args.stream and args.text == "-" else _read_text(args.text)
     if args.play:
         fmt = args.format or "pcm"
         if fmt not in ("pcm", "pcm_f32"):
@@ -316,6 +334,9 @@ def _say(
             summary = trio.run(_play, args, text, config, sink)
         else:
             summary = _download(args, text, config, progress)
+    except _UsageError:
+        progress.done()
+        raise
     except TTSServerError as exc:
         progress.done()
         hint = ""
@@ -372,6 +393,57 @@ def _download(
     )
 
 
+async def _send_stdin(context: ContextStream, text: str, said: list[bool]) -> None:
+    """Send ``text`` (a text argument), or stdin piece by piece as it arrives, then end
+    the context's input; ``said[0]`` tells whether there was anything to say. A lost
+    connection ends it quietly: the reader reports it."""
+    try:
+        if text:
+            await context.send_text(text)
+        else:
+            decoder = codecs.getincrementaldecoder("utf-8")("replace")
+            fd = sys.stdin.fileno()
+            while True:
+                # Abandoned on cancel: a read of a silent pipe must not hold the exit.
+                data = await trio.to_thread.run_sync(
+                    os.read, fd, STDIN_READ_BYTES, abandon_on_cancel=True
+                )
+                piece = decoder.decode(data, final=not data)
+                if piece:
+                    said[0] = said[0] or bool(piece.strip())
+                    await context.send_text(piece)
+                if not data:
+                    break
+        if not said[0]:
+            await context.cancel(wait=False)
+        else:
+            await context.close()
+    except TTSClientError:
+        return
+
+
+async def _speak_stream(
+    context: ContextStream, text: str, on_item: Callable[[StreamItem], Awaitable[None]]
+) -> None:
+    """Feed ``context`` from ``text`` or stdin while ``on_item`` takes what it returns.
+    Raises what the stream raises (``TTSServerError``…), or ``_UsageError`` when there
+    was no text at all."""
+    said = [bool(text.strip())]
+    error: TTSClientError | None = None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_send_stdin, context, text, said)
+        try:
+            async for item in context:
+                await on_item(item)
+        except TTSClientError as exc:  # raised here, not from inside the nursery's group
+            error = exc
+            nursery.cancel_scope.cancel()
+    if error is not None:
+        raise error
+    if not said[0]:
+        raise _UsageError("no text to say")
+
+
 async def _fetch(
     args: argparse.Namespace,
     text: str,
@@ -380,6 +452,18 @@ async def _fetch(
     progress: _Progress,
 ) -> tuple[AudioStart | None, AudioEnd | None, Interrupted | None]:
     async with TTSStreamingClient(args.url) as client:
+        if args.stream:
+            context = client.stream(priority=args.priority, **config)
+
+            async def take(item: StreamItem) -> None:
+                if isinstance(item, bytes):
+                    output.write(item)
+                    progress.add(len(item))
+                elif isinstance(item, AudioStart):
+                    progress.start(item)
+
+            await _speak_stream(context, text, take)
+            return context.start, context.end, context.interrupted
         stream = client.synthesize(text, priority=args.priority, **config)
         async for item in stream:
             if isinstance(item, bytes):
@@ -394,6 +478,8 @@ async def _play(
     args: argparse.Namespace, text: str, config: AudioOptions, sink: PlaybackSink | None
 ) -> str:
     async with TTSStreamingClient(args.url) as client:
+        if args.stream:
+            return await _play_stream(client, args, text, config, sink)
         result = await client.synthesize_and_play(
             text, sink=sink, priority=args.priority, **config
         )
@@ -402,6 +488,40 @@ async def _play(
         return f"tts-streamer: playback interrupted ({reason})"
     voice = result.start.voice if result.start else "?"
     return f"played {result.end.duration_ms / 1000:.2f} s of audio (voice {voice})"
+
+
+async def _play_stream(
+    client: TTSStreamingClient,
+    args: argparse.Namespace,
+    text: str,
+    config: AudioOptions,
+    sink: PlaybackSink | None,
+) -> str:
+    """``say --stream --play``: a context played through ``sink`` as it arrives."""
+    from .playback import PCM_FORMATS, PcmFormat, default_sink
+
+    sink = sink or client.sink or default_sink()
+    context = client.stream(priority=args.priority, **config)
+    player = sink
+
+    async def take(item: StreamItem) -> None:
+        if isinstance(item, bytes):
+            if context.start is not None:
+                await trio.to_thread.run_sync(player.write, item)
+        elif isinstance(item, AudioStart):
+            pcm = PcmFormat(item.sample_rate, item.channels, PCM_FORMATS[item.format])
+            await trio.to_thread.run_sync(player.start, pcm)
+        elif isinstance(item, AudioEnd):
+            await trio.to_thread.run_sync(player.drain)
+        elif isinstance(item, Interrupted):
+            player.abort()
+
+    await _speak_stream(context, text, take)
+    if context.end is None:
+        reason = context.interrupted.reason if context.interrupted else "unknown"
+        return f"tts-streamer: playback interrupted ({reason})"
+    voice = context.start.voice if context.start else "?"
+    return f"played {context.end.duration_ms / 1000:.2f} s of audio (voice {voice})"
 
 
 # --- voices, status -------------------------------------------------------------------
