@@ -31,3 +31,17 @@ def transcribe(audio: np.ndarray, sample_rate: int) -> str:
     segments, _ = _model().transcribe(mono, language="en", beam_size=1)
     text = " ".join(s.text for s in segments)
     return " ".join(re.findall(r"[a-z']+", text.lower()))
+
+
+def transcribe_words(audio: np.ndarray, sample_rate: int) -> list[tuple[str, float, float]]:
+    """(lower-case word, start s, end s) of each word Whisper heard, in order (its word
+    timestamps, from the cross-attention alignment)."""
+    mono = soxr.resample(audio.astype(np.float32), sample_rate, WHISPER_RATE)
+    segments, _ = _model().transcribe(mono, language="en", beam_size=1, word_timestamps=True)
+    out: list[tuple[str, float, float]] = []
+    for segment in segments:
+        for word in segment.words or ():
+            text = "".join(re.findall(r"[a-z']+", word.word.lower()))
+            if text:
+                out.append((text, float(word.start), float(word.end)))
+    return out
