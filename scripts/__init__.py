@@ -8,6 +8,9 @@ Through a server (spawned on free ports with ``--spawn``, or one at ``--url``):
 
 - ``latency``: first response, time to first audio, interrupt reply, pre-emption and
   underruns as a client sees them, with N sessions speaking at once.
+- ``agent_latency``: a voice agent's answers streamed into contexts at an LLM's pace:
+  first audio after the token that completes the first clause, underruns between
+  segments, the cost of word timestamps; one session or many speaking.
 - ``load``: S connected sessions, K speaking continuously for T seconds (underruns,
   TTFA, CPU, memory); ``--find-capacity`` steps K up until the first underrun.
 - ``soak_memory``: the server's memory under ``load``'s load for many minutes, and

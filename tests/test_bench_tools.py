@@ -18,6 +18,7 @@ from streamer.client import Interrupted
 #: Every tool the package docstring lists; a new tool must be added there and here.
 TOOLS = (
     "latency",
+    "agent_latency",
     "load",
     "soak_memory",
     "baseline",
