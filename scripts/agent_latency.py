@@ -24,8 +24,10 @@ heard this one out (a new turn). Sessions start spread over one second. Figures:
   ``synthesize`` of the same first segment (send → first frame), on the same
   connection under the same load: the server's floor for that text, so the difference
   is what streaming the text costs.
-- with ``--compare-timestamps``, the first-audio figure twice, answers alternating
-  ``timestamps: word`` and ``none``: the cost of word timings.
+- **busy refusals**: answers admission control refused (``busy``), each retried with a
+  new context after ``retry_after_ms``, as a client should.
+- with ``--compare-timestamps``, the first-audio figure twice, every paragraph spoken
+  once with ``timestamps: word`` and once with ``none``: the cost of word timings.
 
 Client-side wall time on ``time.perf_counter``, the probes sharing the machine (and with
 ``--spawn`` its two cores) with the server; ``uptime``'s load is printed with the figures.
@@ -44,7 +46,13 @@ from typing import Any, Final
 
 import trio
 
-from streamer.client import AudioEnd, AudioStart, Interrupted, TTSStreamingClient
+from streamer.client import (
+    AudioEnd,
+    AudioStart,
+    Interrupted,
+    TTSServerError,
+    TTSStreamingClient,
+)
 from streamer.protocol import BufferPolicy, TextBuffer
 
 from ._common import (
@@ -160,10 +168,19 @@ class Listener:
         self.dry_at += seconds
 
 
+class Busy(Exception):
+    """The server refused the answer (``busy``); retry after ``retry_after_s``."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"busy, retry after {retry_after_s:.3f} s")
+        self.retry_after_s = retry_after_s
+
+
 async def speak(
     client: TTSStreamingClient, text: str, rate: float, timestamps: str, policy: BufferPolicy
 ) -> tuple[Answer, float]:
-    """One answer: its figures, and when its listener will have heard it all."""
+    """One answer: its figures, and when its listener will have heard it all. Raises
+    ``Busy`` when admission refuses it."""
     plan = Plan.of(text, rate, policy)
     answer = Answer(timestamps)
     context = client.stream(format="pcm", realtime=True, timestamps=timestamps)
@@ -179,19 +196,28 @@ async def speak(
         await context.close()
 
     listener: Listener | None = None
+    refused: TTSServerError | None = None
     with trio.fail_after(ANSWER_TIMEOUT_S):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(feed)
-            async for item in context:
-                now = time.perf_counter()
-                if isinstance(item, AudioStart):
-                    listener = Listener(2 * item.sample_rate * item.channels)
-                elif isinstance(item, bytes) and listener is not None:
-                    if answer.first_audio_ms is None and sent_trigger:
-                        answer.first_audio_ms = (now - sent_trigger[0]) * 1000
-                    listener.frame(now, len(item))
-                elif isinstance(item, AudioEnd | Interrupted):
-                    answer.ended = type(item).__name__
+            try:
+                async for item in context:
+                    now = time.perf_counter()
+                    if isinstance(item, AudioStart):
+                        listener = Listener(2 * item.sample_rate * item.channels)
+                    elif isinstance(item, bytes) and listener is not None:
+                        if answer.first_audio_ms is None and sent_trigger:
+                            answer.first_audio_ms = (now - sent_trigger[0]) * 1000
+                        listener.frame(now, len(item))
+                    elif isinstance(item, AudioEnd | Interrupted):
+                        answer.ended = type(item).__name__
+            except TTSServerError as error:  # the opening text was refused
+                refused = error
+                nursery.cancel_scope.cancel()
+    if refused is not None:
+        if refused.code != "busy":
+            raise refused
+        raise Busy(float(refused.details.get("retry_after_ms") or 100) / 1000)
     if listener is not None:
         answer.underruns, answer.gap_ms = listener.underruns, listener.gap_s * 1000
         answer.audio_s = listener.audio_s
@@ -204,15 +230,20 @@ async def baseline(client: TTSStreamingClient, text: str) -> tuple[float | None,
     sent = time.perf_counter()
     first: float | None = None
     listener: Listener | None = None
-    with trio.fail_after(ANSWER_TIMEOUT_S):
-        async for item in client.synthesize(text, format="pcm", realtime=True):
-            now = time.perf_counter()
-            if isinstance(item, AudioStart):
-                listener = Listener(2 * item.sample_rate * item.channels)
-            elif isinstance(item, bytes) and listener is not None:
-                if first is None:
-                    first = (now - sent) * 1000
-                listener.frame(now, len(item))
+    try:
+        with trio.fail_after(ANSWER_TIMEOUT_S):
+            async for item in client.synthesize(text, format="pcm", realtime=True):
+                now = time.perf_counter()
+                if isinstance(item, AudioStart):
+                    listener = Listener(2 * item.sample_rate * item.channels)
+                elif isinstance(item, bytes) and listener is not None:
+                    if first is None:
+                        first = (now - sent) * 1000
+                    listener.frame(now, len(item))
+    except TTSServerError as error:
+        if error.code != "busy":
+            raise
+        return None, time.perf_counter()  # no baseline this time: admission said no
     dry_at = listener.dry_at if listener and listener.dry_at else time.perf_counter()
     return first, dry_at
 
@@ -226,14 +257,27 @@ async def session(
     compare: bool,
     policy: BufferPolicy,
     out: list[Answer],
+    refusals: list[float],
 ) -> None:
     await trio.sleep(STAGGER_S * index / sessions)
     async with TTSStreamingClient(url) as client:
         await client.connect(language="en")
         for repeat in range(repeats):
-            text = PARAGRAPHS[(index + repeat) % len(PARAGRAPHS)]
-            mode = ("word" if repeat % 2 == 0 else "none") if compare else "word"
-            answer, dry_at = await speak(client, text, rate, mode, policy)
+            if compare:
+                # Each paragraph twice in a row, once with timestamps and once without
+                # (the order alternating), so both modes speak the same texts.
+                text = PARAGRAPHS[(index + repeat // 2) % len(PARAGRAPHS)]
+                mode = "word" if (repeat + repeat // 2) % 2 == 0 else "none"
+            else:
+                text = PARAGRAPHS[(index + repeat) % len(PARAGRAPHS)]
+                mode = "word"
+            while True:
+                try:
+                    answer, dry_at = await speak(client, text, rate, mode, policy)
+                    break
+                except Busy as busy:
+                    refusals.append(busy.retry_after_s)
+                    await trio.sleep(busy.retry_after_s)
             await trio.sleep(max(0.0, dry_at - time.perf_counter()) + TURN_GAP_S)
             answer.baseline_ms, dry_at = await baseline(
                 client, Plan.of(text, rate, policy).first_segment
@@ -242,19 +286,22 @@ async def session(
             await trio.sleep(max(0.0, dry_at - time.perf_counter()) + TURN_GAP_S)
 
 
-async def run(url: str, args: argparse.Namespace) -> list[Answer]:
+async def run(url: str, args: argparse.Namespace) -> tuple[list[Answer], list[float]]:
     policy = BufferPolicy()
     answers: list[Answer] = []
+    refusals: list[float] = []
     async with trio.open_nursery() as nursery:
         for index in range(args.sessions):
             nursery.start_soon(
                 session, url, index, args.sessions, args.repeats, args.tokens_per_s,
-                args.compare_timestamps, policy, answers,
+                args.compare_timestamps, policy, answers, refusals,
             )  # fmt: skip
-    return answers
+    return answers, refusals
 
 
-def report(answers: Sequence[Answer], args: argparse.Namespace) -> dict[str, Any]:
+def report(
+    answers: Sequence[Answer], refusals: Sequence[float], args: argparse.Namespace
+) -> dict[str, Any]:
     policy = BufferPolicy()
     plans = [Plan.of(text, args.tokens_per_s, policy) for text in PARAGRAPHS]
     rows = [stats_row("first audio after trigger token", [
@@ -282,6 +329,7 @@ def report(answers: Sequence[Answer], args: argparse.Namespace) -> dict[str, Any
     print(f"max-delay cuts on these token times: {sum(p.delay_cuts for p in plans)} "
           f"(max_delay_ms {policy.max_delay_ms})")
     print("answers not ended by audio_end:", sum(1 for a in answers if a.ended != "AudioEnd"))
+    print(f"busy refusals (retried): {len(refusals)}")
     return {
         "machine": machine_info(),
         "load_average": load,
@@ -292,6 +340,7 @@ def report(answers: Sequence[Answer], args: argparse.Namespace) -> dict[str, Any
         ),
         "baseline_ms": summarize([a.baseline_ms for a in answers if a.baseline_ms is not None]),
         "underruns": underruns,
+        "busy_refusals": len(refusals),
         "audio_s": audio_s,
         "gap_ms": summarize(gaps),
         "answers": [a.__dict__ for a in answers],
@@ -317,10 +366,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.spawn:
         with spawned_server() as server:
-            answers = trio.run(run, server.ws_url, args)
+            answers, refusals = trio.run(run, server.ws_url, args)
     else:
-        answers = trio.run(run, args.url, args)
-    write_json(args.json, report(answers, args))
+        answers, refusals = trio.run(run, args.url, args)
+    write_json(args.json, report(answers, refusals, args))
     return 0
 
 

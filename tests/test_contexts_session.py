@@ -328,9 +328,14 @@ async def test_bad_opening_config_opens_nothing(harness: Harness) -> None:
     assert error.code is ErrorCode.UNKNOWN_LANGUAGE
     error = refused(lambda: harness.text("c2", "Hi", buffer=BufferConfig(max_chars=1)))
     assert error.code is ErrorCode.INVALID_CONFIG
-    assert refused(lambda: harness.flush("c1")).code is ErrorCode.UNKNOWN_CONTEXT
-    harness.text("c1", "Now it opens.", flush=True)
-    await harness.wait_for("audio_start", "c1")
+    # A refused id is spent: the next token (sent before the client saw the refusal)
+    # must not open it with other settings.
+    late = refused(lambda: harness.text("c1", " there"))
+    assert late.code is ErrorCode.CONTEXT_CLOSED and "refused (unknown_language)" in late.message
+    assert refused(lambda: harness.flush("c2")).code is ErrorCode.CONTEXT_CLOSED
+    assert refused(lambda: harness.flush("c3")).code is ErrorCode.UNKNOWN_CONTEXT
+    harness.text("c3", "Now it opens.", flush=True)
+    await harness.wait_for("audio_start", "c3")
 
 
 async def test_too_many_contexts(limited: Harness) -> None:
@@ -340,7 +345,7 @@ async def test_too_many_contexts(limited: Harness) -> None:
     assert error.code is ErrorCode.TOO_MANY_CONTEXTS and error.details == {"limit": 2}
     assert "tts.max_open_contexts" in error.message
     limited.cancel("b")
-    limited.text("c", "Three")
+    limited.text("d", "Three")  # "c" was refused: spent, a new id opens
 
 
 async def test_an_idle_context_is_closed_and_ends(limited: Harness) -> None:

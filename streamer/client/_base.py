@@ -270,8 +270,10 @@ class ContextStream:
     async def send_text(self, text: str, *, flush: bool = False) -> None:
         """Append ``text`` exactly as given (a token, a word, a sentence); the first
         call opens the context. ``flush``: speak what is buffered now."""
-        if self.input_closed:
-            raise TTSClientError("context_closed", f"context {self.context_id} was closed")
+        if self.input_closed or self._inbox.terminated:
+            raise TTSClientError(
+                "context_closed", f"context {self.context_id} was closed or has ended"
+            )
         protocol = self._client._protocol
         if self._opened:
             message = protocol.text_message(self.context_id, text, flush=flush)

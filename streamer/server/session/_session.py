@@ -89,8 +89,9 @@ class Session:
         self.closed = False
         #: Streamed-text contexts not yet over, by id (also in the queue or playing).
         self._contexts: dict[str, SynthesisRequest] = {}
-        #: Contexts over lately (their ids answer ``context_closed``, not "unknown").
-        self._ended_contexts: dict[str, None] = {}
+        #: Contexts over lately, or refused when they opened, with why: their ids
+        #: answer ``context_closed``, not "unknown", and do not open again.
+        self._ended_contexts: dict[str, str] = {}
         self._timers_changed = trio.lowlevel.ParkingLot()
 
     # --- views -----------------------------------------------------------------
@@ -226,13 +227,21 @@ class Session:
         request = self._contexts.get(message.context_id)
         queued = None
         if request is None:
-            if message.context_id in self._ended_contexts:
+            ended = self._ended_contexts.get(message.context_id)
+            if ended is not None:
                 raise ClientError(
                     ErrorCode.CONTEXT_CLOSED,
-                    f"context {message.context_id} has ended; open a new one",
+                    f"context {message.context_id} {ended}; open a new one",
                     request_id=message.context_id,
                 )
-            request = self._open_context(message, received_at)
+            try:
+                request = self._open_context(message, received_at)
+            except ClientError as error:
+                if error.code is not ErrorCode.DUPLICATE_REQUEST_ID:
+                    # Spent: the text that follows an opening the client has not seen
+                    # refused yet must not open the context anew with other settings.
+                    self._remember_ended(message.context_id, f"was refused ({error.code})")
+                raise
             queued = self._enqueue(request, received_at)
         context, feed = self._context_parts(request)
         segments = context.append(message.text, received_at, flush=message.flush)
@@ -274,11 +283,10 @@ class Session:
         request = self._contexts.get(context_id)
         if request is not None:
             return request
-        if context_id in self._ended_contexts:
+        ended = self._ended_contexts.get(context_id)
+        if ended is not None:
             raise ClientError(
-                ErrorCode.CONTEXT_CLOSED,
-                f"context {context_id} has ended",
-                request_id=context_id,
+                ErrorCode.CONTEXT_CLOSED, f"context {context_id} {ended}", request_id=context_id
             )
         raise ClientError(
             ErrorCode.UNKNOWN_CONTEXT,
@@ -344,10 +352,13 @@ class Session:
         request.context.end()
         request.feed.close()
         if self._contexts.pop(request.id, None) is not None:
-            self._ended_contexts[request.id] = None
-            if len(self._ended_contexts) > RECENT_REQUEST_IDS:
-                del self._ended_contexts[next(iter(self._ended_contexts))]
+            self._remember_ended(request.id, "has ended")
         self._timers_changed.unpark_all()
+
+    def _remember_ended(self, context_id: str, why: str) -> None:
+        self._ended_contexts[context_id] = why
+        if len(self._ended_contexts) > RECENT_REQUEST_IDS:
+            del self._ended_contexts[next(iter(self._ended_contexts))]
 
     def _listener_report(
         self, request: SynthesisRequest, client_played_ms: int | None
