@@ -29,6 +29,10 @@ heard this one out (a new turn). Sessions start spread over one second. Figures:
 - with ``--compare-timestamps``, the first-audio figure twice, every paragraph spoken
   once with ``timestamps: word`` and once with ``none``: the cost of word timings.
 
+The server's own count of underruns (and its time to first audio) is printed beside
+the client's: with many sessions in this one process, frames the client reads late
+look like gaps to its listener model although the server sent them in time.
+
 Client-side wall time on ``time.perf_counter``, the probes sharing the machine (and with
 ``--spawn`` its two cores) with the server; ``uptime``'s load is printed with the figures.
 """
@@ -58,6 +62,7 @@ from streamer.protocol import BufferPolicy, TextBuffer
 from ._common import (
     LATENCY_HEADERS,
     PARAGRAPHS,
+    http_get_json,
     machine_info,
     markdown_table,
     spawned_server,
@@ -300,7 +305,10 @@ async def run(url: str, args: argparse.Namespace) -> tuple[list[Answer], list[fl
 
 
 def report(
-    answers: Sequence[Answer], refusals: Sequence[float], args: argparse.Namespace
+    answers: Sequence[Answer],
+    refusals: Sequence[float],
+    args: argparse.Namespace,
+    server: dict[str, Any] | None,
 ) -> dict[str, Any]:
     policy = BufferPolicy()
     plans = [Plan.of(text, args.tokens_per_s, policy) for text in PARAGRAPHS]
@@ -330,6 +338,11 @@ def report(
           f"(max_delay_ms {policy.max_delay_ms})")
     print("answers not ended by audio_end:", sum(1 for a in answers if a.ended != "AudioEnd"))
     print(f"busy refusals (retried): {len(refusals)}")
+    if server is not None:
+        ttfa = server.get("time_to_first_audio", {})
+        print(f"server side: underruns {server.get('underruns')}, time to first audio p50 / "
+              f"p95 / p99 {ttfa.get('p50_ms')} / {ttfa.get('p95_ms')} / {ttfa.get('p99_ms')} ms "
+              "(from each context's first segment, or each synthesize)")  # fmt: skip
     return {
         "machine": machine_info(),
         "load_average": load,
@@ -343,6 +356,7 @@ def report(
         "busy_refusals": len(refusals),
         "audio_s": audio_s,
         "gap_ms": summarize(gaps),
+        "server_metrics": server,
         "answers": [a.__dict__ for a in answers],
     }
 
@@ -362,14 +376,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--compare-timestamps", action="store_true",
         help="alternate timestamps word/none and report first audio for each",
     )  # fmt: skip
+    parser.add_argument("--http-url", help="with --url: its REST URL, for its own metrics")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
+    metrics: dict[str, Any] | None = None
     if args.spawn:
         with spawned_server() as server:
             answers, refusals = trio.run(run, server.ws_url, args)
+            metrics = http_get_json(f"{server.http_url}/api/v1/metrics")
     else:
         answers, refusals = trio.run(run, args.url, args)
-    write_json(args.json, report(answers, refusals, args))
+        if args.http_url:
+            metrics = http_get_json(f"{args.http_url}/api/v1/metrics")
+    write_json(args.json, report(answers, refusals, args, metrics))
     return 0
 
 

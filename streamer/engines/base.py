@@ -100,11 +100,17 @@ class SynthesisOptions:
     engine may make its first chunk as small as it can for the lowest first audio (the
     next chunk's inference will not wait behind other work). It never changes the
     audio, only how it is chunked; engines without a cheaper small chunk ignore it.
+
+    ``continuation`` is the opposite hint: this text continues a stream whose listener
+    still holds audio (the next segment of a streamed-text context), so no chunk need
+    be small: the engine may chunk as it does inside one long text, where that is
+    cheaper (Piper's larger decoder windows). It never changes the audio either.
     """
 
     speed: float = 1.0
     speaker: str | None = None
     quick_start: bool = False
+    continuation: bool = False
 
 
 @dataclass(frozen=True, slots=True)

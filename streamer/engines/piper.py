@@ -518,6 +518,9 @@ class PiperEngine(Engine):
                 raise UnknownSpeakerError(voice.id, options.speaker, files.voice.speakers)
             speaker_id = files.speaker_ids[options.speaker]
         first_frames = QUICK_FIRST_WINDOW_FRAMES if options.quick_start else FIRST_WINDOW_FRAMES
+        if options.continuation:
+            # Audio already plays: decode as the later sentences of one text are.
+            first_frames = MAX_WINDOW_FRAMES
         return files, speed, speaker_id, first_frames
 
     def _generate(

@@ -414,7 +414,12 @@ async def _speak(
     pipeline = job.pipeline
     assert pipeline is not None
     options = job.options
-    if first and job.carried is None and inference.idle:
+    holding = job.clock.playing_until(trio.current_time()) is not None
+    if not first and holding:
+        # A context's next segment while its listener still plays the last: chunk as
+        # inside one long text (Piper's small first windows cost ~25 % more decoding).
+        options = replace(options, continuation=True)
+    elif (not first or job.carried is None) and inference.idle:
         # Nothing else computes, so the second chunk will not queue behind other work:
         # the engine may make the first one as small as it can (lowest first audio).
         # Under load the default first chunk is larger, to cover the next one's wait.
