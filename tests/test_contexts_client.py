@@ -315,3 +315,28 @@ async def test_say_stream_with_nothing_to_say(server: RunningServer, tmp_path: P
         )
     assert done.returncode == 2 and b"no text to say" in done.stderr
     assert not (tmp_path / "x.wav").exists()
+
+
+async def test_cancelling_an_ended_context_returns_none(server: RunningServer) -> None:
+    from tests.polling import wait_until
+
+    with trio.fail_after(WAIT):
+        async with TTSStreamingClient(_url(server)) as client:
+            ctx = client.stream(context_id="c1")
+            await ctx.send_text("Short.")
+            await ctx.close()
+            await wait_until(lambda: "c1" not in client._inboxes)  # its end has arrived
+            assert await ctx.cancel() is None
+            result = await ctx.collect()
+    assert result.completed
+
+
+def test_a_cancel_is_answered_by_its_interrupted_or_by_a_too_late_error() -> None:
+    from streamer.client._protocol import Reply
+
+    reply = Reply("cancel", "c1")
+    assert reply.matches(Interrupted("c1", "cancel"))
+    assert not reply.matches(Interrupted("c1", "preempted"))
+    assert not reply.matches(Interrupted("c2", "cancel"))
+    assert reply.matches(ErrorEvent("context_closed", "ended", "c1"))
+    assert not reply.matches(ErrorEvent("invalid_message", "m", "c1"))

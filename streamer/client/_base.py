@@ -319,11 +319,12 @@ class ContextStream:
         stops it and answers with :class:`Interrupted`, whose ``heard_text`` is what the
         listener heard (by ``played_ms``, the milliseconds of this context's audio the
         caller played, when given; else by the server's clock). With ``wait``, returns
-        that reply; the stream also ends with it."""
+        that reply; the stream also ends with it. None when it had already ended (its
+        end may still be read from the stream)."""
         self.input_closed = True
         self._inbox.discard_audio()
-        if not self._opened:
-            return None  # nothing was sent: there is nothing to cancel
+        if not self._opened or self._inbox.terminated:
+            return None  # nothing was sent, or it is over: there is nothing to cancel
         client = self._client
         reply = Reply("cancel", self.context_id) if wait else None
         if reply is not None:
@@ -332,7 +333,8 @@ class ContextStream:
         if reply is None:
             return None
         event = await client._await_reply(reply)
-        assert isinstance(event, Interrupted)
+        if not isinstance(event, Interrupted):
+            return None  # it had ended before the cancel reached the server
         self.interrupted = event
         return event
 
@@ -483,6 +485,8 @@ class BaseStreamingClient(abc.ABC):
                 continue
             inbox = self._inboxes.get(delivery.request_id)
             if inbox is None:
+                if isinstance(delivery.item, ErrorEvent):
+                    self._resolve_reply(delivery.item)  # a cancel that came too late
                 continue  # a request of another client of this session, or forgotten
             if isinstance(delivery.item, bytes):
                 while not inbox.has_room:

@@ -57,6 +57,8 @@ MAX_BUFFERED_AUDIO_BYTES: Final = 1 << 20
 CONTEXT_ENDING_CODES: Final = frozenset({"synthesis_failed"})
 #: The reason of the ``interrupted`` that answers a ``cancel``.
 CANCEL_REASON: Final = "cancel"
+#: The errors that answer a ``cancel`` of a context that had already ended.
+CANCEL_TOO_LATE: Final = frozenset({"context_closed", "unknown_context"})
 
 
 class Waitable:
@@ -162,6 +164,8 @@ class Reply(Waitable):
                 isinstance(event, ErrorEvent) and event.request_id is None
             )
         if self.kind == "cancel":
+            if isinstance(event, ErrorEvent):  # it ended before the cancel arrived
+                return event.request_id == self.reason and event.code in CANCEL_TOO_LATE
             return (
                 isinstance(event, Interrupted)
                 and event.reason == CANCEL_REASON
