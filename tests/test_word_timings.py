@@ -126,3 +126,25 @@ def test_piper_times_every_word_from_its_durations() -> None:
     # "$3.50" is "dollar three point five zero": far longer than "for".
     by_word = {w.word: w.end_s - w.start_s for w in words}
     assert by_word["$3.50"] > 3 * by_word["for"]
+
+
+def test_espeak_times_words_by_its_word_events() -> None:
+    from streamer.engines.espeak import EspeakEngine
+
+    engine = EspeakEngine()
+    engine.load()
+    voice = next(v for v in engine.voices() if v.id == "espeak-en")
+    text = "Héllo there, Dr. Smith paid $3.50 today. 😀 Good—bye! One more sentence here."
+    chunks = list(engine.stream_with_timings(voice, text, SynthesisOptions()))
+    words = [w for c in chunks for w in c.words]
+    assert [w.word for w in words] == words_of(text)
+    assert not any(w.estimated for w in words)
+    starts = [w.start_s for w in words]
+    assert starts == sorted(starts) and all(w.end_s >= w.start_s for w in words)
+    total = sum(c.pcm.size for c in chunks) / voice.sample_rate
+    assert words[-1].end_s <= total
+    by_word = {w.word: w.end_s - w.start_s for w in words}
+    assert by_word["$3.50"] > 2 * by_word["paid"]  # "three dollars fifty"
+    # The same audio as ``stream`` (espeak-ng is deterministic up to a few samples).
+    plain = sum(c.size for c in engine.stream(voice, text, SynthesisOptions()))
+    assert abs(plain - total * voice.sample_rate) < 0.01 * plain

@@ -18,6 +18,11 @@ generator is suspended: closing it, or abandoning it, at any point leaves nothin
 locked and nothing running, and an interrupt waits at most one segment's synthesis.
 The callback aborts a synthesis (returns 1) only when it fails to take the samples.
 
+Word timings (``stream_with_timings``): the callback also receives espeak-ng's events;
+each ``WORD`` event gives the word's character position in the segment and the sample
+it starts at, exactly. A word ends where the next one starts (its pause included), the
+segment's last one where its speech ends.
+
 This copy of espeak-ng is separate from the one statically linked into Piper's
 phonemizer (``piper.espeakbridge``), which keeps its own state.
 """
@@ -34,6 +39,7 @@ from typing import Final
 
 import numpy as np
 
+from streamer.engines.alignment import attach_to_chunks, word_spans
 from streamer.engines.base import (
     Engine,
     EngineError,
@@ -48,6 +54,7 @@ from streamer.engines.base import (
 )
 from streamer.engines.languages import espeak_to_bcp47
 from streamer.engines.text import split_for_streaming
+from streamer.engines.timings import TimedChunk, WordTiming, speech_bounds, words_of
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +86,12 @@ _PARAMETER_RATE: Final = 1
 _EE_OK: Final = 0
 _CALLBACK_CONTINUE: Final = 0
 _CALLBACK_ABORT: Final = 1
+# espeak_EVENT_TYPE (speak_lib.h): the end of an event list, and a word's start.
+_EVENT_LIST_TERMINATED: Final = 0
+_EVENT_WORD: Final = 1
+#: Bound on the events read from one callback's list (a buffer of 60 ms holds a few):
+#: a list the library failed to terminate must not be read past its end forever.
+_MAX_EVENTS_PER_CALLBACK: Final = 1024
 _INT16_SCALE: Final = 32768.0
 
 _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -101,6 +114,22 @@ class _VoiceStruct(ctypes.Structure):
     )
 
 
+class _Event(ctypes.Structure):
+    """``espeak_EVENT``: ``text_position`` is 1-based, in characters of the text;
+    ``sample`` counts from the start of the ``espeak_Synth`` call."""
+
+    _fields_ = (
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", ctypes.c_void_p),  # a union of an int, a pointer and char[8]
+    )
+
+
 # int SynthCallback(short *wav, int numsamples, espeak_EVENT *events)
 _SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
 
@@ -111,6 +140,17 @@ class _Collector:
 
     chunks: list[Pcm] = field(default_factory=list)
     error: BaseException | None = None
+    #: (0-based character position, sample) of each WORD event, in order.
+    words: list[tuple[int, int]] = field(default_factory=list)
+
+    def add_events(self, address: int) -> None:
+        events = ctypes.cast(address, ctypes.POINTER(_Event))
+        for index in range(_MAX_EVENTS_PER_CALLBACK):
+            event = events[index]
+            if event.type == _EVENT_LIST_TERMINATED:
+                return
+            if event.type == _EVENT_WORD:
+                self.words.append((event.text_position - 1, event.sample))
 
     def add(self, address: int, count: int) -> None:
         raw = np.frombuffer(ctypes.string_at(address, count * 2), dtype=np.int16)
@@ -146,9 +186,11 @@ def _on_audio(wav: int | None, numsamples: int, events: int | None) -> int:
     collector = _state.collector
     if collector is None:
         return _CALLBACK_ABORT  # nobody to deliver to: cannot happen under the lock
-    if not wav or numsamples <= 0:
-        return _CALLBACK_CONTINUE  # the end-of-synthesis call carries no audio
     try:
+        if events:
+            collector.add_events(events)
+        if not wav or numsamples <= 0:
+            return _CALLBACK_CONTINUE  # the end-of-synthesis call carries no audio
         collector.add(wav, numsamples)
     except BaseException as exc:  # an exception cannot cross the C frames: keep it
         collector.error = exc
@@ -300,7 +342,12 @@ def espeak_rate(speed: float) -> int:
 
 
 def _synthesize(name: str, rate: int, text: str) -> list[Pcm]:
-    """One blocking ``espeak_Synth`` of ``text``; its buffers, in order.
+    """One blocking ``espeak_Synth`` of ``text``; its buffers, in order."""
+    return _synthesize_collected(name, rate, text).chunks
+
+
+def _synthesize_collected(name: str, rate: int, text: str) -> _Collector:
+    """One blocking ``espeak_Synth`` of ``text``: its buffers and word events.
 
     Holds ``_LOCK`` for the whole call and releases it before returning, also on error.
     """
@@ -323,7 +370,7 @@ def _synthesize(name: str, rate: int, text: str) -> list[Pcm]:
         raise EngineError(f"espeak-ng callback failed: {collector.error!r}") from collector.error
     if result != _EE_OK:
         raise EngineError(f"espeak_Synth failed with code {result}")
-    return collector.chunks
+    return collector
 
 
 class EspeakEngine(Engine):
@@ -333,6 +380,8 @@ class EspeakEngine(Engine):
     """
 
     name = ENGINE_NAME
+    #: Words are timed by espeak-ng's own word events.
+    word_timing = "aligned"
 
     def status(self) -> EngineStatus:
         reason = _state.load_error
@@ -360,6 +409,18 @@ class EspeakEngine(Engine):
         """Validate now (``Engine.stream`` says what raises here), then return a
         generator whose ``next()`` synthesizes at most one segment. No lock is held
         while it is suspended, so closing it at any point stops it at once."""
+        name, rate = self._validate(voice, options)
+        return engine_errors(self._generate(name, rate, text), f"espeak {voice.id}")
+
+    def stream_with_timings(
+        self, voice: Voice, text: str, options: SynthesisOptions
+    ) -> Iterator[TimedChunk]:
+        """As ``stream``, each chunk with the words that start in it, timed by
+        espeak-ng's word events."""
+        name, rate = self._validate(voice, options)
+        return engine_errors(self._generate_timed(name, rate, text), f"espeak {voice.id}")
+
+    def _validate(self, voice: Voice, options: SynthesisOptions) -> tuple[str, int]:
         catalog = _catalog()
         entry = catalog.get(voice.id)
         if entry is None:
@@ -372,10 +433,46 @@ class EspeakEngine(Engine):
             variant = SPEAKER_VARIANTS[options.speaker]
             if variant is not None:
                 name = f"{name}+{variant}"
-        return engine_errors(self._generate(name, espeak_rate(speed), text), f"espeak {voice.id}")
+        return name, espeak_rate(speed)
 
     def _generate(self, name: str, rate: int, text: str) -> Iterator[Pcm]:
         for segment in split_for_streaming(text):
             # The whole segment is synthesized before its first buffer is yielded: the
             # lock must not be held across a yield, and a segment costs milliseconds.
             yield from _synthesize(name, rate, segment)
+
+    def _generate_timed(self, name: str, rate: int, text: str) -> Iterator[TimedChunk]:
+        offset = 0.0
+        for segment in split_for_streaming(text):
+            collected = _synthesize_collected(name, rate, segment)
+            chunks = [chunk for chunk in collected.chunks if chunk.size]
+            if not chunks:
+                continue
+            audio = np.concatenate(chunks)
+            words = _word_timings(segment, collected.words, audio, offset)
+            yield from attach_to_chunks(chunks, words, offset, SAMPLE_RATE)
+            offset += audio.size / SAMPLE_RATE
+
+
+def _word_timings(
+    segment: str, events: list[tuple[int, int]], audio: Pcm, offset: float
+) -> list[WordTiming]:
+    """The words of ``segment`` (``words_of``) at the samples espeak-ng's word events
+    say they start; a word ends where the next one starts, the last where the speech
+    ends. A word without an event of its own (espeak-ng read it into its neighbour)
+    starts where the one before ended."""
+    _, speech_end = speech_bounds(audio, SAMPLE_RATE)
+    starts: list[float | None] = []
+    for first, last in word_spans(segment):
+        found = next((sample for position, sample in events if first <= position < last), None)
+        starts.append(None if found is None else found / SAMPLE_RATE)
+    timings: list[WordTiming] = []
+    previous_end = 0.0
+    for index, word in enumerate(words_of(segment)):
+        start = starts[index]
+        start_s = previous_end if start is None else max(start, previous_end)
+        later = [s for s in starts[index + 1 :] if s is not None]
+        end_s = max(start_s, later[0] if later else speech_end)
+        timings.append(WordTiming(word, offset + start_s, offset + end_s, estimated=False))
+        previous_end = end_s if start is None else start_s
+    return timings
