@@ -13,14 +13,15 @@ one utterance, at the first of (``auto`` mode):
 2. for the first segment only, a clause mark (``, ; : — –``) once the text up to it
    holds ``first_min_chars`` characters: that is what starts speech early. A mark at
    the very end of the buffer counts at once, unless a digit precedes it ("1,000" and
-   "10:30" may go on), in which case the next character decides; a comma or colon
-   followed by anything but whitespace is inside a number or a word and never cuts,
-   a dash always may;
+   "10:30" may go on), in which case the next character decides; a mark followed by
+   anything but whitespace is inside a number or a word ("1990–2000") and never cuts,
+   but an em dash always may ("I think—no");
 3. ``max_chars`` unsent characters: cut at the last whitespace at or before the limit
    (at the limit when there is none), so no segment outgrows an inference unit;
 4. ``max_delay_ms`` since the oldest unsent character (``due``): the text up to its
-   last whitespace goes (a word still arriving waits for the next deadline), or all of
-   it when it is one word — a stalled stream still gets spoken;
+   last whitespace goes (a word still arriving waits for its own deadline, counted
+   from its first character), or all of it when it is one word — a stalled stream
+   still gets spoken;
 5. ``flush`` and ``close``: everything.
 
 ``none`` mode sends each appended text as it came (the client did the cutting).
@@ -72,7 +73,9 @@ ABBREVIATIONS: Final = frozenset(
 _SENTENCE_END: Final = re.compile(r"[.!?…]+[\"'”’»)\]]*(?=\s+\S)")
 _LINE_BREAK: Final = re.compile(r"\S[^\S\n]*(?=\n\s*\S)")
 _CLAUSE_MARK: Final = re.compile(r"[,;:，；：—–]")
-_DASHES: Final = frozenset("—–")
+#: Marks that cut even with no space after them (an em dash joins clauses; an en dash
+#: joins numbers, "1990–2000", so it is not one of them).
+_DASHES: Final = frozenset("—")
 _WORD_BEFORE: Final = re.compile(r"(\S+)$")
 
 
@@ -253,12 +256,14 @@ class TextBuffer:
         return self._take(len(self._pending))
 
     def due(self, now: float) -> list[Cut]:
-        """What ``max_delay_ms`` releases at ``now`` (nothing before ``deadline``)."""
-        deadline = self.deadline
-        if deadline is None or now < deadline:
-            return []
-        # Up to the last whitespace: a word still arriving waits for its own deadline.
-        return self._take(_space_cut(self._pending, len(self._pending)))
+        """What ``max_delay_ms`` releases at ``now`` (nothing before ``deadline``);
+        afterwards ``deadline`` is None or later than ``now``."""
+        cuts: list[Cut] = []
+        while (deadline := self.deadline) is not None and now >= deadline:
+            # Up to the last whitespace: a word still arriving waits for its own
+            # deadline (it may have passed too: then it goes on the next turn).
+            cuts += self._take(_space_cut(self._pending, len(self._pending)))
+        return cuts
 
     def _find_cut(self) -> int | None:
         text = self._pending
