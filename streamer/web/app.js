@@ -9,6 +9,11 @@
 // The audio of the last request is also kept (as 16-bit samples) for "Download WAV",
 // and plays through one GainNode, the volume control.
 //
+// "Stream as typed" sends what is typed into the text box, as it is typed, into one
+// streamed-text context (`text` messages with what was added; Speak sends `close`),
+// asking for word timestamps: each word is lit while it plays, from the timestamps and
+// the times its audio buffers were scheduled at.
+//
 // window.ttsStats exposes the counters the browser test reads.
 "use strict";
 
@@ -67,6 +72,9 @@
     volume: 1,
     outputGain: null, // the GainNode's value once audio has started
     spokenSamples: 0, // samples of the last request kept for "Download WAV"
+    streamedTexts: 0, // `text` messages sent by "Stream as typed"
+    wordsTimed: 0, // words received in `timestamps` events
+    wordsLit: 0, // of them, those whose time has come in playback
   };
   window.ttsStats = stats;
 
@@ -85,6 +93,15 @@
   // The last request's audio as 16-bit chunks, for "Download WAV".
   let spoken = { id: null, sampleRate: 0, chunks: [] };
   let downloadUrl = null;
+  // The context "Stream as typed" feeds: its id and the text already sent.
+  let streaming = null;
+  // Text of the box that was there before the context began or was edited away:
+  // only what is added after it is sent.
+  let streamBase = "";
+  // Word highlighting: the words timed so far, and where each scheduled buffer of the
+  // current request sits in its timeline ({ms, at}: ms of the request at audio time at).
+  let timed = [];
+  let placed = [];
 
   function log(text, isError = false) {
     const li = document.createElement("li");
@@ -271,7 +288,107 @@
     render();
   }
 
+  function requestConfig() {
+    const config = { format: $("format").value, speed: Number($("speed").value) || 1 };
+    if ($("voice").value) config.voice_id = $("voice").value;
+    else if ($("language").value) config.language = $("language").value;
+    return config;
+  }
+
+  function begin(id, format) {
+    current = { id, sentAt: performance.now(), format, sampleRate: 0, gotAudio: false, ended: false, ms: 0 };
+    spoken = { id, sampleRate: 0, chunks: [] };
+    stats.spokenSamples = 0;
+    discarding = false;
+    stats.requests += 1;
+    stats.firstAudioMs = null;
+    stats.framesAfterInterrupt = 0;
+    timed = [];
+    placed = [];
+    stats.wordsTimed = 0;
+    stats.wordsLit = 0;
+    $("words").replaceChildren();
+  }
+
+  // "Stream as typed": send what was added to the box since the last call.
+  function streamTyped() {
+    if (!$("stream-typed").checked || !socket || !stats.connected) return;
+    const value = $("text").value;
+    const sent = streaming ? streaming.sent : streamBase;
+    if (!value.startsWith(sent)) {
+      // An edit of what was already sent: that cannot be unsaid. End this context;
+      // what is typed after the edit goes to the next one.
+      endStream();
+      streamBase = value;
+      return;
+    }
+    const piece = value.slice(sent.length);
+    if (!piece) return;
+    const message = { type: "text", text: piece };
+    if (!streaming) {
+      if (!piece.trim()) return;
+      const id = `web-ctx-${Date.now().toString(36)}-${++requestSeq}`;
+      const config = { ...requestConfig(), timestamps: "word" };
+      begin(id, config.format);
+      streaming = { id, sent };
+      message.config = config;
+      message.priority = $("priority").value;
+      $("words").hidden = false;
+      setState("requested");
+    }
+    message.context_id = streaming.id;
+    socket.send(JSON.stringify(message));
+    streaming.sent = value;
+    stats.streamedTexts += 1;
+  }
+
+  // End of input: the server speaks what it holds, then audio_end.
+  function endStream() {
+    if (!streaming) return;
+    if (socket) socket.send(JSON.stringify({ type: "close", context_id: streaming.id }));
+    streamBase = streaming.sent;
+    streaming = null;
+  }
+
+  function onWords(event) {
+    if (!current || event.request_id !== current.id) return;
+    for (const word of event.words) {
+      const span = document.createElement("span");
+      span.textContent = word.word;
+      $("words").append(span, " ");
+      timed.push({ start: word.start_ms, end: word.end_ms, span });
+    }
+    stats.wordsTimed = timed.length;
+  }
+
+  // Light the words whose time has come: the request's time now is read from the
+  // buffer playing now (underruns shift later buffers, so one start time would drift).
+  function lightWords() {
+    requestAnimationFrame(lightWords);
+    if (!audio || !placed.length || !timed.length) return;
+    const now = audio.currentTime;
+    let last = null;
+    for (const p of placed) {
+      if (p.at > now) break;
+      last = p;
+    }
+    if (!last) return;
+    const ms = last.ms + (now - last.at) * 1000;
+    let lit = 0;
+    for (const word of timed) {
+      const playing = word.start <= ms && ms < word.end;
+      word.span.classList.toggle("now", playing);
+      word.span.classList.toggle("spoken", word.start <= ms && !playing);
+      if (word.start <= ms) lit += 1;
+    }
+    stats.wordsLit = lit;
+  }
+
   function speak() {
+    if (streaming) {
+      endStream();
+      return;
+    }
     const text = $("text").value;
     if (!socket || !stats.connected) {
       showNotice("not_connected", "Press Connect first.");
@@ -285,22 +402,20 @@
     showNotice(null, "");
     if (audio.state === "suspended") audio.resume();
     const id = `web-${Date.now().toString(36)}-${++requestSeq}`;
-    const config = { format: $("format").value, speed: Number($("speed").value) || 1 };
-    if ($("voice").value) config.voice_id = $("voice").value;
-    else if ($("language").value) config.language = $("language").value;
-    current = { id, sentAt: performance.now(), format: config.format, sampleRate: 0, gotAudio: false, ended: false };
-    spoken = { id, sampleRate: 0, chunks: [] };
-    stats.spokenSamples = 0;
-    discarding = false;
-    stats.requests += 1;
-    stats.firstAudioMs = null;
-    stats.framesAfterInterrupt = 0;
+    const config = requestConfig();
+    begin(id, config.format);
+    $("words").hidden = true;
     socket.send(JSON.stringify({ type: "synthesize", text, priority: $("priority").value, request_id: id, config }));
     setState("requested");
   }
 
   function interrupt() {
     if (!socket || !stats.connected) return;
+    // The interrupt ends the context being typed into; typing goes on in a new one.
+    if (streaming) {
+      streamBase = streaming.sent;
+      streaming = null;
+    }
     interruptSentAt = performance.now();
     discarding = true; // frames already in flight belong to what we are stopping
     stopAll();
@@ -393,6 +508,8 @@
     const startAt = Math.max(nextStart, audio.currentTime + START_LEAD_S);
     source.start(startAt);
     nextStart = startAt + buffer.duration;
+    placed.push({ ms: current.ms, at: startAt });
+    current.ms += buffer.duration * 1000;
     sources.add(source);
     source.onended = () => {
       sources.delete(source);
@@ -438,6 +555,11 @@
           current.ended = true;
           setState(sources.size ? "finishing" : "done");
         }
+        if (streaming && event.request_id === streaming.id) {
+          // Over (closed for being idle, say): typing goes on in a new context.
+          streamBase = streaming.sent;
+          streaming = null;
+        }
         break;
       case "interrupted":
         if (interruptSentAt !== null && event.reason === "user_request") {
@@ -449,6 +571,9 @@
         }
         log(`interrupted ${event.request_id || "(nothing playing)"}: ${event.reason}` +
           (event.dropped && event.dropped.length ? `, dropped ${event.dropped.join(", ")}` : ""));
+        break;
+      case "timestamps":
+        onWords(event);
         break;
       case "error":
         stats.errors.push(event.code);
@@ -469,6 +594,12 @@
   $("volume").addEventListener("input", setVolume);
   $("text").addEventListener("input", () => {
     if (stats.notice === "empty_text" && $("text").value.trim()) showNotice(null, "");
+    streamTyped();
   });
+  $("stream-typed").addEventListener("change", () => {
+    if ($("stream-typed").checked) streamBase = $("text").value; // only new typing
+    else endStream();
+  });
+  requestAnimationFrame(lightWords);
   init();
 })();
