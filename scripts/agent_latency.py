@@ -26,6 +26,9 @@ heard this one out (a new turn). Sessions start spread over one second. Figures:
   is what streaming the text costs.
 - **busy refusals**: answers admission control refused (``busy``), each retried with a
   new context after ``retry_after_ms``, as a client should.
+- with ``--whole``, each answer is instead one ``synthesize`` of the whole paragraph,
+  sent when its last token would have been (first audio then counts from that send):
+  the same speech and load without streamed text, to compare underruns with.
 - with ``--compare-timestamps``, the first-audio figure twice, every paragraph spoken
   once with ``timestamps: word`` and once with ``none``: the cost of word timings.
 
@@ -230,6 +233,35 @@ async def speak(
     return answer, dry_at
 
 
+async def speak_whole(client: TTSStreamingClient, text: str, rate: float) -> tuple[Answer, float]:
+    """``--whole``: the answer as one ``synthesize``, sent once the LLM would be done."""
+    await trio.sleep(len(llm_tokens(text)) / rate)
+    answer = Answer("whole")
+    sent = time.perf_counter()
+    listener: Listener | None = None
+    try:
+        with trio.fail_after(ANSWER_TIMEOUT_S):
+            async for item in client.synthesize(text, format="pcm", realtime=True):
+                now = time.perf_counter()
+                if isinstance(item, AudioStart):
+                    listener = Listener(2 * item.sample_rate * item.channels)
+                elif isinstance(item, bytes) and listener is not None:
+                    if answer.first_audio_ms is None:
+                        answer.first_audio_ms = (now - sent) * 1000
+                    listener.frame(now, len(item))
+                elif isinstance(item, AudioEnd | Interrupted):
+                    answer.ended = type(item).__name__
+    except TTSServerError as error:
+        if error.code != "busy":
+            raise
+        raise Busy(float(error.details.get("retry_after_ms") or 100) / 1000) from None
+    if listener is not None:
+        answer.underruns, answer.gap_ms = listener.underruns, listener.gap_s * 1000
+        answer.audio_s = listener.audio_s
+    dry_at = listener.dry_at if listener and listener.dry_at else time.perf_counter()
+    return answer, dry_at
+
+
 async def baseline(client: TTSStreamingClient, text: str) -> tuple[float | None, float]:
     """Time to first audio of a ``synthesize`` of ``text``, and when it is heard out."""
     sent = time.perf_counter()
@@ -260,6 +292,7 @@ async def session(
     repeats: int,
     rate: float,
     compare: bool,
+    whole: bool,
     policy: BufferPolicy,
     out: list[Answer],
     refusals: list[float],
@@ -278,7 +311,10 @@ async def session(
                 mode = "word"
             while True:
                 try:
-                    answer, dry_at = await speak(client, text, rate, mode, policy)
+                    if whole:
+                        answer, dry_at = await speak_whole(client, text, rate)
+                    else:
+                        answer, dry_at = await speak(client, text, rate, mode, policy)
                     break
                 except Busy as busy:
                     refusals.append(busy.retry_after_s)
@@ -299,7 +335,7 @@ async def run(url: str, args: argparse.Namespace) -> tuple[list[Answer], list[fl
         for index in range(args.sessions):
             nursery.start_soon(
                 session, url, index, args.sessions, args.repeats, args.tokens_per_s,
-                args.compare_timestamps, policy, answers, refusals,
+                args.compare_timestamps, args.whole, policy, answers, refusals,
             )  # fmt: skip
     return answers, refusals
 
@@ -375,6 +411,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--compare-timestamps", action="store_true",
         help="alternate timestamps word/none and report first audio for each",
+    )  # fmt: skip
+    parser.add_argument(
+        "--whole", action="store_true",
+        help="each answer as one synthesize of the whole paragraph (a comparison)",
     )  # fmt: skip
     parser.add_argument("--http-url", help="with --url: its REST URL, for its own metrics")
     parser.add_argument("--json", help="write the figures here")

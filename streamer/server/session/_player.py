@@ -27,13 +27,13 @@ word so that an interrupt can say which ones the listener heard.
 from __future__ import annotations
 
 import bisect
-import itertools
 import logging
 import time
 import unicodedata
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Final
 
 import trio
@@ -106,6 +106,14 @@ class SegmentFeed:
         """The next segment, waiting for one; None once closed and empty."""
         await self.wait_ready()
         return self._segments.popleft() if self._segments else None
+
+    def peek(self) -> Segment | None:
+        """The next segment if one is waiting (without taking it)."""
+        return self._segments[0] if self._segments else None
+
+    def take(self) -> Segment:
+        """The next segment, which ``peek`` said is there."""
+        return self._segments.popleft()
 
 
 def _core(text: str, start: int, end: int) -> tuple[int, int]:
@@ -288,13 +296,56 @@ class SynthesisJob:
         return round(self.pipeline.samples_out * 1000 / self.pipeline.stream_format.sample_rate)
 
 
-def _timed_next(generator: object) -> tuple[Pcm | TimedChunk | None, float, float]:
-    """(chunk, wall seconds, CPU seconds) of one ``next()``. Runs in a worker thread:
-    times only the inference, not the wait for a slot; CPU time is this thread's, so
-    it does not grow when chunks share a core (admission's cost estimate)."""
+@dataclass(slots=True, eq=False)
+class _Utterance:
+    """One segment being spoken: its engine stream and where its words go."""
+
+    segment: Segment
+    generator: Iterator[Pcm | TimedChunk]
+    locator: WordLocator | None
+    #: The job's audio before this segment's first sample (set when it starts).
+    offset: float = 0.0
+
+    def close(self) -> None:
+        # Safe: no next() is running (the scheduler waits for its thread on cancel).
+        close = getattr(self.generator, "close", None)
+        if close is not None:
+            close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Pulled:
+    """What one ``next()`` in a worker thread gave: the item (None: the utterance
+    ended), whether it came from the successor, and its wall and CPU seconds."""
+
+    item: Pcm | TimedChunk | None
+    switched: bool
+    seconds: float
+    cpu_seconds: float
+
+
+def _pull(current: _Utterance, successor: _Utterance | None) -> _Pulled:
+    """One chunk of ``current``; when it has none left, the first of ``successor`` in
+    the same call. Runs in a worker thread: times only the inference, not the wait for
+    a slot; CPU time is this thread's, so it does not grow when chunks share a core
+    (admission's cost estimate). Chaining saves the trip through the inference queue
+    that finding the end would take on its own (under load, one chunk of someone
+    else's work), at each segment boundary of a context."""
     started, cpu_started = time.perf_counter(), time.thread_time()
-    chunk: Pcm | TimedChunk | None = next(generator, None)  # type: ignore[call-overload]
-    return chunk, time.perf_counter() - started, time.thread_time() - cpu_started
+    item = next(current.generator, None)
+    switched = False
+    if item is None and successor is not None:
+        item, switched = next(successor.generator, None), True
+    return _Pulled(item, switched, time.perf_counter() - started, time.thread_time() - cpu_started)
+
+
+def _next_ready(job: SynthesisJob) -> Segment | None:
+    """A context's next segment if it is there already and has something to say."""
+    feed = job.feed
+    if feed is None:
+        return None
+    head = feed.peek()
+    return feed.take() if head is not None and head.text.strip() else None
 
 
 async def _next_segment(job: SynthesisJob, index: int) -> tuple[Segment | None, bool]:
@@ -305,6 +356,28 @@ async def _next_segment(job: SynthesisJob, index: int) -> tuple[Segment | None, 
         return (Segment(0, job.text, job.received_at) if index == 0 else None), False
     waited = not feed.ready
     return await feed.next(), waited
+
+
+def _open(job: SynthesisJob, segment: Segment, inference: InferenceScheduler) -> _Utterance:
+    """Start the engine on ``segment`` (the call only validates: cheap, on the loop)."""
+    first = job.first_audio_at is None
+    options = job.options
+    if not first and job.clock.playing_until(trio.current_time()) is not None:
+        # A context's next segment while its listener still plays the last: chunk as
+        # inside one long text (Piper's small first windows cost ~25 % more decoding).
+        options = replace(options, continuation=True)
+    elif (not first or job.carried is None) and inference.idle:
+        # Nothing else computes, so the second chunk will not queue behind other work:
+        # the engine may make the first one as small as it can (lowest first audio).
+        # Under load the default first chunk is larger, to cover the next one's wait.
+        options = replace(options, quick_start=True)
+    generator: Iterator[Pcm | TimedChunk] = (
+        job.engine.stream_with_timings(job.voice, segment.text, options)
+        if job.timed
+        else job.engine.stream(job.voice, segment.text, options)
+    )
+    locator = WordLocator(segment.text, segment.start) if job.timed else None
+    return _Utterance(segment, generator, locator, job.audio_seconds)
 
 
 async def run_job(
@@ -328,6 +401,7 @@ async def run_job(
         pipeline = job.pipeline
         assert pipeline is not None
     out_rate = pipeline.stream_format.sample_rate
+    rate = job.voice.sample_rate
     paced = job.paced
     clock = job.clock
 
@@ -363,108 +437,74 @@ async def run_job(
             job.marks.append((job.bytes, pipeline.samples_out / out_rate))
         return True
 
+    def ended(utterance: _Utterance) -> None:
+        utterance.close()
+        if utterance.segment.flush_ids and on_flushed is not None:
+            on_flushed(utterance.segment.flush_ids)
+
+    current: _Utterance | None = None
+    successor: _Utterance | None = None
+    index = 0
     if paced:
         admission.started(job)
     try:
-        for index in itertools.count():
-            segment, waited = await _next_segment(job, index)
-            if segment is None:
-                break
-            if job.feed is not None:
-                now = trio.current_time()
-                listener_dry = clock.playing_until(now) is None
-                if not job.started_speaking:
-                    job.started_speaking = True
-                    job.received_at = segment.released_at  # first audio counts from here
-                    if waited and listener_dry:
-                        job.carried = None  # the earlier audio's end is long past
-                elif waited and listener_dry and job.first_audio_at is not None:
-                    resync = True
-            if segment.text.strip():
-                if not await _speak(job, segment, send, inference, metrics, admission,
-                                    on_words, first=job.first_audio_at is None):
-                    pipeline.close()
-                    return False
-            if segment.flush_ids and on_flushed is not None:
-                on_flushed(segment.flush_ids)
-        if not await send(pipeline.finish()):
-            return False
-    except BaseException:
-        pipeline.close()  # interrupted mid-chunk: drop encoder state
-        raise
-    finally:
-        admission.ended(job)
-    if job.audio_seconds > 0:
-        metrics.observe_rtf(job.compute_seconds / job.audio_seconds)
-    return True
-
-
-async def _speak(
-    job: SynthesisJob,
-    segment: Segment,
-    send: Callable[[Iterable[bytes]], Awaitable[bool]],
-    inference: InferenceScheduler,
-    metrics: Metrics,
-    admission: Admission,
-    on_words: OnWords | None,
-    *,
-    first: bool,
-) -> bool:
-    """One segment through the engine into ``send``; False if the consumer refused."""
-    pipeline = job.pipeline
-    assert pipeline is not None
-    options = job.options
-    holding = job.clock.playing_until(trio.current_time()) is not None
-    if not first and holding:
-        # A context's next segment while its listener still plays the last: chunk as
-        # inside one long text (Piper's small first windows cost ~25 % more decoding).
-        options = replace(options, continuation=True)
-    elif (not first or job.carried is None) and inference.idle:
-        # Nothing else computes, so the second chunk will not queue behind other work:
-        # the engine may make the first one as small as it can (lowest first audio).
-        # Under load the default first chunk is larger, to cover the next one's wait.
-        options = replace(options, quick_start=True)
-    generator: Iterable[Pcm | TimedChunk] = (
-        job.engine.stream_with_timings(job.voice, segment.text, options)
-        if job.timed
-        else job.engine.stream(job.voice, segment.text, options)
-    )
-    rate = job.voice.sample_rate
-    paced = job.paced
-    clock = job.clock
-    locator = WordLocator(segment.text, segment.start) if job.timed else None
-    offset = job.audio_seconds
-    try:
         while True:
+            if current is None:
+                segment, waited = await _next_segment(job, index)
+                index += 1
+                if segment is None:
+                    break
+                if job.feed is not None:
+                    listener_dry = clock.playing_until(trio.current_time()) is None
+                    if not job.started_speaking:
+                        job.started_speaking = True
+                        job.received_at = segment.released_at  # first audio counts from here
+                        if waited and listener_dry:
+                            job.carried = None  # the earlier audio's end is long past
+                    elif waited and listener_dry and job.first_audio_at is not None:
+                        resync = True
+                if not segment.text.strip():
+                    if segment.flush_ids and on_flushed is not None:
+                        on_flushed(segment.flush_ids)  # after all the audio before it
+                    continue
+                current = _open(job, segment, inference)
+            if (
+                successor is None
+                and job.first_audio_at is not None  # options for audio already playing
+                and (ready := _next_ready(job)) is not None
+            ):
+                successor = _open(job, ready, inference)
+                index += 1
             # Earliest-deadline-first: the moment the listener runs out of audio. Before
             # the first audio that is its arrival ("now"), or the end of the audio it is
             # still playing from the session's previous request.
             deadline = job.playback_end
             if deadline is None:
                 deadline = max(job.received_at, job.carried or job.received_at)
-            item, seconds, cpu_seconds = await inference.run(
-                lambda: _timed_next(generator),
+            pulled = await inference.run(
+                partial(_pull, current, successor),
                 priority=job.priority,
                 deadline=deadline,
                 background=not paced,  # a download takes what real-time streams leave
             )
-            if item is None:
-                return True
-            if isinstance(item, TimedChunk):
-                chunk = item.pcm
-                if locator is not None and item.words:
-                    placed = [locator.place(word, offset) for word in item.words]
-                    words = [w for w in placed if w is not None]
-                    job.words.extend(words)
-                    if on_words is not None and words:
-                        on_words(words, any(w.estimated for w in item.words))
-            else:
-                chunk = item
-            job.compute_seconds += seconds
-            admission.observe(job.voice_id, cpu_seconds, len(chunk) / rate)
+            if pulled.item is None or pulled.switched:
+                ended(current)
+                current, successor = (successor, None) if pulled.switched else (None, None)
+                if current is not None:
+                    current.offset = job.audio_seconds
+                    if pulled.item is None:  # the successor had nothing to say either
+                        ended(current)
+                        current = None
+                if pulled.item is None:
+                    continue
+            assert current is not None
+            chunk = _chunk(job, current, pulled.item, on_words)
+            job.compute_seconds += pulled.seconds
+            admission.observe(job.voice_id, pulled.cpu_seconds, len(chunk) / rate)
             # push_iter encodes lazily: the first frame leaves after one slice of
             # encoding, not after the whole chunk (matters for Opus and MP3).
             if not await send(pipeline.push_iter(chunk)):
+                pipeline.close()
                 return False
             job.audio_seconds += len(chunk) / rate
             clock.add(len(chunk) / rate)
@@ -472,8 +512,31 @@ async def _speak(
             if paced and playback_end is not None:
                 # Stay no more than ``realtime_lead`` ahead of the listener.
                 await trio.sleep_until(playback_end - job.realtime_lead)
+        if not await send(pipeline.finish()):
+            return False
+    except BaseException:
+        pipeline.close()  # interrupted mid-chunk: drop encoder state
+        raise
     finally:
-        # Safe: no next() is running (the scheduler waits for its thread on cancel).
-        close = getattr(generator, "close", None)
-        if close is not None:
-            close()
+        admission.ended(job)
+        for utterance in (current, successor):
+            if utterance is not None:
+                utterance.close()
+    if job.audio_seconds > 0:
+        metrics.observe_rtf(job.compute_seconds / job.audio_seconds)
+    return True
+
+
+def _chunk(
+    job: SynthesisJob, utterance: _Utterance, item: Pcm | TimedChunk, on_words: OnWords | None
+) -> Pcm:
+    """The samples of ``item``; its words placed on the job's timeline and reported."""
+    if not isinstance(item, TimedChunk):
+        return item
+    if utterance.locator is not None and item.words:
+        placed = [utterance.locator.place(word, utterance.offset) for word in item.words]
+        words = [w for w in placed if w is not None]
+        job.words.extend(words)
+        if on_words is not None and words:
+            on_words(words, any(w.estimated for w in item.words))
+    return item.pcm
