@@ -16,6 +16,7 @@ from ._inference import (
     BULK_NICE_INCREMENT,
     URGENT_NICE_INCREMENT,
     URGENT_WITHIN_S,
+    ChunkRunner,
     InferenceScheduler,
     InferenceStats,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "URGENT_NICE_INCREMENT",
     "URGENT_WITHIN_S",
     "Admission",
+    "ChunkRunner",
     "Distribution",
     "InferenceScheduler",
     "InferenceStats",
