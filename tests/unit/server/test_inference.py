@@ -1,0 +1,94 @@
+"""The process-wide inference scheduler, in isolation."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import trio
+from trio.testing import wait_all_tasks_blocked
+
+from streamer.protocol import Priority
+from streamer.server.runtime import InferenceScheduler
+
+
+async def test_grants_by_priority_then_deadline_then_arrival() -> None:
+    scheduler = InferenceScheduler(1)
+    release = threading.Event()
+    order: list[str] = []
+
+    async def job(name: str, priority: Priority, deadline: float) -> None:
+        await scheduler.run(lambda: order.append(name), priority=priority, deadline=deadline)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: scheduler.run(lambda: release.wait(5), priority=Priority.NORMAL, deadline=0)
+        )
+        await trio.sleep(0.05)
+        now = trio.current_time()
+        # Trio starts tasks in random order: let each one queue before the next.
+        for args in (
+            ("late-normal", Priority.NORMAL, now + 5),
+            ("early-normal", Priority.NORMAL, now + 1),
+            ("same-deadline-later", Priority.NORMAL, now + 1),
+            ("critical", Priority.CRITICAL, now + 9),
+            ("high", Priority.HIGH, now + 9),
+        ):
+            nursery.start_soon(job, *args)
+            await wait_all_tasks_blocked()
+        assert scheduler.waiting == 5 and scheduler.running == 1
+        release.set()
+    assert order == ["critical", "high", "early-normal", "same-deadline-later", "late-normal"]
+    assert scheduler.running == 0 and scheduler.chunks_run == 6
+
+
+async def test_cancelled_waiter_gives_up_its_place() -> None:
+    scheduler = InferenceScheduler(1)
+    release = threading.Event()
+    ran: list[str] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: scheduler.run(lambda: release.wait(5), priority=Priority.NORMAL, deadline=0)
+        )
+        await trio.sleep(0.05)
+        nursery.start_soon(
+            lambda: scheduler.run(lambda: ran.append("x"), priority=Priority.HIGH, deadline=0)
+        )
+        waiter_scope = trio.CancelScope()
+
+        async def cancellable() -> None:
+            with waiter_scope:
+                await scheduler.run(
+                    lambda: ran.append("cancelled"), priority=Priority.CRITICAL, deadline=0
+                )
+
+        nursery.start_soon(cancellable)
+        await trio.sleep(0.05)
+        waiter_scope.cancel()
+        await trio.sleep(0.01)
+        release.set()
+    assert ran == ["x"]
+    assert scheduler.lateness() == 0.0
+
+
+async def test_lateness_reports_overdue_waiters() -> None:
+    scheduler = InferenceScheduler(1)
+    release = threading.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: scheduler.run(lambda: release.wait(5), priority=Priority.NORMAL, deadline=0)
+        )
+        await trio.sleep(0.02)
+        nursery.start_soon(
+            lambda: scheduler.run(
+                lambda: None, priority=Priority.NORMAL, deadline=trio.current_time() - 0.5
+            )
+        )
+        await trio.sleep(0.02)
+        assert scheduler.lateness() >= 0.5
+        release.set()
+
+
+def test_workers_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="workers"):
+        InferenceScheduler(0)
