@@ -6,10 +6,12 @@ import threading
 
 import pytest
 import trio
+import trio.testing
 from trio.testing import wait_all_tasks_blocked
 
 from streamer.protocol import Priority
 from streamer.server.runtime import InferenceScheduler
+from tests.support.inline_inference import InlineChunks
 
 
 async def test_grants_by_priority_then_deadline_then_arrival() -> None:
@@ -92,3 +94,37 @@ async def test_lateness_reports_overdue_waiters() -> None:
 def test_workers_must_be_positive() -> None:
     with pytest.raises(ValueError, match="workers"):
         InferenceScheduler(0)
+
+
+async def test_a_chunk_runner_replaces_the_threads_and_keeps_the_queue(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # InlineChunks (the session tests' runner on virtual time): chunks run on the event
+    # loop's thread, one worker's slot at a time, in the scheduler's order.
+    chunks = InlineChunks(compute_seconds=0.1)
+    scheduler = InferenceScheduler(1, runner=chunks)
+    ran: list[tuple[str, int, float]] = []
+
+    def chunk(name: str) -> None:
+        ran.append((name, threading.get_ident(), trio.current_time()))
+
+    async with trio.open_nursery() as nursery:
+        chunks.hold()
+        nursery.start_soon(
+            lambda: scheduler.run(lambda: chunk("first"), priority=Priority.NORMAL, deadline=0)
+        )
+        await wait_all_tasks_blocked()
+        assert chunks.held == 1 and scheduler.running == 1 and not scheduler.idle
+        for name, priority in (("normal", Priority.NORMAL), ("critical", Priority.CRITICAL)):
+            nursery.start_soon(
+                lambda n=name, p=priority: scheduler.run(lambda: chunk(n), priority=p, deadline=0)
+            )
+            await wait_all_tasks_blocked()
+        assert scheduler.waiting == 2
+        started = trio.current_time()
+        chunks.release()
+    assert [name for name, _, _ in ran] == ["first", "critical", "normal"]
+    assert {thread for _, thread, _ in ran} == {threading.get_ident()}
+    # Each held its one slot for 0.1 s of virtual time.
+    assert [at - started for _, _, at in ran] == pytest.approx([0.1, 0.2, 0.3])
+    assert scheduler.idle and scheduler.chunks_run == 3

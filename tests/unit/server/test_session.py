@@ -1,7 +1,12 @@
-"""Session logic with the deterministic fake engine: no sockets, real worker threads.
+"""Session logic with the deterministic fake engine, no sockets.
 
-Every wait is bounded with ``trio.fail_after``; no autojump clock (inference runs in
-real threads and virtual time would race ahead of it).
+Two kinds of test. Most run inference in the real worker threads (interrupting a chunk
+that is inside the engine is the point of several); they use no autojump clock, since
+virtual time would race ahead of the threads, and bound every wait with
+``trio.fail_after``. The paced ones (``paced`` fixture: audio paced to the listener's
+clock) assert that no audio reaches the listener late, which no wall clock can promise
+on a machine that may stall; they run on ``trio.testing.MockClock`` (autojump) with
+``InlineChunks`` running inference on the event loop, so only virtual time passes.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 import trio
+import trio.testing
 
 from streamer.protocol import (
     AudioConfig,
@@ -24,6 +30,7 @@ from streamer.protocol import (
 )
 from streamer.server.session import Outbox, Session, SessionManager
 from tests.support.fake_engine import FAKE_RATE, FakeEngine
+from tests.support.inline_inference import InlineChunks
 from tests.support.polling import wait_until
 from tests.support.services import make_services, session_config
 
@@ -36,6 +43,8 @@ class Harness:
     manager: SessionManager
     session: Session
     outbox: Outbox
+    #: Runs inference inline (paced tests on a virtual clock); None: worker threads.
+    chunks: InlineChunks | None = None
     received: list[dict[str, object] | bytes] = field(default_factory=list)
     _arrived: trio.Event = field(default_factory=trio.Event)
 
@@ -96,6 +105,15 @@ async def harness(nursery: trio.Nursery) -> AsyncIterator[Harness]:
     yield h
     if engine.gate is not None:
         engine.gate.set()
+
+
+async def inference_quiet(h: Harness) -> None:
+    """Until no chunk of inference runs or waits, and every task has settled on what
+    it returned (a cancelled chunk's result is dropped then, or would have arrived)."""
+    inference = h.manager.services.inference
+    with trio.fail_after(WAIT):
+        await wait_until(lambda: inference.running == 0 and inference.waiting == 0)
+    await trio.testing.wait_all_tasks_blocked()
 
 
 def messages_for(h: Harness, request_id: str) -> list[str]:
@@ -185,9 +203,9 @@ async def test_interrupt_drops_queue_and_nothing_follows(harness: Harness) -> No
     assert event.request_id == "talk"
     assert event.dropped == ("q2", "q1")
     index = len(harness.received)
-    # Give the cancelled chunk time to finish in its thread; it must not reach us.
-    await trio.sleep(0.3)
+    # The cancelled chunk finishes in its thread; it must not reach us.
     await harness.wait_for("interrupted")
+    await inference_quiet(harness)
     after = harness.received[index:]
     interrupted_at = next(
         i
@@ -208,13 +226,11 @@ async def test_interrupt_while_inference_blocked_replies_at_once(harness: Harnes
     harness.engine.gate = threading.Event()
     harness.submit("blocked in the engine", request_id="b")
     await harness.wait_for("audio_start", "b")
-    before = trio.current_time()
     harness.session.interrupt("user_request")
+    # The reply does not wait for the thread still inside the engine (the gate is shut).
     await harness.wait_for("interrupted")
-    # The reply does not wait for the thread still inside the engine.
-    assert trio.current_time() - before < 1.0
     harness.engine.gate.set()
-    await trio.sleep(0.1)
+    await inference_quiet(harness)
     assert isinstance(harness.received[-1], dict) and harness.received[-1]["type"] == "interrupted"
 
 
@@ -299,38 +315,57 @@ async def test_busy_when_inference_is_far_behind() -> None:
     session = manager.create(AudioConfig())
     session.outbox = Outbox()
 
+    release = threading.Event()
+
     async def hog() -> None:
         await services.inference.run(
-            lambda: threading.Event().wait(0.3),
+            lambda: release.wait(WAIT),
             priority=Priority.NORMAL,
             deadline=trio.current_time(),
         )
 
-    async with trio.open_nursery() as nursery:
-        for _ in range(3):  # 2 workers busy, 1 waiting with a deadline in the past
-            nursery.start_soon(hog)
-        await trio.sleep(0.1)
-        with pytest.raises(ClientError) as info:
-            session.submit(
-                Synthesize("x", Priority.NORMAL, None, AudioConfig()), trio.current_time()
-            )
-        assert info.value.code is ErrorCode.BUSY
-        assert info.value.details["retry_after_ms"] >= 1
+    try:
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):  # 2 workers busy, 1 waiting with a deadline in the past
+                nursery.start_soon(hog)
+            with trio.fail_after(WAIT):
+                await wait_until(lambda: services.inference.waiting == 1)
+            await trio.sleep(0.01)  # the waiter's deadline is now 10 ms past (> 1 ms)
+            with pytest.raises(ClientError) as info:
+                session.submit(
+                    Synthesize("x", Priority.NORMAL, None, AudioConfig()), trio.current_time()
+                )
+            assert info.value.code is ErrorCode.BUSY
+            assert info.value.details["retry_after_ms"] >= 1
+            release.set()
+    finally:
+        release.set()
+
+
+#: Seconds the paced harness synthesizes ahead of its listener.
+PACED_LEAD_S = 0.2
 
 
 @pytest.fixture
 async def paced(nursery: trio.Nursery) -> AsyncIterator[Harness]:
-    """A harness whose requests are paced to real time, 0.2 s ahead of the listener."""
+    """A harness whose requests are paced to the listener's clock, ``PACED_LEAD_S``
+    ahead of it, on virtual time: its tests take ``autojump_clock``, and inference runs
+    inline (``InlineChunks``: hold it with ``paced.chunks.hold()``, not the engine's
+    thread gate)."""
+    assert isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock), (
+        "a paced test must take the autojump_clock fixture"
+    )
     engine = FakeEngine()
-    manager = SessionManager(make_services(session_config(realtime_lead_ms=200), engine))
+    chunks = InlineChunks()
+    config = session_config(realtime_lead_ms=round(PACED_LEAD_S * 1000))
+    manager = SessionManager(make_services(config, engine, runner=chunks))
     session = manager.create(AudioConfig())
     session.outbox = Outbox()
-    h = Harness(engine, manager, session, session.outbox)
+    h = Harness(engine, manager, session, session.outbox, chunks=chunks)
     nursery.start_soon(h.pump)
     await nursery.start(session.run)
     yield h
-    if engine.gate is not None:
-        engine.gate.set()
+    chunks.release()
 
 
 async def test_a_closing_connection_does_not_break_interrupt_or_close() -> None:
@@ -346,12 +381,15 @@ async def test_a_closing_connection_does_not_break_interrupt_or_close() -> None:
     assert session.queue_depth == 0
 
 
-async def test_quick_start_only_when_inference_is_idle(paced: Harness) -> None:
-    engine = paced.engine
+async def test_quick_start_only_when_inference_is_idle(
+    paced: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    engine, chunks = paced.engine, paced.chunks
+    assert chunks is not None
     paced.submit("One.", request_id="alone")
     await paced.wait_for("audio_end", "alone")
     await trio.sleep(0.15)  # its audio has played: the listener is idle again
-    engine.gate = threading.Event()  # hold the next request inside its first chunk
+    chunks.hold()  # hold the next request in its first chunk
     paced.submit("Two.", request_id="first")
     other = paced.manager.create(AudioConfig())
     other.outbox = Outbox()
@@ -359,11 +397,11 @@ async def test_quick_start_only_when_inference_is_idle(paced: Harness) -> None:
         nursery.start_soon(_drain, other.outbox)
         await nursery.start(other.run)
         with trio.fail_after(WAIT):
-            await wait_until(lambda: len(engine.options) == 2)
+            await wait_until(lambda: chunks.held == 1)
         other.submit(Synthesize("Three.", Priority.NORMAL, "busy", AudioConfig()), 0.0)
         with trio.fail_after(WAIT):
-            await wait_until(lambda: len(engine.options) == 3)
-        engine.gate.set()
+            await wait_until(lambda: chunks.held == 2)
+        chunks.release()
         await paced.wait_for("audio_end", "first")
         nursery.cancel_scope.cancel()
     # Right after "first" the listener still plays it: not quick. Nor is a request
@@ -374,8 +412,16 @@ async def test_quick_start_only_when_inference_is_idle(paced: Harness) -> None:
     paced.submit(THREE_TENTHS, request_id="long")
     paced.submit("Four.", request_id="queued")
     await paced.wait_for("audio_end", "queued")
-    quick = [o.quick_start for o in engine.options]
-    assert quick == [True, True, False, False, True, False]
+    # By text: the two held first chunks may leave the gate in either order.
+    quick = {text: o.quick_start for text, o in zip(engine.texts, engine.options, strict=True)}
+    assert quick == {
+        "One.": True,
+        "Two.": True,
+        "Three.": False,
+        "Five.": False,
+        THREE_TENTHS: True,
+        "Four.": False,
+    }
 
 
 async def _drain(outbox: Outbox) -> None:
@@ -387,7 +433,9 @@ async def _drain(outbox: Outbox) -> None:
 THREE_TENTHS = "One. Two. Three."
 
 
-async def test_a_queued_request_is_paced_after_the_audio_before_it(paced: Harness) -> None:
+async def test_a_queued_request_is_paced_after_the_audio_before_it(
+    paced: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
     # r2 is queued behind r1: the listener hears it after r1's 0.3 s, so the server
     # may finish it no sooner than 0.6 - 0.2 (lead) s after r1's first frame. Paced
     # from its own first frame instead, it would finish ~0.2 s after r1's start.
@@ -395,41 +443,45 @@ async def test_a_queued_request_is_paced_after_the_audio_before_it(paced: Harnes
     paced.submit(THREE_TENTHS, request_id="r1")
     paced.submit(THREE_TENTHS, request_id="r2")
     await paced.wait_for("audio_end", "r2")
-    assert trio.current_time() - started >= 0.6 - 0.2 - 0.01
+    assert trio.current_time() - started >= 0.6 - PACED_LEAD_S - 0.01
     assert paced.manager.services.metrics.underruns == 0
 
 
-async def test_an_interrupt_resets_the_listener_clock(paced: Harness) -> None:
+async def test_an_interrupt_resets_the_listener_clock(
+    paced: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    assert paced.chunks is not None
     paced.submit(THREE_TENTHS, request_id="r1")
     await paced.wait_for("audio_end", "r1")  # produced; the listener still plays it
     paced.session.interrupt("barge_in")  # ... and stops
     assert paced.session.clock.dry_at is None
-    paced.engine.gate = threading.Event()  # hold r2 at its first chunk
+    paced.chunks.hold()  # hold r2 at its first chunk
     paced.submit(THREE_TENTHS, request_id="r2")
     with trio.fail_after(WAIT):
         await wait_until(lambda: paced.session.playing and paced.session.playing.job)
     assert paced.session.playing is not None and paced.session.playing.job is not None
     job = paced.session.playing.job
     assert job.carried is None  # plays at once, not after r1's audio
-    paced.engine.gate.set()
+    paced.chunks.release()
     await paced.wait_for("audio_end", "r2")
     assert paced.manager.services.metrics.underruns == 0
 
 
 async def test_a_request_after_the_listener_finished_starts_its_own_clock(
-    paced: Harness,
+    paced: Harness, autojump_clock: trio.testing.MockClock
 ) -> None:
+    assert paced.chunks is not None
     paced.submit("One.", request_id="r1")  # 0.1 s of audio
     await paced.wait_for("audio_end", "r1")
     await trio.sleep(0.15)  # the listener has played it all
-    paced.engine.gate = threading.Event()
+    paced.chunks.hold()
     paced.submit(THREE_TENTHS, request_id="r2")
     with trio.fail_after(WAIT):
         await wait_until(lambda: paced.session.playing and paced.session.playing.job)
     assert paced.session.playing is not None and paced.session.playing.job is not None
     job = paced.session.playing.job
     assert job.carried is None
-    paced.engine.gate.set()
+    paced.chunks.release()
     await paced.wait_for("audio_end", "r2")
     assert paced.manager.services.metrics.underruns == 0
 
