@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -77,9 +79,23 @@ def test_all_silence_gives_nothing() -> None:
 
 def test_leading_silence_memory_is_bounded() -> None:
     trimmer = SilenceTrimmer(RATE)
-    for _ in range(200):
-        trimmer.push(quiet(1000))
-    assert trimmer._held_len < PAD + 1000
+    chunk = quiet(1000)
+    tracemalloc.start()  # numpy reports its buffers to tracemalloc
+    try:
+        for _ in range(10):
+            trimmer.push(chunk)
+        settled, _ = tracemalloc.get_traced_memory()
+        for _ in range(200):
+            trimmer.push(chunk)
+        grown = tracemalloc.get_traced_memory()[0] - settled
+    finally:
+        tracemalloc.stop()
+    # Only the last pad of silence can ever be sent: what is held stays under a pad and
+    # a chunk (not the 200 chunks pushed since).
+    assert grown < (PAD + chunk.size) * chunk.itemsize
+    # ... and it is that pad which leads the sound once it comes.
+    out = trimmer.push(sound(100))
+    assert PAD <= out.size < PAD + chunk.size + 100
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 441])
