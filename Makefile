@@ -25,12 +25,13 @@ install-melo: install
 serve: install
 	$(PY) -m streamer --config $(CONFIG)
 
+# Everything: tests/unit, tests/integration, tests/performance (tests/README.md).
 test: install install-melo
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Everything but the slow model-loading and browser tests.
+# The unit tests: no sockets, no models, a few seconds.
 test-fast: install
-	$(PY) -m pytest -m "not slow and not melo and not browser" $(PYTEST_ARGS)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check streamer tests scripts

@@ -1,9 +1,9 @@
 """The OpenAPI 3.1 description of the HTTP API, served at ``GET /openapi.json``.
 
 Written by hand (the routes are plain Quart functions, with no schema framework to
-derive it from) and kept honest by ``tests/test_openapi.py``: every route the app has
-must be documented here, with its methods, and nothing else; a new route fails that
-test until it is described here. The WebSocket protocol is not HTTP and lives in
+derive it from) and kept honest by ``tests/unit/server/test_openapi.py``: every route
+the app has must be documented here, with its methods, and nothing else; a new route
+fails that test until it is described here. The WebSocket protocol is not HTTP and lives in
 protocol_docs/websocket.md.
 """
 
