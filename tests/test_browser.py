@@ -126,7 +126,7 @@ async def test_page_streams_audio_and_interrupts(server: RunningServer, tmp_path
     log.warning("browser screenshot: %s", screenshot)
     print(f"browser screenshot: {screenshot}")
 
-    assert out["languages"] == ["en-US", "es"]
+    assert out["languages"] == ["auto", "en-US", "es"]
     short = out["short"]
     assert short["buffersDecoded"] > 0 and short["samplesScheduled"] > 0
     assert short["firstAudioMs"] is not None and short["errors"] == []
@@ -280,6 +280,7 @@ async def test_page_on_a_phone(phone_server: RunningServer, tmp_path: Path) -> N
 
     # Names, not bare codes (the value stays the tag).
     assert out["options"] == [
+        ["auto", "Auto-detect (from the text)"],
         ["en-US", "English (United States) · en-US"],
         ["es", "Spanish · es"],
         ["es-419", "Spanish (Latin America) · es-419"],

@@ -82,6 +82,8 @@
   let voices = [];
   let gain = null; // the volume control, between every source and the speakers
   let sample = ""; // the sample text now offered, replaced when the language changes
+  // The language value that asks the server to detect each text's language.
+  const AUTO = "auto";
   // The last request's audio as 16-bit chunks, for "Download WAV".
   let spoken = { id: null, sampleRate: 0, chunks: [] };
   let downloadUrl = null;
@@ -160,7 +162,9 @@
     // Only replace what the page put there: never the user's own text.
     const text = $("text");
     if (text.value.trim() && text.value !== sample) return;
-    sample = $("language").value ? sampleFor($("language").value) : "";
+    const language = $("language").value;
+    if (language === AUTO) return; // any language will do: keep what is there
+    sample = language ? sampleFor(language) : "";
     text.value = sample;
   }
 
@@ -192,6 +196,10 @@
         .map((tag) => ({ tag, name: languageName(tag) }))
         .sort((a, b) => a.name.localeCompare(b.name, "en") || a.tag.localeCompare(b.tag));
       const select = $("language");
+      const auto = document.createElement("option");
+      auto.value = AUTO;
+      auto.textContent = "Auto-detect (from the text)";
+      select.appendChild(auto);
       languages.forEach(({ tag, name }) => {
         const option = document.createElement("option");
         option.value = tag;
