@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 #
 # MIT-TTS-Streamer, CPU image: Piper (joe en_US, packaged) + espeak-ng voices.
-# No torch: MeloTTS is opt-in (scripts/install_melotts.sh) and not in this image.
+# No torch: MeloTTS is opt-in (deploy/install_melotts.sh) and not in this image.
 #
 #   docker build -t mit-tts-streamer .
 #   docker run --rm -p 8080:8080 -p 8081:8081 mit-tts-streamer

@@ -20,7 +20,7 @@ install: $(VENV)/.installed
 
 # MeloTTS is optional for the server but exercised for real by the test suite.
 install-melo: install
-	VENV=$(VENV) bash scripts/install_melotts.sh
+	VENV=$(VENV) bash deploy/install_melotts.sh
 
 serve: install
 	$(PY) -m streamer --config $(CONFIG)
@@ -39,8 +39,9 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
+# The measurement tools are the `scripts` package, run from the repository root.
 bench: install
-	$(PY) scripts/latency_test.py --spawn
+	$(PY) -m scripts.latency --spawn
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache logs

@@ -1,14 +1,14 @@
 """What the server's latency is measured against: the in-process floor and a peer.
 
-    .venv/bin/python scripts/baseline.py --json baseline.json
-    .venv/bin/python scripts/baseline.py --skip-peer --skip-server --repeats 10
+    .venv/bin/python -m scripts.baseline --json baseline.json
+    .venv/bin/python -m scripts.baseline --skip-peer --skip-server --repeats 10
 
 The steps run in the order below (1, 2, 5, 3, 4), each after the machine is quiet.
 
 1. In-process floor: ``PiperEngine`` called directly in this process, no server, with
    the server's settings (one onnxruntime intra-op thread per synthesis, windowed
    streaming): time from ``stream()`` to its first chunk for the same texts as
-   ``latency_test.py``, each after the same 0.1 s idle gap the server probe leaves
+   ``scripts.latency``, each after the same 0.1 s idle gap the server probe leaves
    between requests (and back to back, the hot-cache best case), and the real-time
    factor (compute / audio) of whole texts.
    Two intra-op threads are shown for reference (the server does not use them).
@@ -16,7 +16,7 @@ The steps run in the order below (1, 2, 5, 3, 4), each after the machine is quie
    ``--throughput-seconds``; seconds of audio produced per wall second, for W = 1 and
    W = cores (all cores busy) and 2 x cores, in windowed mode (what the server runs)
    and clause mode (one model call per clause, no window overlap). This is what
-   ``load_test.py --find-capacity`` compares its capacity with.
+   ``scripts.load --find-capacity`` compares its capacity with.
 3. Peer: Piper's own HTTP server (``python -m piper.http_server``, Flask, one model
    call per sentence, answers with a whole WAV): time to first byte and to the full
    response of ``POST /synthesize`` for the same texts, with httpx.
@@ -38,17 +38,21 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import httpx
 import numpy as np
 import trio
-from _bench_common import (
+
+from streamer.engines import piper_split
+from streamer.engines.base import SynthesisOptions, Voice
+from streamer.engines.piper import PiperEngine
+
+from ._common import (
     LATENCY_HEADERS,
     PARAGRAPHS,
-    REPO_ROOT,
     TEXT_EN_LONG,
     TEXT_EN_SHORT,
     CpuSample,
@@ -61,12 +65,7 @@ from _bench_common import (
     wait_for_quiet,
     write_json,
 )
-from _ws_client import Probe, open_probe
-
-sys.path.insert(0, str(REPO_ROOT))
-
-from streamer.engines.base import SynthesisOptions, Voice
-from streamer.engines.piper import PiperEngine
+from ._probe import Probe, open_probe
 
 VOICE_ID: Final = "piper-en_US-joe-medium"
 TEXTS: Final = {f"en {len(TEXT_EN_SHORT)} chars": TEXT_EN_SHORT,
@@ -203,8 +202,6 @@ def decoder_split(repeats: int) -> dict[str, Any]:
     frame context each needs to reproduce the one-call output: the data behind
     ``piper_split``'s context constants."""
     import onnxruntime
-
-    from streamer.engines import piper_split
 
     files = piper_split.split_model(_model_path())
     options = onnxruntime.SessionOptions()
@@ -357,9 +354,7 @@ async def _server_ttfa(url: str, repeats: int) -> dict[str, list[float]]:
                 for index in range(repeats + 1):
                     trace = await probe.synthesize(f"{label.replace(' ', '-')}-{index}", text)
                     await probe.wait_audio(trace, 0.0)
-                    mark = len(probe.log)
-                    await probe.send({"type": "interrupt", "reason": "next"})
-                    await probe.wait_event("interrupted", since=mark)
+                    await probe.interrupt("next")
                     if index and trace.ttfa_ms is not None:
                         times.append(trace.ttfa_ms)
                     # Lets the interrupted chunk's thread finish; the floor waits as long.
@@ -396,9 +391,11 @@ def server(repeats: int, floor_figures: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m scripts.baseline",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--throughput-seconds", type=float, default=20.0)
@@ -407,7 +404,7 @@ def main() -> int:
     parser.add_argument("--skip-peer", action="store_true")
     parser.add_argument("--skip-server", action="store_true")
     parser.add_argument("--json", help="write the figures here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     machine = machine_info()
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, python {machine['python']},"
           f" onnxruntime {machine['onnxruntime']}")

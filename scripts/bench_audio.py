@@ -14,7 +14,7 @@ AudioPipeline with the format's defaults:
   (resampler delay, codec look-ahead and paging; see streamer/audio/_encoders.py). For
   AAC the priming frame does not count as audio.
 
-Usage: python scripts/bench_audio.py [--seconds 10] [--repeat 3] [--trials 30] [--json]
+Usage: python -m scripts.bench_audio [--seconds 10] [--repeat 3] [--trials 30] [--json]
 """
 
 from __future__ import annotations
@@ -25,15 +25,13 @@ import os
 import platform
 import statistics
 import struct
-import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from streamer.audio import SUPPORTED_FORMATS, AudioPipeline, OutputSpec
 
@@ -65,7 +63,8 @@ def speech_like(seconds: float, rate: int, seed: int = 0) -> Pcm:
     noise = rng.standard_normal(t.size) * (np.sin(2 * np.pi * 1.3 * t) > 0.6)
     envelope = np.clip(np.sin(2 * np.pi * 4 * t), 0, None) ** 0.5
     signal = envelope * (0.25 * voiced + 0.08 * noise)
-    return (0.6 * signal / np.max(np.abs(signal))).astype(np.float32)
+    pcm: Pcm = (0.6 * signal / np.max(np.abs(signal))).astype(np.float32)
+    return pcm
 
 
 def decodable_seconds(name: str, data: bytes, rate: int) -> float | None:
@@ -171,13 +170,15 @@ def machine() -> str:
     return f"{os.cpu_count()} CPUs, {model}, Python {platform.python_version()}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.bench_audio", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     signal = speech_like(args.seconds, VOICE_RATE)
     cases: list[tuple[str, OutputSpec]] = [(name, OutputSpec(name)) for name in SUPPORTED_FORMATS]

@@ -11,8 +11,8 @@ exhausted, in one thread. Reported per sentence, as medians:
 Engines that fail to import or construct (Piper's or MeloTTS's module not there yet,
 MeloTTS not installed) are listed as skipped with the reason.
 
-    python scripts/bench_engines.py            # markdown table
-    python scripts/bench_engines.py --json     # machine-readable
+    python -m scripts.bench_engines            # markdown table
+    python -m scripts.bench_engines --json     # machine-readable
 """
 
 from __future__ import annotations
@@ -21,19 +21,15 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from streamer.engines.base import Engine, SynthesisOptions, Voice
+from streamer.engines.base import Engine
 from streamer.engines.registry import VoiceRegistry, VoiceSelectionError
+
+from ._engine_timing import measure_stream
 
 #: Requested language → (short, long) sentence. English asks for en-US: espeak's bare
 #: ``en`` is British, Piper's packaged voice American.
@@ -109,27 +105,6 @@ def _melo(checkpoint_dir: Path | None) -> Callable[[], Engine]:
     return build
 
 
-def _measure(engine: Engine, voice: Voice, text: str, repeat: int) -> tuple[float, float, float]:
-    """Median first-audio ms, median RTF, audio seconds."""
-    engine.warm_up(voice)
-    firsts: list[float] = []
-    rtfs: list[float] = []
-    seconds = 0.0
-    for _ in range(repeat):
-        samples = 0
-        start = time.perf_counter()
-        first: float | None = None
-        for chunk in engine.stream(voice, text, SynthesisOptions()):
-            if first is None:
-                first = time.perf_counter() - start
-            samples += int(np.asarray(chunk).size)
-        total = time.perf_counter() - start
-        seconds = samples / voice.sample_rate
-        firsts.append((first if first is not None else total) * 1000.0)
-        rtfs.append(total / seconds if seconds else float("nan"))
-    return statistics.median(firsts), statistics.median(rtfs), seconds
-
-
 def bench(factories: Sequence[tuple[str, Callable[[], Engine]]], repeat: int) -> list[Row]:
     rows: list[Row] = []
     for label, factory in factories:
@@ -153,7 +128,7 @@ def bench(factories: Sequence[tuple[str, Callable[[], Engine]]], repeat: int) ->
             except VoiceSelectionError:
                 continue  # the engine does not speak it
             for text in texts:
-                first_ms, rtf, audio_s = _measure(engine, voice, text, repeat)
+                first_ms, rtf, audio_s = measure_stream(engine, voice, text, repeat)
                 rows.append(
                     Row(label, voice.id, voice.language, len(text), load_s, first_ms, rtf, audio_s)
                 )
@@ -196,7 +171,10 @@ def markdown(rows: Sequence[Row], machine: dict[str, object]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.bench_engines",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
     parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT)
     parser.add_argument("--threads", type=int, default=1, help="Piper intra-op threads")

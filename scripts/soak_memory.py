@@ -1,17 +1,17 @@
 """Memory under sustained load: is the server's memory flat, and if it grows, what grows.
 
-    .venv/bin/python scripts/soak_memory.py --json soak.json    # 50 connected, 20 speaking:
-                                                                # 60 s warm-up, 15 min measured
-    .venv/bin/python scripts/soak_memory.py --warm-up 40 --duration 120 --interval 10
-    .venv/bin/python scripts/soak_memory.py --malloc-trim       # hand free heap back at samples
-    MALLOC_ARENA_MAX=2 .venv/bin/python scripts/soak_memory.py  # two glibc arenas, not 16
-    .venv/bin/python scripts/soak_memory.py --ort-no-arena      # onnxruntime without its arena
+    .venv/bin/python -m scripts.soak_memory --json soak.json   # 50 connected, 20 speaking:
+                                                               # 60 s warm-up, 15 min measured
+    .venv/bin/python -m scripts.soak_memory --warm-up 40 --duration 120 --interval 10
+    .venv/bin/python -m scripts.soak_memory --malloc-trim      # hand free heap back at samples
+    MALLOC_ARENA_MAX=2 .venv/bin/python -m scripts.soak_memory # two glibc arenas, not 16
+    .venv/bin/python -m scripts.soak_memory --ort-no-arena     # onnxruntime without its arena
 
-The server runs in a child process started from this script (``--serve-child``): the
+The server runs in a child process started from this tool (``--serve-child``): the
 real ``run_server`` in its own Trio loop, with ``tracemalloc`` on from the child's first
 line, plus one task that answers sample requests arriving on its stdin. The load is
-``scripts/load_test.py``'s ``load_run`` in this (the parent) process, so the clients
-share neither the server's event loop nor its heap: what is traced is the server alone.
+``scripts.load``'s ``load_run`` in this (the parent) process, so the clients share
+neither the server's event loop nor its heap: what is traced is the server alone.
 
 Each sample, taken inside the server and sent back as one JSON line on its stdout:
 
@@ -72,21 +72,22 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
 import trio
-from _bench_common import (
+
+from ._common import (
     QUIET_MAX_WAIT_S,
     REPO_ROOT,
     SERVER_STOP_TIMEOUT_S,
     SpawnedServer,
-    _stop,
-    _wait_ready,
     free_port,
     http_get_json,
     machine_info,
     markdown_table,
+    stop_process,
+    wait_ready,
     write_json,
 )
-from _ws_client import EVENT_TIMEOUT_S
-from load_test import (
+from ._probe import EVENT_TIMEOUT_S
+from .load import (
     CONNECT_RATE_PER_S,
     RAMP_S,
     RunResult,
@@ -97,8 +98,10 @@ from load_test import (
 
 if TYPE_CHECKING:
     from streamer.config import Config
-    from streamer.server.app import RunningServer
+    from streamer.server import RunningServer
 
+#: This tool's module, which its server child runs (``python -m``, from the root).
+MODULE: Final = "scripts.soak_memory"
 #: Frames kept per traced allocation: enough to get from numpy or the stdlib back up to
 #: the streamer/ line that asked for the memory. Each frame costs CPU on every
 #: allocation, and the server shares 2 cores with the load.
@@ -238,7 +241,7 @@ def _take_sample(
         "loadavg_1m": os.getloadavg()[0],
         **_proc_memory(),
         **_malloc_figures(),
-        "connections": server.manager.connections,
+        "connections": server.connections.count,
         "sessions": len(server.manager.sessions),
     }
     if tracemalloc.is_tracing():
@@ -283,7 +286,7 @@ async def _answer_samples(server: RunningServer, replies: IO[str], malloc_trim: 
 
 async def _serve_traced(config: Config, replies: IO[str], malloc_trim: bool) -> None:
     """``run_server`` plus the sample task, until stdin closes or SIGINT/SIGTERM."""
-    from streamer.server.app import run_server
+    from streamer.server import run_server
 
     async with trio.open_nursery() as nursery:
 
@@ -368,7 +371,7 @@ class TracedServer:
 
 @contextmanager
 def traced_server(workdir: Path, child_flags: Sequence[str]) -> Iterator[TracedServer]:
-    """This script as ``--serve-child`` with the config ``spawned_server`` gives
+    """This tool as ``--serve-child`` with the config ``spawned_server`` gives
     ``python -m streamer``; yields once ready, stops it on exit (stdin closed: graceful
     shutdown; SIGINT, then SIGKILL if that hangs)."""
     http_port, ws_port = free_port(), free_port()
@@ -382,7 +385,7 @@ def traced_server(workdir: Path, child_flags: Sequence[str]) -> Iterator[TracedS
     config_path = workdir / "soak.json"
     config_path.write_text(json.dumps(config, indent=2))
     log_path = workdir / "server.log"
-    command = [sys.executable, __file__, "--serve-child", str(config_path), *child_flags]
+    command = [sys.executable, "-m", MODULE, "--serve-child", str(config_path), *child_flags]
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             command,
@@ -394,7 +397,7 @@ def traced_server(workdir: Path, child_flags: Sequence[str]) -> Iterator[TracedS
         )
         spawned = SpawnedServer(process, http_port, ws_port, log_path)
         try:
-            _wait_ready(spawned)
+            wait_ready(spawned)
             yield TracedServer(spawned)
         finally:
             if process.stdin is not None:
@@ -402,7 +405,7 @@ def traced_server(workdir: Path, child_flags: Sequence[str]) -> Iterator[TracedS
             try:
                 process.wait(SERVER_STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
-                _stop(process)
+                stop_process(process)
 
 
 @dataclass
@@ -702,9 +705,11 @@ def report(result: Soak, workdir: Path, *, traced: bool) -> dict[str, Any]:
 # -- command line ------------------------------------------------------------------------------
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=f"python -m {MODULE}",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--sessions", type=int, default=50, help="connected sessions")
     parser.add_argument("--speaking", type=int, default=20, help="of them, speaking")
@@ -714,7 +719,7 @@ def main() -> int:
                         help="measured seconds of load after the warm-up")
     parser.add_argument("--interval", type=float, default=INTERVAL_S, help="seconds per sample")
     parser.add_argument("--ramp", type=float, default=RAMP_S,
-                        help="speakers start spread over this many seconds (load_test's)")
+                        help="speakers start spread over this many seconds (scripts.load's)")
     parser.add_argument("--frames", type=int, default=TRACE_FRAMES,
                         help="tracemalloc frames per allocation; 0: no tracemalloc")
     parser.add_argument("--malloc-trim", action="store_true",
@@ -725,7 +730,7 @@ def main() -> int:
                         help="keep the tracemalloc snapshots and mapping dumps in this folder")
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument("--serve-child", metavar="CONFIG", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.serve_child:
         return serve_child(args.serve_child, args)
     if args.warm_up < args.ramp:

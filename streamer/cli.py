@@ -1,31 +1,202 @@
-"""``tts-streamer``: run the server (``serve``, the default) and talk to one.
+"""``tts-streamer``: one command root for the server and the client commands.
 
-tts-streamer --config config/default.json        # same as: tts-streamer serve ...
-python -m streamer --config config/default.json
+    tts-streamer serve --config config/default.json
+    tts-streamer --config config/default.json          # no command: serve
+    python -m streamer --config config/default.json
+    tts-streamer say "Hola" -o hola.mp3                  # client commands:
+    tts-streamer voices | tts-streamer status            # streamer.client.cli
+
+One argparse parser holds every subcommand, so ``tts-streamer --help`` lists them all.
+``serve`` imports the server only when it runs, and the client commands never import
+it: the client package knows nothing of the server, nor the server of the client.
+
+Exit status: 0 done; 1 the server answered with an error (client commands); 2 bad
+usage, a config file that is missing or invalid, nothing to talk to; 130 Ctrl-C;
+141 standard output was closed early (``tts-streamer voices | head -5``), quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Final, NoReturn
 
-import trio
+from .client import cli as client_cli
 
-from .config import Config, ConfigError, load_config
-from .logs import setup_logging
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
+
+    from .client.playback import PlaybackSink
+    from .config import Config
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = "config/default.json"
-#: Subcommands that talk to a running server; implemented in ``streamer.client.cli``.
-CLIENT_COMMANDS = ("say", "voices", "status")
+DEFAULT_CONFIG: Final = "config/default.json"
+EXIT_USAGE: Final = 2
+#: What a shell reports for a process killed by SIGPIPE (128 + 13); we exit with it,
+#: without the traceback, when the reader of our standard output has gone.
+EXIT_BROKEN_PIPE: Final = 128 + signal.SIGPIPE
+
+
+class _UsageError(Exception):
+    pass
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse that writes to the given streams and raises instead of exiting, so
+    ``main`` decides the exit status and tests can capture the output."""
+
+    def __init__(self, *args: Any, out: IO[str], err: IO[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._out, self._err = out, err
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        if message:
+            (self._err if file is sys.stderr else self._out).write(message)
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            self._err.write(message)
+        raise SystemExit(status)
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+def build_parser(out: IO[str], err: IO[str]) -> CommandParser:
+    """The ``tts-streamer`` parser: ``serve`` and the client commands."""
+    parser = CommandParser(
+        prog="tts-streamer",
+        out=out,
+        err=err,
+        description="MIT-TTS-Streamer: run the server (serve, the default) or talk to one.",
+    )
+    parser.add_argument(
+        "--config", default=DEFAULT_CONFIG, help=f"JSON config file for serve ({DEFAULT_CONFIG})"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
+    serve = commands.add_parser(
+        "serve", help="run the server (the default command)", out=out, err=err,
+        description="Run the WebSocket and HTTP servers until SIGINT or SIGTERM.",
+    )
+    # SUPPRESS: `tts-streamer --config X serve` must keep X, not the subparser's default.
+    serve.add_argument("--config", default=argparse.SUPPRESS, help="JSON config file")
+    client_cli.add_commands(commands, out=out, err=err)
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stdout: IO[str] | None = None,
+    stderr: IO[str] | None = None,
+    sink: PlaybackSink | None = None,
+) -> int:
+    """Run one ``tts-streamer`` command; returns the exit status. ``sink`` replaces the
+    sound card for ``say --play`` (tests)."""
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    parser = build_parser(out, err)
+    try:
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    except _UsageError as exc:
+        err.write(f"{exc}\n")
+        return EXIT_USAGE
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    try:
+        if args.command in (None, "serve"):
+            return _serve_command(args.config, err)
+        status = client_cli.run(args, out, err, sink)
+        out.flush()  # a closed pipe surfaces here, inside the handler below
+        return status
+    except BrokenPipeError:
+        _silence_stdout(out)
+        return EXIT_BROKEN_PIPE
+
+
+def _silence_stdout(out: IO[str]) -> None:
+    """After EPIPE: point stdout at /dev/null so the interpreter's final flush does not
+    print a second BrokenPipeError at exit."""
+    if out is sys.stdout:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+# --- serve ------------------------------------------------------------------------------
+
+
+def _serve_command(config_path: str, err: IO[str]) -> int:
+    if not Path(config_path).exists():
+        err.write(f"tts-streamer: config file {config_path} not found\n")
+        return EXIT_USAGE
+    return serve_main(config_path, err)
+
+
+def serve_main(config_path: str, err: IO[str] | None = None) -> int:
+    """Load the config, set up logging and run the server until a signal."""
+    import trio
+
+    from .config import ConfigError, load_config
+    from .logs import setup_logging
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        (err or sys.stderr).write(f"tts-streamer: {exc}\n")
+        return EXIT_USAGE
+    log_file = config.path(config.server.log_file) if config.server.log_file else None
+    setup_logging(config.server.log_level, log_file)
+    try:
+        trio.run(_serve, config)
+    except BaseException as exc:  # a start-up failure arrives inside exception groups
+        reason = _startup_failure(exc, config)
+        if reason is None:
+            raise
+        (err or sys.stderr).write(f"tts-streamer: {reason}\n")
+        return EXIT_USAGE
+    return 0
+
+
+def _startup_failure(exc: BaseException, config: Config) -> str | None:
+    """One line for a failure that is the operator's to fix (a config value the server
+    cannot honour, a port it cannot bind), or None for anything else (a bug: the
+    traceback is then the right report)."""
+    from .config import ConfigError
+
+    leaves: list[BaseException] = []
+
+    def collect(error: BaseException) -> None:
+        if isinstance(error, BaseExceptionGroup):
+            for inner in error.exceptions:
+                collect(inner)
+        else:
+            leaves.append(error)
+
+    collect(exc)
+    for leaf in leaves:
+        if isinstance(leaf, ConfigError):
+            return str(leaf)
+        if isinstance(leaf, OSError) and leaf.errno in (errno.EADDRINUSE, errno.EACCES):
+            server = config.server
+            ports = f"{server.http_port} (HTTP) or {server.websocket_port} (WebSocket)"
+            return (
+                f"cannot listen on {server.host} port {ports}: {leaf.strerror} "
+                "(server.host, server.http_port, server.websocket_port)"
+            )
+    return None
 
 
 async def _serve(config: Config) -> None:
+    import trio
+
     from .server.app import run_server
 
     async with trio.open_nursery() as nursery:
@@ -35,37 +206,3 @@ async def _serve(config: Config) -> None:
                 log.info("received %s", signal.Signals(signum).name)
                 server.shutdown()
                 break
-
-
-def serve_main(config_path: str) -> int:
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        print(f"tts-streamer: {exc}", file=sys.stderr)
-        return 2
-    log_file = config.path(config.server.log_file) if config.server.log_file else None
-    setup_logging(config.server.log_level, log_file)
-    trio.run(_serve, config)
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] in CLIENT_COMMANDS:
-        from .client.cli import main as client_main
-
-        return int(client_main(args))
-    if args and args[0] == "serve":
-        args = args[1:]
-    parser = argparse.ArgumentParser(
-        prog="tts-streamer",
-        description="Run the MIT-TTS-Streamer server. Client commands: "
-        + ", ".join(CLIENT_COMMANDS)
-        + " (tts-streamer COMMAND --help).",
-    )
-    parser.add_argument("--config", default=DEFAULT_CONFIG, help="JSON config file")
-    parsed = parser.parse_args(args)
-    if not Path(parsed.config).exists():
-        print(f"tts-streamer: config file {parsed.config} not found", file=sys.stderr)
-        return 2
-    return serve_main(parsed.config)

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Final, TypeVar, get_args, get_origin, get_type_hints
 
+from .audio import SUPPORTED_FORMATS
+
 #: Engines a config may prefer; "auto" ranks every available engine, neural first.
 ENGINE_CHOICES = ("auto", "piper", "espeak", "melo")
-#: The seed called the MeloTTS engine "melotts"; accepted as an alias.
+#: The original specification called the MeloTTS engine "melotts"; accepted as an alias.
 ENGINE_ALIASES = {"melotts": "melo"}
 DEVICE_CHOICES = ("cpu", "cuda", "auto")
-PIPER_STREAMING_CHOICES = ("windowed", "clause")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -42,6 +43,18 @@ class ServerConfig:
     shutdown_timeout_s: float = 5.0
     #: A client that does not read for this long is aborted: it would hold memory.
     write_timeout_s: float = 10.0
+    #: A TCP connection must complete its WebSocket upgrade request within this long.
+    handshake_timeout_s: float = 5.0
+    #: A WebSocket connection with no client message and nothing queued or playing for
+    #: this long is closed (1000 ``idle_timeout``); 0 = never.
+    idle_timeout_s: float = 300.0
+    #: The server pings each WebSocket this often; a peer that has not answered the
+    #: previous ping by the next one is dead and is aborted. 0 = no pings.
+    ping_interval_s: float = 20.0
+    #: An HTTP connection with no request in progress is closed after this long.
+    http_keep_alive_timeout_s: float = 5.0
+    #: An HTTP client must send each part of its request within this long.
+    http_read_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,16 +198,30 @@ def _validate(config: Config) -> Config:
     _check(s.log_level.upper() in LOG_LEVELS, "server.log_level", f"must be one of {LOG_LEVELS}")
     _check(s.shutdown_timeout_s > 0, "server.shutdown_timeout_s", "must be > 0")
     _check(s.write_timeout_s > 0, "server.write_timeout_s", "must be > 0")
+    _check(s.handshake_timeout_s > 0, "server.handshake_timeout_s", "must be > 0")
+    _check(s.idle_timeout_s >= 0, "server.idle_timeout_s", "must be >= 0 (0 = never)")
+    _check(s.ping_interval_s >= 0, "server.ping_interval_s", "must be >= 0 (0 = no pings)")
+    _check(s.http_keep_alive_timeout_s > 0, "server.http_keep_alive_timeout_s", "must be > 0")
+    _check(s.http_read_timeout_s > 0, "server.http_read_timeout_s", "must be > 0")
     engine = ENGINE_ALIASES.get(t.engine, t.engine)
     _check(engine in ENGINE_CHOICES, "tts.engine", f"must be one of {ENGINE_CHOICES}")
     _check(t.device in DEVICE_CHOICES, "tts.device", f"must be one of {DEVICE_CHOICES}")
     _check(t.melo.device in DEVICE_CHOICES, "tts.melo.device", f"must be one of {DEVICE_CHOICES}")
+    # The engine defines its modes; imported here, not at the top, so that importing
+    # the config (every CLI command does) does not load the engines and numpy.
+    from streamer.engines.piper import STREAMING_MODES
+
     _check(
-        t.piper.streaming in PIPER_STREAMING_CHOICES,
+        t.piper.streaming in STREAMING_MODES,
         "tts.piper.streaming",
-        f"must be one of {PIPER_STREAMING_CHOICES}",
+        f"must be one of {STREAMING_MODES}",
     )
     _check(bool(t.default_language.strip()), "tts.default_language", "must not be empty")
+    _check(
+        t.default_format in SUPPORTED_FORMATS,
+        "tts.default_format",
+        f"must be one of {', '.join(SUPPORTED_FORMATS)}, got {json.dumps(t.default_format)}",
+    )
     _check(64 <= t.chunk_size <= 48000, "tts.chunk_size", "must be 64-48000 samples")
     _check(1 <= t.max_text_length <= 100_000, "tts.max_text_length", "must be 1-100000")
     _check(p.max_queue_size >= 1, "performance.max_queue_size", "must be >= 1")

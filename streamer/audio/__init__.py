@@ -4,6 +4,7 @@ The public surface is re-exported here; the modules behind it are private.
 """
 
 from ._encoders import AudioEncoder, make_encoder, wav_header
+from ._files import PATCHED_FORMATS, StreamHeaderError, complete_file, complete_header
 from ._g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from ._pipeline import RESAMPLE_QUALITY, AudioPipeline
 from ._spec import (
@@ -48,6 +49,7 @@ __all__ = [
     "MIN_VOLUME",
     "MP3_SAMPLE_RATES",
     "OPUS_SAMPLE_RATES",
+    "PATCHED_FORMATS",
     "RESAMPLE_QUALITY",
     "SUPPORTED_FORMATS",
     "TRIM_PAD_SECONDS",
@@ -59,8 +61,11 @@ __all__ = [
     "OutputSpec",
     "SilenceTrimmer",
     "StreamFormat",
+    "StreamHeaderError",
     "alaw_decode",
     "alaw_encode",
+    "complete_file",
+    "complete_header",
     "format_info",
     "make_encoder",
     "resolve_stream_format",

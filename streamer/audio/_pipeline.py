@@ -39,7 +39,7 @@ class AudioPipeline:
 
     :meth:`push` and :meth:`finish` are synchronous CPU work, cheap enough to run in the
     Trio task itself. CPU per second of 22050 Hz speech on the 2-core runner
-    (scripts/bench_audio.py): pcm/wav/pcm_f32 0.05 ms, G.711 0.2 ms, resampled to
+    (scripts.bench_audio): pcm/wav/pcm_f32 0.05 ms, G.711 0.2 ms, resampled to
     48 kHz 0.4 ms, flac 0.6 ms, ogg_vorbis 2.6 ms, mp3 5.3 ms, aac 8 ms (12 ms at
     48 kHz), opus 9.6 ms (libopus at complexity 6; 10 ms at 48 kHz). A 0.3 s clause
     thus blocks for up to ~3.5 ms (aac at 48 kHz); :meth:`push_iter` hands out the first

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, TypeVar, Unpack
@@ -80,14 +80,26 @@ class SynthesisStream:
     from ``client.synthesize``, on the first iteration. Leaving the loop early is safe:
     :meth:`close` (also run by ``async with`` and on garbage collection) makes the reader
     drop the rest of its audio. It does not stop synthesis: ``client.interrupt`` does.
+
+    ``await stream`` reads it whole: the same as ``await stream.collect()``. With
+    ``audio_only`` (``client.synthesize_streaming``) iteration yields only the frames;
+    the events are still kept in ``queued``, ``start``, ``end`` and ``interrupted``.
     """
 
-    def __init__(self, client: BaseStreamingClient, request_id: str, message: str) -> None:
+    def __init__(
+        self,
+        client: BaseStreamingClient,
+        request_id: str,
+        message: str,
+        *,
+        audio_only: bool = False,
+    ) -> None:
         self._client = client
         self.request_id = request_id
         self._message = message
         self._inbox = Inbox(request_id)
         self._sent = False
+        self._audio_only = audio_only
         self.queued: Queued | None = None
         self.start: AudioStart | None = None
         self.end: AudioEnd | None = None
@@ -104,7 +116,16 @@ class SynthesisStream:
     def __aiter__(self) -> SynthesisStream:
         return self
 
+    def __await__(self) -> Generator[Any, None, SynthesisResult]:
+        return self.collect().__await__()
+
     async def __anext__(self) -> StreamItem:
+        while True:
+            item = await self._next_item()
+            if not self._audio_only or isinstance(item, bytes):
+                return item
+
+    async def _next_item(self) -> StreamItem:
         await self.send()
         while True:
             item = self._inbox.take()
@@ -130,7 +151,11 @@ class SynthesisStream:
     async def collect(self) -> SynthesisResult:
         """Read the whole stream; the result holds every frame."""
         frames: list[bytes] = []
-        async for item in self:
+        while True:
+            try:
+                item = await self._next_item()
+            except StopAsyncIteration:
+                break
             if isinstance(item, bytes):
                 frames.append(item)
         return SynthesisResult(
@@ -164,11 +189,22 @@ class SynthesisStream:
 
 
 class BaseStreamingClient(abc.ABC):
-    """Client API shared by the Trio and asyncio clients (see their docstrings)."""
+    """Client API shared by the Trio and asyncio clients (see their docstrings).
 
-    def __init__(self, url: str, *, reply_timeout: float = REPLY_TIMEOUT_S) -> None:
+    ``sink`` is where :meth:`synthesize_and_play` plays when it is given none (``None``:
+    the default sound device, opened when first needed).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        reply_timeout: float = REPLY_TIMEOUT_S,
+        sink: PlaybackSink | None = None,
+    ) -> None:
         self.url = url
         self.reply_timeout = reply_timeout
+        self.sink = sink
         self._protocol = ClientProtocol()
         self._inboxes: dict[str, Inbox] = {}
         self._replies: list[Reply] = []
@@ -194,6 +230,18 @@ class BaseStreamingClient(abc.ABC):
     @abc.abstractmethod
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking call (a sink's write) in a worker thread."""
+
+    async def _open_if_needed(self) -> None:  # noqa: B027 - optional hook
+        """Open the connection if it is not open yet (``connect`` without ``async with``);
+        clients that can only open it in ``async with`` leave this as it is."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Close the connection (code 1000) and end every stream; idempotent."""
+
+    async def close(self) -> None:
+        """The same as :meth:`aclose` (the seed's name)."""
+        await self.aclose()
 
     # --- reader side -------------------------------------------------------------
     def _register(self, inbox: Inbox) -> None:
@@ -270,12 +318,15 @@ class BaseStreamingClient(abc.ABC):
         Optional, and only as the first message of a connection: a ``synthesize``
         without it opens a session with the server defaults, and a second ``connect``
         is refused (``already_connected``); one refused for bad settings may be retried.
-        Raises
-        :class:`TTSServerError` (``unknown_language``, ``unknown_session``…), or
-        :class:`TTSTimeoutError` after ``reply_timeout`` seconds without an answer.
+        The asyncio client also opens the connection here when ``async with`` has not
+        (then :meth:`close` it). Raises :class:`TTSConnectionError` when the server
+        cannot be reached, :class:`TTSServerError` (``unknown_language``,
+        ``unknown_session``…), or :class:`TTSTimeoutError` after ``reply_timeout``
+        seconds without an answer.
         """
         if self._lost is not None:
             raise self._lost
+        await self._open_if_needed()
         reply = Reply("connect")
         self._replies.append(reply)
         await self._send_text(self._protocol.connect_message(config, session_id))
@@ -306,6 +357,26 @@ class BaseStreamingClient(abc.ABC):
         request_id = request_id or self._protocol.new_request_id()
         message = self._protocol.synthesize_message(text, priority, request_id, config)
         return SynthesisStream(self, request_id, message)
+
+    def synthesize_streaming(
+        self,
+        text: str,
+        *,
+        priority: str = "normal",
+        request_id: str | None = None,
+        **config: Unpack[AudioOptions],
+    ) -> SynthesisStream:
+        """Like :meth:`synthesize`, but iterating yields only the audio frames (the
+        seed's name for long texts; every request streams here, clause by clause)::
+
+            async for chunk in client.synthesize_streaming(long_text):
+                player.feed(chunk)
+
+        ``await client.synthesize_streaming(text)`` returns the whole result.
+        """
+        request_id = request_id or self._protocol.new_request_id()
+        message = self._protocol.synthesize_message(text, priority, request_id, config)
+        return SynthesisStream(self, request_id, message, audio_only=True)
 
     async def submit(
         self,
@@ -357,8 +428,8 @@ class BaseStreamingClient(abc.ABC):
         request_id: str | None = None,
         **config: Unpack[AudioOptions],
     ) -> SynthesisResult:
-        """Speak ``text`` through ``sink`` (the default output device if None) as it
-        arrives; returns when it has played (or was interrupted).
+        """Speak ``text`` through ``sink`` (else the client's ``sink``, else the default
+        output device) as it arrives; returns when it has played (or was interrupted).
 
         The audio is requested as raw PCM (``format`` ``pcm`` unless ``pcm_f32`` is
         given) at the voice's rate, which any sink can play without decoding. Raises
@@ -370,10 +441,11 @@ class BaseStreamingClient(abc.ABC):
             raise ValueError(f"playback needs a raw format ({', '.join(PCM_FORMATS)}), got {fmt}")
         config["format"] = fmt
         if sink is None:
-            from .playback import SoundDeviceSink, check_output_device
+            sink = self.sink
+        if sink is None:
+            from .playback import default_sink
 
-            check_output_device()  # fail before asking the server for anything
-            sink = SoundDeviceSink()
+            sink = default_sink()
         stream = await self.submit(text, priority=priority, request_id=request_id, **config)
         finished = False
         try:

@@ -39,6 +39,7 @@ from ._base import (
 )
 from ._events import TTSClientError, TTSConnectionError, TTSTimeoutError
 from ._protocol import Waitable
+from .playback import PlaybackSink
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,13 @@ class TTSStreamingClient(BaseStreamingClient):
 
     Methods (from :class:`BaseStreamingClient`): ``connect(**config)``,
     ``synthesize(text, priority=, request_id=, **config)`` (async iterator of ``bytes``
-    frames and events), ``submit`` (same, sent at once), ``interrupt(reason)``,
-    ``synthesize_and_play(text, sink=)``; ``aclose()``. Raises
+    frames and events; ``await`` it for the whole result), ``synthesize_streaming``
+    (frames only), ``submit`` (sent at once), ``interrupt(reason)``,
+    ``synthesize_and_play(text, sink=)``; ``aclose()`` / ``close()``. Raises
     :class:`TTSConnectionError` when the server cannot be reached.
+
+    Unlike the asyncio client, ``connect()`` does not open the connection by itself:
+    the reader task needs a nursery, which only ``async with`` gives it in Trio.
     """
 
     def __init__(
@@ -71,8 +76,9 @@ class TTSStreamingClient(BaseStreamingClient):
         reply_timeout: float = REPLY_TIMEOUT_S,
         connect_timeout: float = CONNECT_TIMEOUT_S,
         max_message_size: int = MAX_MESSAGE_BYTES,
+        sink: PlaybackSink | None = None,
     ) -> None:
-        super().__init__(url, reply_timeout=reply_timeout)
+        super().__init__(url, reply_timeout=reply_timeout, sink=sink)
         self.connect_timeout = connect_timeout
         self.max_message_size = max_message_size
         self._ws: WebSocketConnection | None = None

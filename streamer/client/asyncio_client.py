@@ -7,6 +7,13 @@
         async for item in client.synthesize("Hello there"):
             ...
 
+The seed's form runs too, under its name (``TTSStreamingClient`` here is this class):
+
+    client = TTSStreamingClient("ws://localhost:8081")
+    await client.connect()                 # opens the connection, then the session
+    await client.synthesize_and_play("Hola mundo", priority="normal")
+    await client.close()
+
 Why a native asyncio client rather than the Trio client behind a thread: the routing
 and the whole public API live in the loop-independent :class:`BaseStreamingClient`
 (over the sans-IO :class:`ClientProtocol`); only the socket, the reader task and the
@@ -34,6 +41,7 @@ from ._base import (
 )
 from ._events import TTSClientError, TTSConnectionError, TTSTimeoutError
 from ._protocol import Waitable
+from .playback import PlaybackSink
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +74,9 @@ class AsyncioTTSStreamingClient(BaseStreamingClient):
         reply_timeout: float = REPLY_TIMEOUT_S,
         connect_timeout: float = CONNECT_TIMEOUT_S,
         max_message_size: int = MAX_MESSAGE_BYTES,
+        sink: PlaybackSink | None = None,
     ) -> None:
-        super().__init__(url, reply_timeout=reply_timeout)
+        super().__init__(url, reply_timeout=reply_timeout, sink=sink)
         self.connect_timeout = connect_timeout
         self.max_message_size = max_message_size
         self._ws: Any = None
@@ -76,6 +85,15 @@ class AsyncioTTSStreamingClient(BaseStreamingClient):
     async def __aenter__(self) -> Self:
         if self._ws is not None:
             raise RuntimeError("AsyncioTTSStreamingClient is already open")
+        await self._open()
+        return self
+
+    async def _open_if_needed(self) -> None:
+        if self._ws is None:
+            await self._open()
+
+    async def _open(self) -> None:
+        """Open the WebSocket and start the reader task."""
         client = _websockets()
         from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
@@ -112,7 +130,6 @@ class AsyncioTTSStreamingClient(BaseStreamingClient):
                 "connection_refused", f"cannot connect to {self.url}: {exc.strerror or exc}"
             ) from None
         self._reader_task = asyncio.create_task(self._reader(), name="tts-client-reader")
-        return self
 
     async def __aexit__(
         self,
@@ -160,7 +177,9 @@ class AsyncioTTSStreamingClient(BaseStreamingClient):
             raise self._lost
         if self._ws is None:
             raise TTSConnectionError(
-                "not_open", "use `async with AsyncioTTSStreamingClient(url) as client:`"
+                "not_open",
+                "not connected: `await client.connect()` first, or use"
+                " `async with AsyncioTTSStreamingClient(url) as client:`",
             )
         try:
             await self._ws.send(text)
@@ -183,3 +202,8 @@ class AsyncioTTSStreamingClient(BaseStreamingClient):
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(fn, *args)
+
+
+#: The seed's name for its client, which was an asyncio one: its examples run with
+#: ``from streamer.client.asyncio_client import TTSStreamingClient``.
+TTSStreamingClient = AsyncioTTSStreamingClient

@@ -6,13 +6,19 @@
     tts-streamer voices --language es
     tts-streamer status --http http://127.0.0.1:8080
 
+The commands are subcommands of the one ``tts-streamer`` parser (``streamer/cli.py``);
+this module adds them (:func:`add_commands`) and runs them (:func:`run`).
+
 Exit status: 0 done; 1 the server answered with an error (or the request was
-interrupted, or the connection was lost mid-way); 2 bad usage, or nothing to talk to
-(connection refused, no audio output device); 130 Ctrl-C.
+interrupted, or the connection was lost mid-way); 2 bad usage (including an ``-o``
+suffix of a format the server does not produce), or nothing to talk to (connection
+refused, no audio output device); 130 Ctrl-C; 141 stdout closed early.
 
 ``say -o FILE`` asks for ``realtime: false`` (the server sends as fast as it
 synthesizes) and writes the frames as they come into ``FILE.part``, renamed to FILE
 once the request ended well, so a failed run never leaves a truncated file behind.
+Before the rename, a WAV or FLAC file gets its exact length written into the header
+(the stream's header said "unknown"); on stdout the stream is written as it came.
 """
 
 from __future__ import annotations
@@ -25,9 +31,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final, NoReturn
+from typing import IO, Any, Final
 
 import trio
 
@@ -43,9 +48,6 @@ from ._events import (
     TTSTimeoutError,
 )
 from .playback import PlaybackSink, PlaybackUnavailableError
-
-if TYPE_CHECKING:
-    from _typeshed import SupportsWrite
 
 EXIT_OK: Final = 0
 EXIT_SERVER_ERROR: Final = 1
@@ -63,7 +65,9 @@ HTTP_TIMEOUT_S: Final = 10.0
 #: Progress line refresh: often enough to look live, rare enough to cost nothing.
 PROGRESS_INTERVAL_S: Final = 0.1
 
-#: Output format implied by a file name when --format is not given.
+#: Output format implied by a file name when --format is not given. A name without a
+#: suffix gets wav; any other suffix is refused rather than filled with audio of another
+#: format than it says.
 FORMAT_BY_SUFFIX: Final = {
     ".wav": "wav",
     ".mp3": "mp3",
@@ -71,12 +75,25 @@ FORMAT_BY_SUFFIX: Final = {
     ".opus": "opus",
     ".oga": "ogg_vorbis",
     ".flac": "flac",
+    ".aac": "aac",
     ".pcm": "pcm",
     ".raw": "pcm",
     ".f32": "pcm_f32",
     ".ulaw": "mulaw",
     ".mulaw": "mulaw",
     ".alaw": "alaw",
+}
+#: Format when the name has no suffix (or is stdout).
+DEFAULT_FILE_FORMAT: Final = "wav"
+#: Suffixes people reach for whose container the server does not produce, and what
+#: to use instead.
+_CONTAINER_HINTS: Final = {
+    ".m4a": ".aac (AAC in ADTS)",
+    ".mp4": ".aac (AAC in ADTS)",
+    ".webm": ".opus or .ogg (Opus in Ogg)",
+    ".weba": ".opus or .ogg (Opus in Ogg)",
+    ".mka": ".opus or .ogg (Opus in Ogg)",
+    ".vorbis": ".oga (Vorbis in Ogg)",
 }
 #: Bytes per second of audio for raw formats, per Hz of sample rate.
 _RAW_BYTES_PER_SAMPLE: Final = {"pcm": 2, "wav": 2, "pcm_f32": 4, "mulaw": 1, "alaw": 1}
@@ -86,35 +103,19 @@ class _UsageError(Exception):
     pass
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that writes to the given streams and raises instead of exiting."""
-
-    def __init__(self, *args: Any, out: IO[str], err: IO[str], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._out, self._err = out, err
-
-    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
-        if message:
-            (self._err if file is sys.stderr else self._out).write(message)
-
-    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
-        if message:
-            self._err.write(message)
-        raise SystemExit(status)
-
-    def error(self, message: str) -> NoReturn:
-        raise _UsageError(f"{self.prog}: {message}")
-
-
-def _build_parser(out: IO[str], err: IO[str]) -> _Parser:
-    parser = _Parser(prog="tts-streamer", out=out, err=err)
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+def add_commands(commands: argparse._SubParsersAction[Any], **parser_kwargs: Any) -> None:
+    """Add ``say``, ``voices`` and ``status`` to the ``tts-streamer`` parser's
+    subcommands (``streamer/cli.py`` owns the parser; ``parser_kwargs`` go to each
+    ``add_parser``)."""
     ws_default = os.environ.get(WS_URL_ENV, DEFAULT_WS_URL)
     http_default = os.environ.get(HTTP_URL_ENV, DEFAULT_HTTP_URL)
 
     say = commands.add_parser(
-        "say", help="synthesize text to a file or the speakers", out=out, err=err,
+        "say", help="synthesize text to a file or the speakers", **parser_kwargs,
         description="Synthesize TEXT ('-' or nothing: read stdin) to a file or the speakers.",
+        epilog="Formats by -o suffix: "
+        + ", ".join(f"{suffix} {fmt}" for suffix, fmt in FORMAT_BY_SUFFIX.items())
+        + "; no suffix: wav.",
     )
     say.add_argument("text", nargs="?", default="-", help="text to speak; '-' reads stdin")
     say.add_argument("-l", "--language", help="language tag, e.g. es, en-US")
@@ -123,7 +124,7 @@ def _build_parser(out: IO[str], err: IO[str]) -> _Parser:
     say.add_argument("-p", "--priority", choices=("normal", "high", "critical"), default="normal")
     say.add_argument("-f", "--format", help="audio format (default: from -o's suffix, else wav)")
     say.add_argument("--sample-rate", type=int, help="output rate in Hz")
-    say.add_argument("--bitrate", type=int, help="kbit/s for mp3/opus")
+    say.add_argument("--bitrate", type=int, help="kbit/s for mp3/opus/aac")
     say.add_argument("--speed", type=float, help="speaking rate, 0.5-2.0")
     say.add_argument("--volume", type=float, help="linear gain, 0-4")
     target = say.add_mutually_exclusive_group(required=True)
@@ -133,36 +134,25 @@ def _build_parser(out: IO[str], err: IO[str]) -> _Parser:
     say.add_argument("--progress", action="store_true", help="progress line even if not a tty")
     say.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
 
-    voices = commands.add_parser("voices", help="list the server's voices", out=out, err=err)
+    voices = commands.add_parser("voices", help="list the server's voices", **parser_kwargs)
     voices.add_argument("-l", "--language", help="only voices of this language")
     voices.add_argument("--http", default=http_default, help=f"REST base URL (${HTTP_URL_ENV})")
     voices.add_argument("--json", action="store_true", help="print the raw JSON")
 
-    status = commands.add_parser("status", help="show the server's status", out=out, err=err)
+    status = commands.add_parser("status", help="show the server's status", **parser_kwargs)
     status.add_argument("--http", default=http_default, help=f"REST base URL (${HTTP_URL_ENV})")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
-    return parser
 
 
-def main(
-    argv: Sequence[str],
-    *,
-    stdout: IO[str] | None = None,
-    stderr: IO[str] | None = None,
+def run(
+    args: argparse.Namespace,
+    out: IO[str],
+    err: IO[str],
     sink: PlaybackSink | None = None,
 ) -> int:
-    """Run one client command; ``argv[0]`` is the command (``say``, ``voices``,
-    ``status``). Returns the exit status. ``sink`` replaces the sound card for --play."""
-    out = stdout or sys.stdout
-    err = stderr or sys.stderr
-    parser = _build_parser(out, err)
-    try:
-        args = parser.parse_args(list(argv))
-    except _UsageError as exc:
-        err.write(f"{exc}\n")
-        return EXIT_USAGE
-    except SystemExit as exc:  # --help
-        return int(exc.code or 0)
+    """Run the client command parsed into ``args`` (``args.command`` is ``say``,
+    ``voices`` or ``status``); returns the exit status. ``sink`` replaces the sound
+    card for ``say --play``. A closed stdout raises ``BrokenPipeError`` to the caller."""
     try:
         if args.command == "say":
             return _say(args, out, err, sink)
@@ -242,8 +232,34 @@ class _Progress:
             self._err.write("\r" + " " * 60 + "\r")
 
 
+def format_for_file(target: str) -> str:
+    """The format ``say -o target`` writes when --format is not given: by suffix, wav
+    without one; raises ``_UsageError`` for a suffix of another format."""
+    if target == "-":
+        return DEFAULT_FILE_FORMAT
+    suffix = Path(target).suffix.lower()
+    if not suffix:
+        return DEFAULT_FILE_FORMAT
+    fmt = FORMAT_BY_SUFFIX.get(suffix)
+    if fmt is not None:
+        return fmt
+    hint = _CONTAINER_HINTS.get(suffix)
+    known = " ".join(FORMAT_BY_SUFFIX)
+    if hint is not None:
+        raise _UsageError(
+            f"cannot write {suffix} files: the server does not produce that container;"
+            f" use {hint}, or give --format (suffixes: {known})"
+        )
+    raise _UsageError(f"no audio format for the suffix {suffix}; use one of {known}, or --format")
+
+
 class _Output:
-    """Frames to a file (through FILE.part) or stdout."""
+    """Frames to a file (through FILE.part) or stdout.
+
+    A file is completed before it is renamed into place: WAV and FLAC stream with a
+    header that leaves the length unknown, and a saved file gets the exact length
+    written into it (``streamer.audio.complete_header``), so every reader agrees on it.
+    """
 
     def __init__(self, target: str) -> None:
         self.target = target
@@ -253,15 +269,21 @@ class _Output:
         else:
             self._path = Path(target)
             self._partial = self._path.with_name(self._path.name + ".part")
-            self._file = open(self._partial, "wb")
+            self._file = open(self._partial, "w+b")
 
     def write(self, frame: bytes) -> None:
         self._file.write(frame)
 
-    def commit(self) -> None:
+    def commit(self, fmt: str) -> None:
         self._file.flush()
         if self._path is not None:
-            self._file.close()
+            # Imported here: the audio stage (codecs) is only needed to save a file.
+            from ..audio import complete_header
+
+            try:
+                complete_header(self._file, fmt)
+            finally:
+                self._file.close()
             os.replace(self._partial, self._path)
 
     def discard(self) -> None:
@@ -286,8 +308,7 @@ def _say(
         if fmt not in ("pcm", "pcm_f32"):
             raise _UsageError("--play needs --format pcm or pcm_f32")
     else:
-        suffix = Path(args.output).suffix.lower() if args.output != "-" else ""
-        fmt = args.format or FORMAT_BY_SUFFIX.get(suffix, "wav")
+        fmt = args.format or format_for_file(args.output)
     config = _options(args, fmt, realtime=bool(args.play))
     progress = _Progress(err, live=not args.quiet and (args.progress or err.isatty()))
     try:
@@ -339,12 +360,12 @@ def _download(
         output.discard()
         reason = interrupted.reason if interrupted else "unknown"
         return f"tts-streamer: the request was interrupted ({reason}); nothing written"
-    output.commit()
+    assert start is not None
+    output.commit(start.format)
     where = "stdout" if args.output == "-" else args.output
     first = f", first audio after {progress.first_audio_s * 1000:.0f} ms" if (
         progress.first_audio_s is not None
     ) else ""
-    assert start is not None
     return (
         f"wrote {where}: {end.duration_ms / 1000:.2f} s of audio ({end.bytes / 1000:.1f} kB, "
         f"{start.format} {start.sample_rate} Hz, voice {start.voice}){first}"

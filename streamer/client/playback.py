@@ -13,6 +13,7 @@ with a message saying which.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
@@ -162,3 +163,18 @@ class SoundDeviceSink:
         if stream is not None:
             stream.abort()  # drops the buffered audio at once
             stream.close()
+
+
+#: Set to ``record`` to play into a :class:`RecordingSink` instead of the sound card
+#: wherever no sink is given (headless machines, CI, the docs' examples).
+PLAYBACK_ENV: Final = "TTS_STREAMER_PLAYBACK"
+
+
+def default_sink() -> PlaybackSink:
+    """The sink ``synthesize_and_play`` uses when none is given: the output device, or a
+    recording when ``$TTS_STREAMER_PLAYBACK`` is ``record``. Raises
+    :class:`PlaybackUnavailableError` when there is no output device."""
+    if os.environ.get(PLAYBACK_ENV, "").strip().lower() == "record":
+        return RecordingSink()
+    check_output_device()  # fail before asking the server for anything
+    return SoundDeviceSink()

@@ -1,8 +1,10 @@
 """Text-to-speech engines and the voice registry over them.
 
-``base`` is the contract; ``piper`` (neural, ONNX), ``espeak`` (every language) and
-``melo`` (MeloTTS, optional) implement it; ``registry`` resolves language + voice to
-the best voice of any engine.
+``base`` is the contract (with its errors, by blame); ``piper`` (neural, ONNX),
+``espeak`` (every language) and ``melo`` (MeloTTS, optional) implement it; ``registry``
+resolves language + voice to the best voice of any engine, from a snapshot it refreshes
+on demand; ``patches`` holds our changes to the engines' libraries, one module per
+library. Engines know nothing of sessions or servers.
 """
 
 from __future__ import annotations
@@ -10,7 +12,43 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .base import Engine
+from .base import (
+    MAX_SPEED,
+    MIN_SPEED,
+    Engine,
+    EngineError,
+    EngineStatus,
+    Pcm,
+    SynthesisOptions,
+    UnknownLanguageError,
+    UnknownSpeakerError,
+    UnknownVoiceError,
+    Voice,
+    VoiceSelectionError,
+    check_speed,
+    engine_errors,
+)
+from .registry import VOICE_RESCAN_INTERVAL_S, VoiceRegistry
+
+__all__ = [
+    "MAX_SPEED",
+    "MIN_SPEED",
+    "VOICE_RESCAN_INTERVAL_S",
+    "Engine",
+    "EngineError",
+    "EngineStatus",
+    "Pcm",
+    "SynthesisOptions",
+    "UnknownLanguageError",
+    "UnknownSpeakerError",
+    "UnknownVoiceError",
+    "Voice",
+    "VoiceRegistry",
+    "VoiceSelectionError",
+    "build_engines",
+    "check_speed",
+    "engine_errors",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +75,10 @@ def build_engines(
     melo_checkpoint_dir: Path | None = None,
     melo_device: str = "auto",
 ) -> list[Engine]:
-    """Every engine the server offers. ``engine`` ("auto" or an engine name) is only a
-    preference, applied by the registry's ranking: the other engines stay as fallbacks,
-    so a language the preferred engine lacks is still spoken. MeloTTS is built only when
-    enabled (or preferred), since it needs an optional install.
+    """Every engine there is, for a registry to offer. ``engine`` ("auto" or an engine
+    name) is only a preference, applied by the registry's ranking: the other engines stay
+    as fallbacks, so a language the preferred engine lacks is still spoken. MeloTTS is
+    built only when enabled (or preferred), since it needs an optional install.
 
     Engines are cheap to construct; models load in ``Engine.load``. An engine that
     cannot run here still appears, with ``status().available`` False and the reason.

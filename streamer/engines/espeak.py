@@ -35,14 +35,16 @@ from typing import Final
 import numpy as np
 
 from streamer.engines.base import (
-    MAX_SPEED,
-    MIN_SPEED,
     Engine,
     EngineError,
     EngineStatus,
     Pcm,
     SynthesisOptions,
+    UnknownSpeakerError,
+    UnknownVoiceError,
     Voice,
+    check_speed,
+    engine_errors,
 )
 from streamer.engines.languages import espeak_to_bcp47
 from streamer.engines.text import split_for_streaming
@@ -125,8 +127,8 @@ class _EspeakVoice:
 @dataclass(slots=True)
 class _State:
     """The process-wide library: espeak-ng itself is one global state. Every field is
-    read and written under ``_LOCK`` (``library`` is also read without it by
-    ``status``, where a stale answer is harmless)."""
+    written under ``_LOCK`` (``library`` is also read without it by ``status``, where a
+    stale answer is harmless, and ``catalog`` by ``_catalog`` once it is set)."""
 
     library: ctypes.CDLL | None = None
     load_error: str | None = None
@@ -273,7 +275,14 @@ def _list_voices(cdll: ctypes.CDLL) -> dict[str, _EspeakVoice]:
 
 
 def _catalog() -> dict[str, _EspeakVoice]:
-    """The voice list, read from the library once per process; empty if it cannot load."""
+    """The voice list, read from the library once per process; empty if it cannot load.
+
+    Once read it is returned without taking ``_LOCK``: ``stream`` is called from the
+    caller's event loop, which must not wait for another thread's synthesis.
+    """
+    catalog = _state.catalog  # set once, never mutated: safe to read without the lock
+    if catalog is not None:
+        return catalog
     with _LOCK:
         if _state.catalog is None:
             try:
@@ -348,26 +357,22 @@ class EspeakEngine(Engine):
         return [entry.voice for entry in _catalog().values()]
 
     def stream(self, voice: Voice, text: str, options: SynthesisOptions) -> Iterator[Pcm]:
-        """Validate now (unknown voice or speaker, speed outside [MIN_SPEED, MAX_SPEED]
-        raise ``ValueError`` here), then return a generator whose ``next()`` synthesizes
-        at most one segment. No lock is held while it is suspended, so closing it at any
-        point stops it at once."""
-        entry = _catalog().get(voice.id)
+        """Validate now (``Engine.stream`` says what raises here), then return a
+        generator whose ``next()`` synthesizes at most one segment. No lock is held
+        while it is suspended, so closing it at any point stops it at once."""
+        catalog = _catalog()
+        entry = catalog.get(voice.id)
         if entry is None:
-            raise ValueError(f"unknown espeak voice {voice.id}")
-        if not MIN_SPEED <= options.speed <= MAX_SPEED:
-            raise ValueError(f"speed {options.speed} outside [{MIN_SPEED}, {MAX_SPEED}]")
+            raise UnknownVoiceError(f"unknown espeak voice {voice.id}", sorted(catalog))
+        speed = check_speed(options.speed)
         name = entry.identifier
         if options.speaker is not None:
             if options.speaker not in SPEAKER_VARIANTS:
-                raise ValueError(
-                    f"unknown speaker {options.speaker!r} for voice {voice.id} "
-                    f"(available: {', '.join(SPEAKER_VARIANTS)})"
-                )
+                raise UnknownSpeakerError(voice.id, options.speaker, tuple(SPEAKER_VARIANTS))
             variant = SPEAKER_VARIANTS[options.speaker]
             if variant is not None:
                 name = f"{name}+{variant}"
-        return self._generate(name, espeak_rate(options.speed), text)
+        return engine_errors(self._generate(name, espeak_rate(speed), text), f"espeak {voice.id}")
 
     def _generate(self, name: str, rate: int, text: str) -> Iterator[Pcm]:
         for segment in split_for_streaming(text):

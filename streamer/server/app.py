@@ -13,6 +13,7 @@ is left after ``shutdown_timeout_s``.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -20,24 +21,30 @@ from functools import partial
 from typing import Final
 
 import trio
-from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 from trio_websocket import WebSocketRequest, serve_websocket
 
 from ..config import Config
 from ..protocol import CloseCode
-from .http import create_app
+from .http import TrackedConfig, apply_hypercorn_fixes, create_app
 from .runtime import (
     ServerState,
     Services,
     build_services,
+    check_defaults,
     frozen_startup_objects,
     load_models,
+    rescan_voices,
     tuned_process,
     watch_event_loop,
 )
 from .session import SessionManager
-from .websocket import Connections, serve_connection
+from .websocket import (
+    CLOSE_TIMEOUT_S,
+    Connections,
+    apply_trio_websocket_fixes,
+    serve_connection,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,22 +82,29 @@ async def run_server(
     task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until ``RunningServer.shutdown()`` (or cancellation)."""
+    services = services or build_services(config)
+    check_defaults(services)  # before binding: a bad default is a config error
     with tuned_process(config.performance.event_loop_realtime_priority):
-        await _serve(config, services or build_services(config), task_status)
+        await _serve(config, services, task_status)
 
 
 async def _serve(
     config: Config, services: Services, task_status: trio.TaskStatus[RunningServer]
 ) -> None:
     manager = SessionManager(services)
-    connections = Connections()
+    connections = Connections(limit=config.server.max_connections)
     state = ServerState(connection_count=lambda: connections.count)
 
     app = create_app(manager, state)
-    hconfig = HypercornConfig()
+    apply_hypercorn_fixes()
+    apply_trio_websocket_fixes()
+    hconfig = TrackedConfig()
     hconfig.bind = [f"{config.server.host}:{config.server.http_port}"]
     hconfig.accesslog = None
     hconfig.graceful_timeout = config.server.shutdown_timeout_s
+    hconfig.keep_alive_timeout = config.server.http_keep_alive_timeout_s
+    # Read by our Hypercorn fix as "a request head must arrive within this long".
+    hconfig.read_timeout = math.ceil(config.server.http_read_timeout_s)  # typed int there
     http_stop = trio.Event()
 
     async def handler(request: WebSocketRequest) -> None:
@@ -106,6 +120,9 @@ async def _serve(
                 None,
                 message_queue_size=WS_MESSAGE_QUEUE,
                 max_message_size=config.server.max_message_bytes,
+                # A half-sent upgrade request holds a task and a socket: bounded.
+                connect_timeout=config.server.handshake_timeout_s,
+                disconnect_timeout=CLOSE_TIMEOUT_S,
             )
         )
         state.websocket_port = ws_server.port
@@ -137,6 +154,7 @@ async def _serve(
             )
             nursery.start_soon(_reap_sessions, manager)
             nursery.start_soon(watch_event_loop, services.metrics)
+            nursery.start_soon(rescan_voices, services)
             task_status.started(running)
             await running._shutdown.wait()
 
@@ -145,5 +163,10 @@ async def _serve(
                 connections.close_all(CloseCode.GOING_AWAY, "server shutting down")
                 http_stop.set()
                 await connections.wait_closed()
+            # The deadline is hard: HTTP responses whose clients stopped reading are
+            # cut (their writes are shielded, so only closing the socket ends them).
+            aborted = hconfig.abort_all()
+            if aborted:
+                log.warning("shutdown: cut %d HTTP connection(s) still open", aborted)
             nursery.cancel_scope.cancel()
     log.info("stopped")

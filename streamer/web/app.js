@@ -6,6 +6,9 @@
 // source at once and drops frames still in flight until the server's `interrupted`
 // reply, after which the server guarantees no frame of the request follows.
 //
+// The audio of the last request is also kept (as 16-bit samples) for "Download WAV",
+// and plays through one GainNode, the volume control.
+//
 // window.ttsStats exposes the counters the browser test reads.
 "use strict";
 
@@ -16,6 +19,31 @@
   const START_LEAD_S = 0.03;
   // Events kept in the on-page log; older ones are dropped.
   const MAX_LOG_LINES = 200;
+  // The text offered for a language when the user has not typed their own, by
+  // language subtag. Other languages get their own name in their own words (from the
+  // browser's Intl data), which at least is a word of that language.
+  const SAMPLE_TEXTS = {
+    en: "Hello! This page streams speech from the server and plays each piece as soon as it arrives.",
+    es: "¡Hola! Esta página recibe la voz del servidor y reproduce cada fragmento en cuanto llega.",
+    fr: "Bonjour ! Cette page reçoit la voix du serveur et joue chaque morceau dès qu'il arrive.",
+    de: "Hallo! Diese Seite empfängt Sprache vom Server und spielt jedes Stück ab, sobald es ankommt.",
+    it: "Ciao! Questa pagina riceve la voce dal server e riproduce ogni frammento appena arriva.",
+    pt: "Olá! Esta página recebe a voz do servidor e toca cada trecho assim que ele chega.",
+    ca: "Hola! Aquesta pàgina rep la veu del servidor i reprodueix cada fragment tan bon punt arriba.",
+    nl: "Hallo! Deze pagina ontvangt spraak van de server en speelt elk stukje af zodra het binnenkomt.",
+    pl: "Cześć! Ta strona odbiera mowę z serwera i odtwarza każdy fragment, gdy tylko dotrze.",
+    ru: "Привет! Эта страница получает речь с сервера и воспроизводит каждый фрагмент, как только он приходит.",
+    ja: "こんにちは。このページはサーバーから音声を受け取り、届いた部分からすぐに再生します。",
+    zh: "你好！这个页面从服务器接收语音，每个片段一到就立即播放。",
+  };
+  // Language names in the page's own language (English), e.g. "es" -> "Spanish".
+  const LANGUAGE_NAMES = (() => {
+    try {
+      return new Intl.DisplayNames(["en"], { type: "language", languageDisplay: "standard" });
+    } catch (_) {
+      return null; // an old browser: the bare tags are shown
+    }
+  })();
 
   const $ = (id) => document.getElementById(id);
 
@@ -35,6 +63,10 @@
     interruptMs: null,
     errors: [],
     lastEvent: null,
+    notice: null, // why the last click did nothing: "empty_text", "not_connected"
+    volume: 1,
+    outputGain: null, // the GainNode's value once audio has started
+    spokenSamples: 0, // samples of the last request kept for "Download WAV"
   };
   window.ttsStats = stats;
 
@@ -48,6 +80,13 @@
   let discarding = false; // between our interrupt and its reply
   let requestSeq = 0;
   let voices = [];
+  let gain = null; // the volume control, between every source and the speakers
+  let sample = ""; // the sample text now offered, replaced when the language changes
+  // The language value that asks the server to detect each text's language.
+  const AUTO = "auto";
+  // The last request's audio as 16-bit chunks, for "Download WAV".
+  let spoken = { id: null, sampleRate: 0, chunks: [] };
+  let downloadUrl = null;
 
   function log(text, isError = false) {
     const li = document.createElement("li");
@@ -76,8 +115,10 @@
     $("interrupt-ms").textContent = stats.interruptMs === null ? "–" : `${Math.round(stats.interruptMs)} ms`;
     $("buffers").textContent = String(stats.buffersDecoded);
     $("seconds").textContent = `${stats.secondsReceived.toFixed(1)} s`;
-    $("speak").disabled = !stats.connected;
+    $("speak").disabled = wsPort === null;
+    $("speak").title = stats.connected ? "" : "Connect first";
     $("interrupt").disabled = !stats.connected;
+    $("download").disabled = stats.spokenSamples === 0;
     $("connect").textContent = socket ? "Disconnect" : "Connect";
   }
 
@@ -86,6 +127,50 @@
     const body = await response.json();
     if (!response.ok) throw new Error(body.error ? `${body.error.code}: ${body.error.message}` : response.statusText);
     return body;
+  }
+
+  function showNotice(code, text) {
+    stats.notice = code;
+    const notice = $("notice");
+    notice.textContent = text || "";
+    notice.hidden = !text;
+  }
+
+  function languageName(tag) {
+    try {
+      const name = LANGUAGE_NAMES && LANGUAGE_NAMES.of(tag);
+      if (name && name.toLowerCase() !== tag.toLowerCase()) return name;
+    } catch (_) {
+      // a tag Intl does not accept (private use): the tag itself
+    }
+    return tag;
+  }
+
+  function sampleFor(tag) {
+    const primary = tag.split("-")[0].toLowerCase();
+    if (SAMPLE_TEXTS[primary]) return SAMPLE_TEXTS[primary];
+    try {
+      const own = new Intl.DisplayNames([tag], { type: "language" }).of(tag);
+      if (own && own.toLowerCase() !== tag.toLowerCase()) return `${own}.`;
+    } catch (_) {
+      // no name for it in its own language
+    }
+    return SAMPLE_TEXTS.en;
+  }
+
+  function offerSample() {
+    // Only replace what the page put there: never the user's own text.
+    const text = $("text");
+    if (text.value.trim() && text.value !== sample) return;
+    const language = $("language").value;
+    if (language === AUTO) return; // any language will do: keep what is there
+    sample = language ? sampleFor(language) : "";
+    text.value = sample;
+  }
+
+  function onLanguageChange() {
+    fillVoices();
+    offerSample();
   }
 
   function fillVoices() {
@@ -107,17 +192,25 @@
       $("server-info").textContent =
         `v${status.version} · WebSocket port ${wsPort} · ${status.ready ? "ready" : "loading models"}`;
       voices = (await getJson("/api/v1/voices")).voices;
-      const languages = [...new Set(voices.map((v) => v.language))].sort();
+      const languages = [...new Set(voices.map((v) => v.language))]
+        .map((tag) => ({ tag, name: languageName(tag) }))
+        .sort((a, b) => a.name.localeCompare(b.name, "en") || a.tag.localeCompare(b.tag));
       const select = $("language");
-      languages.forEach((tag) => {
+      const auto = document.createElement("option");
+      auto.value = AUTO;
+      auto.textContent = "Auto-detect (from the text)";
+      select.appendChild(auto);
+      languages.forEach(({ tag, name }) => {
         const option = document.createElement("option");
         option.value = tag;
-        option.textContent = tag;
+        option.textContent = name === tag ? tag : `${name} · ${tag}`;
         select.appendChild(option);
       });
-      const preferred = languages.find((tag) => tag.split("-")[0] === status.default_language.split("-")[0]);
-      if (preferred) select.value = preferred;
-      fillVoices();
+      const wanted = status.default_language.split("-")[0];
+      const preferred = languages.find(({ tag }) => tag === status.default_language) ||
+        languages.find(({ tag }) => tag.split("-")[0] === wanted);
+      if (preferred) select.value = preferred.tag;
+      onLanguageChange();
       log(`${voices.length} voices in ${languages.length} languages`);
     } catch (error) {
       $("server-info").textContent = `server unreachable: ${error.message}`;
@@ -155,7 +248,13 @@
       return;
     }
     // Created on a click: browsers only let audio start from a user gesture.
-    if (!audio) audio = new AudioContext();
+    if (!audio) {
+      audio = new AudioContext();
+      gain = audio.createGain();
+      gain.gain.value = stats.volume;
+      gain.connect(audio.destination);
+      stats.outputGain = gain.gain.value;
+    }
     if (audio.state === "suspended") audio.resume();
     setState("connecting");
     socket = new WebSocket(wsUrl());
@@ -182,13 +281,24 @@
 
   function speak() {
     const text = $("text").value;
-    if (!socket || !stats.connected || !text.trim()) return;
+    if (!socket || !stats.connected) {
+      showNotice("not_connected", "Press Connect first.");
+      return;
+    }
+    if (!text.trim()) {
+      showNotice("empty_text", "Type some text to speak first.");
+      $("text").focus();
+      return;
+    }
+    showNotice(null, "");
     if (audio.state === "suspended") audio.resume();
     const id = `web-${Date.now().toString(36)}-${++requestSeq}`;
     const config = { format: $("format").value, speed: Number($("speed").value) || 1 };
     if ($("voice").value) config.voice_id = $("voice").value;
     else if ($("language").value) config.language = $("language").value;
     current = { id, sentAt: performance.now(), format: config.format, sampleRate: 0, gotAudio: false, ended: false };
+    spoken = { id, sampleRate: 0, chunks: [] };
+    stats.spokenSamples = 0;
     discarding = false;
     stats.requests += 1;
     stats.firstAudioMs = null;
@@ -204,6 +314,61 @@
     stopAll();
     socket.send(JSON.stringify({ type: "interrupt", reason: "user_request" }));
     setState("interrupting");
+  }
+
+  function setVolume() {
+    stats.volume = Number($("volume").value);
+    $("volume-value").textContent = `${Math.round(stats.volume * 100)} %`;
+    if (gain) gain.gain.value = stats.volume;
+    stats.outputGain = gain ? gain.gain.value : null;
+  }
+
+  // The same rounding as the server's 16-bit formats, so a pcm_f32 request downloads
+  // the samples a wav request would have given.
+  function toInt16(data, format) {
+    if (format !== "pcm_f32") return new Int16Array(data.slice(0));
+    const floats = new Float32Array(data);
+    const ints = new Int16Array(floats.length);
+    for (let i = 0; i < floats.length; i++) {
+      ints[i] = Math.round(Math.max(-1, Math.min(1, floats[i])) * 32767);
+    }
+    return ints;
+  }
+
+  // A whole WAV file: its header states the exact length (unlike a streamed one).
+  function wavBlob(chunks, sampleRate) {
+    const count = chunks.reduce((n, chunk) => n + chunk.length, 0);
+    const header = new DataView(new ArrayBuffer(44));
+    const ascii = (offset, text) => [...text].forEach((c, i) => header.setUint8(offset + i, c.charCodeAt(0)));
+    ascii(0, "RIFF");
+    header.setUint32(4, 36 + count * 2, true);
+    ascii(8, "WAVE");
+    ascii(12, "fmt ");
+    header.setUint32(16, 16, true); // fmt chunk size
+    header.setUint16(20, 1, true); // PCM
+    header.setUint16(22, 1, true); // mono
+    header.setUint32(24, sampleRate, true);
+    header.setUint32(28, sampleRate * 2, true); // bytes per second
+    header.setUint16(32, 2, true); // bytes per frame
+    header.setUint16(34, 16, true); // bits per sample
+    ascii(36, "data");
+    header.setUint32(40, count * 2, true);
+    // Int16Array is little-endian on every platform a browser runs on.
+    return new Blob([header.buffer, ...chunks], { type: "audio/wav" });
+  }
+
+  function download() {
+    if (!stats.spokenSamples) return;
+    // Revoking a blob URL at once can cancel its download: free the previous one now.
+    if (downloadUrl) URL.revokeObjectURL(downloadUrl);
+    downloadUrl = URL.createObjectURL(wavBlob(spoken.chunks, spoken.sampleRate));
+    const link = document.createElement("a");
+    link.href = downloadUrl;
+    link.download = `${spoken.id}.wav`;
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    log(`downloaded ${spoken.id}.wav: ${(stats.spokenSamples / spoken.sampleRate).toFixed(2)} s`);
   }
 
   function decode(data, format) {
@@ -223,11 +388,16 @@
     }
     const samples = decode(data, current.format);
     if (!samples.length) return;
+    if (spoken.id === current.id) {
+      spoken.sampleRate = current.sampleRate;
+      spoken.chunks.push(toInt16(data, current.format));
+      stats.spokenSamples += samples.length;
+    }
     const buffer = audio.createBuffer(1, samples.length, current.sampleRate);
     buffer.copyToChannel(samples, 0);
     const source = audio.createBufferSource();
     source.buffer = buffer;
-    source.connect(audio.destination);
+    source.connect(gain);
     const startAt = Math.max(nextStart, audio.currentTime + START_LEAD_S);
     source.start(startAt);
     nextStart = startAt + buffer.duration;
@@ -299,9 +469,14 @@
     render();
   }
 
-  $("language").addEventListener("change", fillVoices);
+  $("language").addEventListener("change", onLanguageChange);
   $("connect").addEventListener("click", connect);
   $("speak").addEventListener("click", speak);
   $("interrupt").addEventListener("click", interrupt);
+  $("download").addEventListener("click", download);
+  $("volume").addEventListener("input", setVolume);
+  $("text").addEventListener("input", () => {
+    if (stats.notice === "empty_text" && $("text").value.trim()) showNotice(null, "");
+  });
   init();
 })();

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.support.melo_fixture import build_tiny_melo, checkpoint_dir, melo_offline_environment
+from streamer.testing import build_tiny_melo, checkpoint_dir, melo_offline_environment
 
 if TYPE_CHECKING:
     from streamer.engines.melo import MeloEngine
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 @pytest.fixture(scope="session")
 def tiny_melo_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A tiny random-weight MeloTTS checkpoint with offline tokenizers and NLTK data,
-    built once per test session (see tests/support/melo_fixture.py)."""
+    built once per test session (see streamer/testing/_tiny_melo.py)."""
     pytest.importorskip("melo")
     root = build_tiny_melo(tmp_path_factory.mktemp("melo"))
     with melo_offline_environment(root):

@@ -14,14 +14,14 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from streamer.engines.base import Engine, EngineStatus, Pcm, SynthesisOptions, Voice
+from streamer.engines.base import Engine, EngineError, EngineStatus, Pcm, SynthesisOptions, Voice
 from streamer.engines.text import split_for_streaming
 
 FAKE_RATE = 16000
 
 
-class FakeEngineFailure(RuntimeError):
-    pass
+class FakeEngineFailure(EngineError):
+    """The fake engine failing as the Engine contract says engines fail."""
 
 
 class FakeEngine(Engine):

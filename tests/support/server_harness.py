@@ -43,6 +43,7 @@ class Client:
     ws: WebSocketConnection
     received: list[dict[str, Any] | bytes] = field(default_factory=list)
     closed_code: int | None = None
+    close_reason: str | None = None
 
     async def send(self, **message: Any) -> None:
         await self.ws.send_message(json.dumps(message))
@@ -83,6 +84,7 @@ class Client:
                     )
             except ConnectionClosed as exc:
                 self.closed_code = exc.reason.code
+                self.close_reason = exc.reason.reason
 
     def audio(self, request_id: str) -> bytes:
         """The binary frames between ``request_id``'s audio_start and its end."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any, Final
 
-from quart import Response, jsonify
+from quart import Response, jsonify, request
 
 from ...protocol import ErrorCode, ProtocolError, ServerError
 
@@ -21,6 +21,7 @@ _STATUS: Final[dict[str, int]] = {
     ErrorCode.UNKNOWN_SESSION: 404,
     ErrorCode.MODEL_NOT_FOUND: 404,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.MESSAGE_TOO_BIG: 413,
     ErrorCode.SESSION_IN_USE: 409,
     ErrorCode.BUSY: 503,
     ErrorCode.NOT_READY: 503,
@@ -86,3 +87,12 @@ def openai_error_response(
     for name, value in retry_after_header(error).items():
         response.headers[name] = value
     return response
+
+
+async def read_body() -> bytes:
+    """The whole request body (bounded by the app's ``MAX_CONTENT_LENGTH``: 413 above).
+
+    Every route with a body reads it before it may refuse: a refusal sent while the body
+    is unread can stall the next request on the same keep-alive connection."""
+    data = await request.get_data(as_text=False)
+    return data if isinstance(data, bytes) else data.encode()

@@ -39,29 +39,32 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import trio
 from quart import Blueprint, Response, jsonify, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from ...audio import complete_file
 from ...engines.base import Voice
 from ...engines.registry import UnknownVoiceError
 from ...protocol import (
-    MAX_SPEED,
-    MIN_SPEED,
     AudioConfig,
     ClientError,
     ErrorCode,
     Priority,
     ProtocolError,
     ServerError,
+    parse_json_object,
+    parse_speed,
+    parse_synthesis_text,
+    quote,
 )
-from ..runtime import RequestOutcome, ServerState, Services
+from ..runtime import DownloadGate, RequestOutcome, ServerState, Services
 from ..session import (
     SessionManager,
     SynthesisJob,
@@ -70,9 +73,11 @@ from ..session import (
     resolve_config,
     run_job,
 )
-from ._errors import openai_error_response
+from ._errors import openai_error_response, read_body
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: OpenAI's built-in voice names, in the order they are mapped onto our voices.
 OPENAI_VOICES: Final = (
@@ -95,6 +100,12 @@ FORMATS: Final = {
 #: OpenAI's output rate for every format; its ``pcm`` is documented as 24 kHz s16le.
 OPENAI_SAMPLE_RATE: Final = 24000
 STREAM_FORMATS: Final = ("audio", "sse")
+#: Formats sent as one finished file rather than streamed: a FLAC stream's header cannot
+#: state a length it does not know yet, and players and libraries (soundfile) then
+#: refuse the file. FLAC is no low-latency format anyway. WAV streams, as OpenAI's does
+#: (both sizes 0xFFFFFFFF: soundfile and ffprobe read it; ``wave`` reports 2^31-1
+#: frames): openai.md says so.
+WHOLE_FILE_FORMATS: Final = frozenset({"flac"})
 #: The language whose voices OpenAI's voice names map onto (OpenAI's voices are English).
 OPENAI_VOICE_LANGUAGE: Final = "en"
 #: Frames between synthesis and the HTTP body: enough to keep the socket busy while the
@@ -104,6 +115,9 @@ BODY_BUFFER_FRAMES: Final = 16
 #: audio, synthesized in well under one), but bounded: Hypercorn's graceful shutdown
 #: waits for responses, and a client that stopped reading would hold one forever.
 SPEECH_RESPONSE_TIMEOUT_S: Final = 300.0
+#: Largest speech request body: ``input`` at the longest text limit, in UTF-8, with
+#: room for the other fields.
+MAX_SPEECH_BODY_BYTES: Final = 1024 * 1024
 #: SSE: no buffering in proxies (nginx honours X-Accel-Buffering).
 _SSE_HEADERS: Final = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -155,7 +169,7 @@ def _resolve_voice(services: Services, raw: object) -> tuple[Voice, str | None]:
                 return mapped.voice, mapped.speaker
         raise _bad(
             ErrorCode.UNKNOWN_VOICE,
-            f"no English voice is installed for OpenAI voice {raw!r}; use a voice id from "
+            f"no English voice is installed for OpenAI voice {quote(raw)}; use a voice id from "
             "GET /v1/audio/voices",
             "voice",
         )
@@ -165,7 +179,7 @@ def _resolve_voice(services: Services, raw: object) -> tuple[Voice, str | None]:
         choices = [*OPENAI_VOICES, *exc.available]
         raise _bad(
             ErrorCode.UNKNOWN_VOICE,
-            f"unknown voice {raw!r}; available: {', '.join(choices)}",
+            f"unknown voice {quote(raw)}; available: {', '.join(choices)}",
             "voice",
         ) from None
 
@@ -184,63 +198,50 @@ class SpeechRequest:
     sse: bool
 
 
-def parse_speech_request(body: object, services: Services) -> SpeechRequest:
-    """Validate a speech request body; raises ``ClientError`` (400)."""
-    if not isinstance(body, dict):
-        raise _bad(ErrorCode.INVALID_JSON, "the request body must be a JSON object", None)
+def parse_speech_request(body: dict[str, Any], services: Services) -> SpeechRequest:
+    """Validate a speech request body with the protocol's own checks (text, speed);
+    raises ``ClientError`` (400) naming the field in ``details.param``."""
+
+    def checked(param: str, parse: Callable[[], T]) -> T:
+        try:
+            return parse()
+        except ClientError as exc:
+            raise _bad(exc.code, exc.message, param) from None
+
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
         raise _bad(ErrorCode.MISSING_MODEL, f"'model' is required, e.g. {MODELS[0]!r}", "model")
-    text = body.get("input")
-    if text is None:
-        raise _bad(ErrorCode.MISSING_TEXT, "'input' is required", "input")
-    if not isinstance(text, str):
-        raise _bad(ErrorCode.INVALID_INPUT, "'input' must be a string", "input")
-    if not text.strip():
-        raise _bad(ErrorCode.EMPTY_TEXT, "'input' is empty", "input")
     limit = services.config.tts.max_text_length
-    if len(text) > limit:
-        raise _bad(
-            ErrorCode.TEXT_TOO_LONG, f"'input' has {len(text)} characters; the limit is {limit}",
-            "input",
-        )
+    text = checked(
+        "input", lambda: parse_synthesis_text(body.get("input"), max_chars=limit, field="input")
+    )
     voice, speaker = _resolve_voice(services, body.get("voice"))
     fmt = body.get("response_format", "mp3")
-    formats = FORMATS
-    if fmt not in formats:
+    if not isinstance(fmt, str) or fmt not in FORMATS:
         raise _bad(
             ErrorCode.UNKNOWN_FORMAT,
-            f"response_format must be one of {', '.join(formats)}, got {json.dumps(fmt)}",
+            f"response_format must be one of {', '.join(FORMATS)}, got {quote(fmt)}",
             "response_format",
         )
-    speed = body.get("speed", 1.0)
-    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not math.isfinite(speed):
-        raise _bad(ErrorCode.INVALID_SPEED, "'speed' must be a number", "speed")
-    if not MIN_SPEED <= speed <= MAX_SPEED:
-        raise _bad(
-            ErrorCode.INVALID_SPEED,
-            f"speed {speed} is outside this server's range {MIN_SPEED}-{MAX_SPEED} "
-            "(OpenAI allows 0.25-4.0; our engines distort beyond this range)",
-            "speed",
-        )
+    speed = checked("speed", lambda: parse_speed(body.get("speed", 1.0), field="'speed'"))
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
         raise _bad(
             ErrorCode.INVALID_INSTRUCTIONS, "'instructions' must be a string", "instructions"
         )
     stream_format = body.get("stream_format", "audio")
-    if stream_format not in STREAM_FORMATS:
+    if not isinstance(stream_format, str) or stream_format not in STREAM_FORMATS:
         raise _bad(
             ErrorCode.INVALID_STREAM_FORMAT,
-            f"stream_format must be 'audio' or 'sse', got {json.dumps(stream_format)}",
+            f"stream_format must be 'audio' or 'sse', got {quote(stream_format)}",
             "stream_format",
         )
     return SpeechRequest(
         text=text,
         voice=voice,
         speaker=speaker,
-        format=formats[fmt],
-        speed=float(speed),
+        format=FORMATS[fmt],
+        speed=speed,
         sse=stream_format == "sse",
     )
 
@@ -248,12 +249,20 @@ def parse_speech_request(body: object, services: Services) -> SpeechRequest:
 # --- streaming -------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # identity: the download gate keys slots by it
 class _Production:
-    """State shared by the producer task and the response body."""
+    """State shared by the route, the producer task and the response body."""
 
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     failed: bool = False
+    #: The download slot this production holds (``DownloadGate``), until released.
+    gate: DownloadGate | None = None
+
+    def release_slot(self) -> None:
+        """Give the download slot back (once, whoever gets there first)."""
+        gate, self.gate = self.gate, None
+        if gate is not None:
+            gate.release(self)
 
 
 async def _produce(
@@ -275,16 +284,19 @@ async def _produce(
         return True
 
     outcome = RequestOutcome.ABANDONED
-    with production.scope, send:
-        task_status.started()
-        try:
-            if await run_job(job, emit, services.inference, metrics, services.admission):
-                outcome = RequestOutcome.FINISHED
-        except Exception:
-            log.exception("speech request: synthesis with %s failed", job.voice.id)
-            production.failed = True
-            outcome = RequestOutcome.FAILED
-            metrics.count_error(ErrorCode.SYNTHESIS_FAILED)
+    try:
+        with production.scope, send:
+            task_status.started()
+            try:
+                if await run_job(job, emit, services.inference, metrics, services.admission):
+                    outcome = RequestOutcome.FINISHED
+            except Exception:
+                log.exception("speech request: synthesis with %s failed", job.voice.id)
+                production.failed = True
+                outcome = RequestOutcome.FAILED
+                metrics.count_error(ErrorCode.SYNTHESIS_FAILED)
+    finally:
+        production.release_slot()
     metrics.count_request(outcome)
 
 
@@ -351,6 +363,22 @@ class _SpeechBody:
         self._production.scope.cancel()
 
 
+async def _whole_file(
+    fmt: str,
+    first: bytes | None,
+    receive: trio.MemoryReceiveChannel[bytes],
+    production: _Production,
+) -> bytes:
+    """Every frame, joined into a file whose header states its real length."""
+    frames = [first] if first is not None else []
+    with receive:
+        async for frame in receive:
+            frames.append(frame)
+    if production.failed:
+        raise ServerError(ErrorCode.SYNTHESIS_FAILED, "synthesis failed")
+    return complete_file(fmt, b"".join(frames))
+
+
 def _sse_event(obj: dict[str, Any]) -> bytes:
     return f"data: {json.dumps(obj, separators=(',', ':'))}\n\n".encode()
 
@@ -391,7 +419,7 @@ def register_openai(app: QuartTrio, manager: SessionManager, state: ServerState)
         received_at = trio.current_time()
         # The body is read before any refusal: answered early, an unread body can stall
         # the next request on the same keep-alive connection.
-        body = await request.get_json(force=True, silent=True)
+        body = parse_json_object(await read_body(), max_bytes=MAX_SPEECH_BODY_BYTES)
         if not state.ready:
             raise ServerError(ErrorCode.NOT_READY, "models are still loading; retry shortly")
         parsed = parse_speech_request(body, services)
@@ -411,9 +439,16 @@ def register_openai(app: QuartTrio, manager: SessionManager, state: ServerState)
         check_can_start(services, resolved, Priority.NORMAL, None, new_stream=True)
         job = new_job(services, resolved, parsed.text, Priority.NORMAL, received_at)
         stream_format = job.open()
-        send, receive = trio.open_memory_channel[bytes](BODY_BUFFER_FRAMES)
         production = _Production()
-        await app.nursery.start(_produce, job, send, services, production)
+        # A slot among the downloads (or a short wait for one; busy when that is full).
+        await services.downloads.admit(production)
+        production.gate = services.downloads
+        send, receive = trio.open_memory_channel[bytes](BODY_BUFFER_FRAMES)
+        try:
+            await app.nursery.start(_produce, job, send, services, production)
+        except BaseException:
+            production.release_slot()  # the producer never ran
+            raise
         # Hold the headers back until the first frame: a synthesis that fails before
         # any audio (the usual way it fails) still gets a proper 500, and the first
         # frame is what the client waits for anyway.
@@ -428,14 +463,17 @@ def register_openai(app: QuartTrio, manager: SessionManager, state: ServerState)
         if first is None and production.failed:
             receive.close()
             raise ServerError(ErrorCode.SYNTHESIS_FAILED, "synthesis failed")
-        body = _SpeechBody(receive, production, sse=parsed.sse, first=first)
         headers = {"X-Voice": resolved.voice.id, "X-Sample-Rate": str(stream_format.sample_rate)}
+        if parsed.format in WHOLE_FILE_FORMATS and not parsed.sse:
+            whole = await _whole_file(parsed.format, first, receive, production)
+            return Response(whole, content_type=stream_format.mime_type, headers=headers)
+        speech_body = _SpeechBody(receive, production, sse=parsed.sse, first=first)
         if parsed.sse:
             response = Response(
-                body, content_type="text/event-stream", headers=_SSE_HEADERS | headers
+                speech_body, content_type="text/event-stream", headers=_SSE_HEADERS | headers
             )
         else:
-            response = Response(body, content_type=stream_format.mime_type, headers=headers)
+            response = Response(speech_body, content_type=stream_format.mime_type, headers=headers)
         response.timeout = SPEECH_RESPONSE_TIMEOUT_S
         return response
 
@@ -455,7 +493,7 @@ def register_openai(app: QuartTrio, manager: SessionManager, state: ServerState)
     async def get_model(model_id: str) -> Response:
         if model_id not in MODELS:
             raise _bad(
-                ErrorCode.MODEL_NOT_FOUND, f"the model {model_id!r} does not exist", "model"
+                ErrorCode.MODEL_NOT_FOUND, f"the model {quote(model_id)} does not exist", "model"
             )
         return jsonify(
             {"id": model_id, "object": "model", "created": created, "owned_by": MODEL_OWNER}

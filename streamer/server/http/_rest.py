@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Final
 
 import trio
 from quart import Response, jsonify, request
@@ -27,16 +27,22 @@ from ...protocol import (
     ProtocolError,
     ServerError,
     parse_audio_config,
+    parse_interrupt_reason,
+    parse_json_object,
+    quote,
 )
 from ..runtime import ServerState
 from ..session import SessionManager
-from ._errors import error_response, retry_after_header, status_for
-from ._openai import register_openai
+from ._errors import error_response, read_body, retry_after_header, status_for
+from ._openai import MAX_SPEECH_BODY_BYTES, register_openai
 from ._openapi import register_openapi
 from ._page import register_web
 from ._prometheus import register_prometheus
 
 log = logging.getLogger(__name__)
+
+#: Largest JSON body a REST control route reads (a session config or a reason).
+MAX_REST_BODY_BYTES: Final = 64 * 1024
 
 
 def create_app(
@@ -47,6 +53,8 @@ def create_app(
     ``state`` is read at request time."""
     app = QuartTrio(__name__)
     app.config["JSON_SORT_KEYS"] = False
+    # No route reads more than a speech request: a larger body is refused (413).
+    app.config["MAX_CONTENT_LENGTH"] = MAX_SPEECH_BODY_BYTES
     services = manager.services
     started = time.time()
 
@@ -87,15 +95,9 @@ def create_app(
         )
 
     async def _json_body() -> dict[str, Any]:
-        body = await request.get_json(force=True, silent=True)
-        if body is None:
-            raw = await request.get_data()
-            if raw.strip():
-                raise ClientError(ErrorCode.INVALID_JSON, "request body is not valid JSON")
-            return {}
-        if not isinstance(body, dict):
-            raise ClientError(ErrorCode.INVALID_MESSAGE, "request body must be a JSON object")
-        return body
+        # The protocol's strict JSON rules (no NaN, duplicate keys, deep nesting, lone
+        # surrogates...); an empty body is {}.
+        return parse_json_object(await read_body(), max_bytes=MAX_REST_BODY_BYTES)
 
     @app.get("/api/v1/status")
     async def status() -> Response:
@@ -112,6 +114,7 @@ def create_app(
                 "default_language": services.config.tts.default_language,
                 "engines": [s.to_json() for s in services.registry.statuses()],
                 "inference": services.inference.stats().to_json(),
+                "downloads": services.downloads.to_json(),
                 "admission": services.admission.to_json(
                     trio.current_time(), services.admission_capacity()
                 ),
@@ -123,6 +126,12 @@ def create_app(
     async def voices() -> Response:
         language = request.args.get("language") or None
         found = services.registry.voices(language)
+        if language is not None and not found:  # as the WebSocket answers it
+            raise ClientError(
+                ErrorCode.UNKNOWN_LANGUAGE,
+                f"no voice for language {quote(language)}",
+                details={"available": services.registry.languages()},
+            )
         return jsonify({"voices": [v.to_json() for v in found], "count": len(found)})
 
     @app.post("/api/v1/sessions")
@@ -154,9 +163,7 @@ def create_app(
     async def interrupt(session_id: str) -> Response:
         received_at = trio.current_time()
         body = await _json_body()
-        reason = body.get("reason", "user_request")
-        if not isinstance(reason, str) or not reason:
-            raise ClientError(ErrorCode.INVALID_MESSAGE, "'reason' must be a non-empty string")
+        reason = parse_interrupt_reason(body.get("reason"))
         event = manager.get(session_id).interrupt(reason, received_at)
         return jsonify(
             {

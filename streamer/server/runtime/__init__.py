@@ -12,6 +12,7 @@ from ._admission import (
     Refusal,
 )
 from ._cpu_priority import make_event_loop_realtime, realtime_supported, restore
+from ._downloads import DownloadGate
 from ._inference import (
     BULK_NICE_INCREMENT,
     URGENT_NICE_INCREMENT,
@@ -21,8 +22,9 @@ from ._inference import (
     InferenceStats,
 )
 from ._metrics import Distribution, MetricName, Metrics, Observer, RequestOutcome
+from ._patching import apply_once
 from ._process import GIL_SWITCH_INTERVAL_S, frozen_startup_objects, tuned_process, watch_event_loop
-from ._services import Services, build_services, load_models
+from ._services import Services, build_services, check_defaults, load_models, rescan_voices
 from ._state import ServerState
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "Admission",
     "ChunkRunner",
     "Distribution",
+    "DownloadGate",
     "InferenceScheduler",
     "InferenceStats",
     "MetricName",
@@ -47,11 +50,14 @@ __all__ = [
     "RequestOutcome",
     "ServerState",
     "Services",
+    "apply_once",
     "build_services",
+    "check_defaults",
     "frozen_startup_objects",
     "load_models",
     "make_event_loop_realtime",
     "realtime_supported",
+    "rescan_voices",
     "restore",
     "tuned_process",
     "watch_event_loop",

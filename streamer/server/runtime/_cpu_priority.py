@@ -4,7 +4,7 @@ Inference threads run niced (``_inference.py``): over a second they yield most o
 CPU to the event loop. That is not enough for a reply in a few milliseconds. With both
 cores computing, Linux's fair scheduler (EEVDF) lets a running inference thread finish
 its slice before a woken event loop gets the core, and a kernel with a 4 ms tick notices
-the end of a slice at the next tick. Measured with ``scripts/latency_test.py --sessions
+the end of a slice at the next tick. Measured with ``scripts.latency --sessions
 20`` and a probe of the loop (BENCHMARKS.md, "Latency and scale"): ~1 in 300 of the
 loop's batches of work was pre-empted and lost ~4.2 ms, and the event-loop lag p99 was
 4.1 ms. A shorter fair-scheduler slice for the loop (``sched_attr.sched_runtime``)

@@ -29,10 +29,10 @@ the urgent chunks the CPU: that is the pre-emption the threads lack. Bulk chunks
 slow down, which their seconds of buffered audio absorb. The event loop, above both,
 is run at once when a message arrives, so protocol replies do not wait for inference.
 Total throughput does not suffer: with one onnxruntime thread per chunk, 4 chunks on 2
-cores produce as much audio per second as 2 (scripts/baseline.py: 21.7x vs 22.0x real
+cores produce as much audio per second as 2 (scripts.baseline: 21.7x vs 22.0x real
 time on the 2-core test machine).
 
-Measured with scripts/load_test.py (50 connected, 20 speaking, 60 s, 2 cores): 10
+Measured with scripts.load (50 connected, 20 speaking, 60 s, 2 cores): 10
 underruns per run, all at the second window of a request, and TTFA p95 180 ms with one
 lane; 0 underruns and TTFA p95 77-88 ms with two (BENCHMARKS.md).
 
@@ -143,19 +143,25 @@ def _lower_thread_priority(increment: int) -> None:
 
 @dataclass(order=True)
 class _Waiter:
-    key: tuple[int, float, int]
+    #: (background, -priority, deadline, arrival): every real-time chunk sorts before
+    #: every background one, then the order of the module docstring.
+    key: tuple[bool, int, float, int]
     event: trio.Event = field(compare=False, default_factory=trio.Event)
     #: Set when granted: the lane the chunk runs in.
     lane: _Lane | None = field(compare=False, default=None)
     cancelled: bool = field(compare=False, default=False)
 
     @property
+    def background(self) -> bool:
+        return self.key[0]
+
+    @property
     def priority(self) -> int:
-        return -self.key[0]
+        return -self.key[1]
 
     @property
     def deadline(self) -> float:
-        return self.key[1]
+        return self.key[2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,9 +237,10 @@ class InferenceScheduler:
         return self._running == 0 and not any(not w.cancelled for w in self._heap)
 
     def lateness(self) -> float:
-        """Seconds the most overdue waiting chunk is past its deadline (0 if none is)."""
+        """Seconds the most overdue waiting real-time chunk is past its deadline (0 if
+        none is). Background chunks wait by design and do not count."""
         now = trio.current_time()
-        late = [now - w.deadline for w in self._heap if not w.cancelled]
+        late = [now - w.deadline for w in self._heap if not w.cancelled and not w.background]
         return max([0.0, *late])
 
     def stats(self) -> InferenceStats:
@@ -249,7 +256,7 @@ class InferenceScheduler:
 
     def _lane_for(self, waiter: _Waiter) -> _Lane | None:
         """The lane ``waiter`` may start in now, or None if it must wait."""
-        urgent = (
+        urgent = not waiter.background and (
             waiter.priority > Priority.NORMAL
             or waiter.deadline - trio.current_time() <= URGENT_WITHIN_S
         )
@@ -289,15 +296,23 @@ class InferenceScheduler:
         self._dispatch()
 
     async def run(
-        self, fn: Callable[[], T], *, priority: Priority, deadline: float
+        self,
+        fn: Callable[[], T],
+        *,
+        priority: Priority,
+        deadline: float,
+        background: bool = False,
     ) -> T:
         """Run ``fn()`` in a worker thread once a slot is granted; return its result.
+
+        A ``background`` chunk (a download: nobody listens in real time) starts only
+        when no real-time chunk waits, and never in the urgent lane.
 
         Cancellation while waiting gives the place up; once ``fn`` runs it is waited
         for (its result dropped by the caller's next checkpoint).
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        waiter = _Waiter((-int(priority), deadline, next(self._seq)))
+        waiter = _Waiter((background, -int(priority), deadline, next(self._seq)))
         heapq.heappush(self._heap, waiter)
         self._dispatch()
         if waiter.lane is None:

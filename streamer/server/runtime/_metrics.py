@@ -1,7 +1,7 @@
 """Server metrics: latency distributions, counters and gauges, kept in memory.
 
 Latencies are measured inside the server from the moment a message is read off the
-socket, so they exclude the network; ``scripts/latency_test.py`` measures the same
+socket, so they exclude the network; ``scripts.latency`` measures the same
 things from a client. Percentiles come from a bounded window of recent samples.
 """
 

@@ -6,11 +6,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from ...config import Config
+import trio
+
+from ...config import Config, ConfigError
 from ...engines import build_engines
 from ...engines.base import Voice
-from ...engines.registry import VoiceRegistry, VoiceSelectionError
+from ...engines.registry import VOICE_RESCAN_INTERVAL_S, VoiceRegistry, VoiceSelectionError
+from ...langdetect import default_detector
 from ._admission import Admission
+from ._downloads import DownloadGate
 from ._inference import InferenceScheduler
 from ._metrics import Metrics
 
@@ -27,6 +31,11 @@ class Services:
     inference: InferenceScheduler
     metrics: Metrics
     admission: Admission = field(default_factory=Admission)
+    #: The bound on HTTP speech (sized from the workers).
+    downloads: DownloadGate = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.downloads = DownloadGate(self.inference.workers)
 
     def admission_capacity(self) -> float:
         """CPU-seconds per second admitted real-time streams may need."""
@@ -78,6 +87,11 @@ def load_models(services: Services) -> None:
             engine.load()
         except Exception:
             log.exception("engine %s failed to load; its voices stay unavailable", engine.name)
+    # Loading can change what an engine offers (or whether it is available at all).
+    services.registry.refresh()
+    # ``language: "auto"``: the detector's model (~0.5 s to load) must not load on the
+    # event loop at a client's first request.
+    default_detector().load()
     if not config.performance.warm_up:
         return
     # Warm the voice the server default resolves to, and the best English voice.
@@ -94,3 +108,24 @@ def load_models(services: Services) -> None:
             log.info("warmed up voice %s", voice.id)
         except Exception:
             log.exception("warm-up of %s failed", voice.id)
+
+
+def check_defaults(services: Services) -> None:
+    """Refuse to start when the configured default voice does not exist here: every
+    session that takes the defaults would fail. Raises ``ConfigError`` naming the key."""
+    tts = services.config.tts
+    try:
+        services.registry.resolve(tts.default_language, tts.default_voice_id)
+    except VoiceSelectionError as exc:
+        key = "tts.default_language" if exc.code == "unknown_language" else "tts.default_voice_id"
+        available = ", ".join(exc.available[:20]) or "none"
+        raise ConfigError(f"config key '{key}': {exc.message} (available: {available})") from None
+
+
+async def rescan_voices(services: Services) -> None:
+    """Rescan the engines' voices every ``VOICE_RESCAN_INTERVAL_S``, forever, in a worker
+    thread: requests resolve against the registry's in-memory snapshot, so the event
+    loop (at real-time priority) never touches the filesystem for them."""
+    while True:
+        await trio.sleep(VOICE_RESCAN_INTERVAL_S)
+        await trio.to_thread.run_sync(services.registry.refresh)

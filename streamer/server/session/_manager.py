@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Final
 
-from ...protocol import AudioConfig, ClientError, ErrorCode
+from ...protocol import AudioConfig, ClientError, ErrorCode, quote
 from ..runtime import Services
 from ._session import Session
 
@@ -40,7 +40,7 @@ class SessionManager:
         """Raises ``ClientError(unknown_session)``."""
         session = self.sessions.get(session_id)
         if session is None:
-            raise ClientError(ErrorCode.UNKNOWN_SESSION, f"no session {session_id!r}")
+            raise ClientError(ErrorCode.UNKNOWN_SESSION, f"no session {quote(session_id)}")
         return session
 
     def remove(self, session: Session) -> None:

@@ -221,7 +221,10 @@ async def run_job(
             if deadline is None:
                 deadline = max(job.received_at, job.carried or job.received_at)
             chunk, seconds, cpu_seconds = await inference.run(
-                lambda: _timed_next(generator), priority=job.priority, deadline=deadline
+                lambda: _timed_next(generator),
+                priority=job.priority,
+                deadline=deadline,
+                background=not paced,  # a download takes what real-time streams leave
             )
             if chunk is None:
                 break

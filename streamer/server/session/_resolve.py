@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ...audio import AudioSpecError, OutputSpec, validate_spec
 from ...engines.base import SynthesisOptions, Voice
 from ...engines.registry import VoiceSelectionError
+from ...langdetect import AUTO_LANGUAGE, detect_language
 from ...protocol import AudioConfig, ClientError, ErrorCode
 from ..runtime import Services
 
@@ -22,8 +23,14 @@ class ResolvedConfig:
     realtime: bool
 
 
-def resolve_config(services: Services, cfg: AudioConfig, request_id: str | None) -> ResolvedConfig:
+def resolve_config(
+    services: Services, cfg: AudioConfig, request_id: str | None, text: str | None = None
+) -> ResolvedConfig:
     """Check ``cfg`` (already merged over the session's) against what the server has.
+
+    ``language: "auto"`` picks the language of ``text`` among the voices' languages
+    (``streamer.langdetect``); without a text (a ``connect``) it stands for the default
+    language.
 
     Raises ``ClientError`` with ``unknown_language`` / ``unknown_voice`` (listing what is
     available), ``unknown_speaker`` or an audio code (``unknown_format``…).
@@ -34,6 +41,11 @@ def resolve_config(services: Services, cfg: AudioConfig, request_id: str | None)
     else:
         language = cfg.language or tts.default_language
         voice_id = cfg.voice_id if cfg.voice_id is not None else 0
+    if language == AUTO_LANGUAGE:
+        language = tts.default_language
+        if text is not None:
+            candidates = services.registry.languages()
+            language = detect_language(text, candidates, fallback=language).language
     try:
         voice = services.registry.resolve(language, voice_id)
     except VoiceSelectionError as exc:  # unknown_language / unknown_voice

@@ -1,14 +1,13 @@
 """Sessions: one listener's settings, request queue and playing request.
 
-A ``Session`` is pure bookkeeping plus one scheduler task: the connection feeds it
-messages (``configure``, ``submit``, ``interrupt``) and drains its ``Outbox``. All state
-changes are synchronous, so a reply (``queued``, ``interrupted``) is queued in the same
-step as the change it reports — that is what makes "nothing of the interrupted request
-follows the reply" hold without locks.
-
-Ordering rules: one request plays at a time; a higher priority plays first; equal
-priorities are FIFO; a ``critical`` request pre-empts a playing request of lower
-priority (which ends with ``interrupted``/``preempted``; queued requests stay queued).
+A ``Session`` takes messages from its connection (``configure``, ``submit``,
+``interrupt``), keeps them in its ``RequestQueue`` (ordering and pre-emption rules are
+in ``_queue.py``), runs one scheduler task that plays the best waiting request (each in
+its own cancel scope, through ``_player.py``) and puts every reply in its ``Outbox``,
+which the connection's writer drains. All state changes are synchronous, so a reply
+(``queued``, ``interrupted``) is queued in the same step as the change it reports —
+that is what makes "nothing of the interrupted request follows the reply" hold without
+locks. Its ``ListenerClock`` is when its listener runs out of audio.
 """
 
 from __future__ import annotations
@@ -80,6 +79,14 @@ class Session:
     def queue_depth(self) -> int:
         return len(self._queue)
 
+    def active(self, now: float) -> bool:
+        """Something is playing, queued, or still in the listener's player at ``now``."""
+        return (
+            self.playing is not None
+            or bool(self._queue)
+            or self.clock.playing_until(now) is not None
+        )
+
     def effective_config(self) -> dict[str, object]:
         r = self._resolved
         return self.config.to_json() | {
@@ -143,14 +150,12 @@ class Session:
                 f"{len(self._queue)} requests are already queued in this session",
                 request_id=request_id,
             )
-        resolved = resolve_config(services, self.config.merged(message.config), request_id)
+        resolved = resolve_config(
+            services, self.config.merged(message.config), request_id, message.text
+        )
         # A request behind this session's own (playing, queued, or still in its
         # listener's player) continues that stream; only a silent session starts one.
-        continues = (
-            self.playing is not None
-            or bool(self._queue)
-            or self.clock.playing_until(trio.current_time()) is not None
-        )
+        continues = self.active(trio.current_time())
         check_can_start(
             services, resolved, message.priority, request_id, new_stream=not continues
         )

@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 
 #: Bound on a close handshake we start: a dead peer must not hold the connection.
 CLOSE_TIMEOUT_S: Final = 2.0
+#: The close reason (code 1000) of a connection closed for ``server.idle_timeout_s``.
+IDLE_CLOSE_REASON: Final = "idle_timeout"
+#: Counted (errors_total) when a peer does not answer a ping in time.
+PING_TIMEOUT: Final = "ping_timeout"
 #: The handshake refusal body for a server at ``max_connections``.
 _FULL_BODY: Final = (
     b'{"error":{"code":"max_connections","message":"server is at max_connections; retry later"}}'
@@ -61,10 +65,17 @@ class _Connection:
         self.ws = ws
         self.manager = manager
         config = manager.services.config
-        self.protocol = ServerProtocol(max_text_length=config.tts.max_text_length)
+        self.protocol = ServerProtocol(
+            max_text_length=config.tts.max_text_length,
+            max_message_bytes=config.server.max_message_bytes,
+        )
         self.outbox = Outbox(on_overflow=self._overflowed)
         self.session: Session | None = None
         self.write_timeout = config.server.write_timeout_s
+        self.idle_timeout = config.server.idle_timeout_s
+        self.ping_interval = config.server.ping_interval_s
+        #: trio clock of the last message read from the client (idle timeout).
+        self.last_message_at = trio.current_time()
 
     @property
     def session_id(self) -> str:
@@ -141,6 +152,12 @@ class _Connection:
                 else:
                     self.session.interrupt(message.reason, received_at)
         except ClientError as error:
+            if error.close_code is not None:  # e.g. 1009 message_too_big: the socket ends
+                log.info("session %s: closing with %d %s", self.session_id, error.close_code,
+                         error.code)
+                self.manager.services.metrics.count_error(error.code)
+                self.outbox.close_with(error.close_code, error.code, drop_audio=True)
+                return
             if self.session is not None:
                 self.session.send_error(error)
                 return
@@ -150,14 +167,69 @@ class _Connection:
                 render(Error(error.code, error.message, error.request_id, error.details))
             )
 
+    async def close_when_idle(self) -> None:
+        """Close the connection (1000 ``idle_timeout``) once the client has sent nothing
+        for ``idle_timeout`` and the session has nothing queued, playing, or still in its
+        listener's player: an idle socket must not hold a connection slot forever."""
+        while True:
+            now = trio.current_time()
+            busy = self.session is not None and self.session.active(now)
+            due = self.last_message_at + self.idle_timeout
+            if not busy and now >= due:
+                log.info(
+                    "session %s: idle for %.0f s; closing", self.session_id, self.idle_timeout
+                )
+                self.outbox.close_with(CloseCode.NORMAL, IDLE_CLOSE_REASON, drop_audio=False)
+                return
+            await trio.sleep_until(due if now < due else now + self.idle_timeout)
+
+    async def keep_pinging(self) -> None:
+        """Ping every ``ping_interval``; a peer that has not answered the previous ping by
+        then is gone (a dead network path sends no close and no RST) and is aborted.
+
+        Pings are control frames written by trio-websocket under its own send lock, so
+        they never interleave with the writer's frames; a ping task is only ever
+        cancelled with the connection itself.
+        """
+        answered = True
+
+        async def ping() -> None:
+            nonlocal answered
+            answered = False
+            try:
+                await self.ws.ping()
+            except ConnectionClosed:
+                return
+            answered = True
+
+        async with trio.open_nursery() as pings:
+            while True:
+                await trio.sleep(self.ping_interval)
+                if not answered:
+                    log.warning(
+                        "session %s: no pong within %.0f s; aborting",
+                        self.session_id,
+                        self.ping_interval,
+                    )
+                    self.manager.services.metrics.count_error(PING_TIMEOUT)
+                    await _abort(self.ws)
+                    pings.cancel_scope.cancel()
+                    return
+                pings.start_soon(ping)
+
     async def serve(self) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.writer, nursery.cancel_scope)
+            if self.idle_timeout > 0:
+                nursery.start_soon(self.close_when_idle)
+            if self.ping_interval > 0:
+                nursery.start_soon(self.keep_pinging)
             while True:
                 try:
                     data = await self.ws.get_message()
                 except ConnectionClosed:
                     break
+                self.last_message_at = trio.current_time()
                 if self.outbox.closed:
                     # The writer is closing the connection; keep reading so that
                     # trio-websocket sees the client's close frame, but act on nothing.
@@ -190,8 +262,7 @@ async def serve_connection(
     request: WebSocketRequest, manager: SessionManager, connections: Connections
 ) -> None:
     """Handle one WebSocket connection from handshake to close. Never raises."""
-    config = manager.services.config.server
-    if connections.count >= config.max_connections:
+    if not connections.reserve():
         manager.services.metrics.count_error("max_connections")
         try:
             await request.reject(
@@ -219,7 +290,9 @@ async def serve_connection(
         if connection is not None:
             await _close(connection.ws, CloseCode.INTERNAL_ERROR, "internal server error")
     finally:
-        if connection is not None:
+        if connection is None:
+            connections.unreserve()  # the handshake never became a connection
+        else:
             connections.discard(connection.outbox)
             connection.outbox.close()
             connection.protocol.close()

@@ -14,15 +14,36 @@ class Connections:
     """The outbox of every open connection (with or without a session), so shutdown can
     close each with 1001 through its own writer, and the cap can count them."""
 
+    #: ``server.max_connections``: open connections plus handshakes in progress.
+    limit: int
     _outboxes: set[Outbox] = field(default_factory=set)
+    #: Slots taken by handshakes not yet accepted. Counted against ``limit``: otherwise
+    #: a burst of simultaneous handshakes all pass the check before any is accepted.
+    _reserved: int = 0
     #: Woken whenever a connection ends (graceful shutdown waits on it).
     _ended: trio.lowlevel.ParkingLot = field(default_factory=trio.lowlevel.ParkingLot)
 
     @property
     def count(self) -> int:
-        return len(self._outboxes)
+        """Open connections, handshakes in progress included."""
+        return len(self._outboxes) + self._reserved
+
+    def reserve(self) -> bool:
+        """Take a slot for a handshake about to be accepted (synchronously, so no other
+        handshake can take it meanwhile); False when the server is full."""
+        if self.count >= self.limit:
+            return False
+        self._reserved += 1
+        return True
+
+    def unreserve(self) -> None:
+        """The reserved handshake failed before it became a connection."""
+        self._reserved -= 1
+        self._ended.unpark_all()
 
     def add(self, outbox: Outbox) -> None:
+        """The reserved handshake is now a connection whose writer drains ``outbox``."""
+        self._reserved -= 1
         self._outboxes.add(outbox)
 
     def discard(self, outbox: Outbox) -> None:
@@ -36,6 +57,6 @@ class Connections:
             outbox.close_with(code, reason, drop_audio=True)
 
     async def wait_closed(self) -> None:
-        """Until every connection has ended."""
-        while self._outboxes:
+        """Until every connection (and handshake) has ended."""
+        while self.count:
             await self._ended.park()

@@ -1,4 +1,5 @@
-"""``tts-streamer say|voices|status`` against the real server (fake engine).
+"""``tts-streamer`` (one parser: ``serve`` and ``say|voices|status``) against the real
+server (fake engine).
 
 ``cli.main`` runs its own ``trio.run``, so each call runs in a worker thread while the
 server runs in the test's event loop.
@@ -7,20 +8,26 @@ server runs in the test's event loop.
 from __future__ import annotations
 
 import io
+import os
 import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import partial
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 import trio
 
-from streamer.client import RecordingSink, cli
+from streamer import cli
+from streamer.client import RecordingSink
+from streamer.client import cli as cli_client
 from streamer.server.app import RunningServer
 from tests.support import REPO_ROOT
+from tests.support.audio_files import ffprobe_seconds, needs_ffprobe, soundfile_frames, wave_frames
 from tests.support.fake_engine import FAKE_RATE, FakeEngine
 from tests.support.server_harness import running_server
 from tests.support.services import make_config, make_services
@@ -165,3 +172,166 @@ def test_the_console_script_dispatches_client_commands(tmp_path: Path) -> None:
         cwd=REPO, capture_output=True, text=True, timeout=WAIT, check=False,
     )
     assert helped.returncode == 0 and "--play" in helped.stdout
+
+
+# --- one command root ---------------------------------------------------------------
+
+
+async def test_one_parser_lists_serve_and_the_client_commands() -> None:
+    run = await run_cli("--help")
+    assert run.code == 0
+    for command in ("serve", "say", "voices", "status"):
+        assert f"    {command} " in run.out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--config", "missing.json"],  # no command: serve, as the seed ran it
+        ["serve", "--config", "missing.json"],
+        ["--config", "missing.json", "serve"],  # the root's --config reaches serve
+    ],
+)
+async def test_serve_is_the_default_command_and_takes_config_either_side(
+    argv: list[str],
+) -> None:
+    run = await run_cli(*argv)
+    assert run.code == 2 and "config file missing.json not found" in run.err
+
+
+def test_the_client_commands_do_not_import_the_server_nor_the_server_the_client() -> None:
+    probe = (
+        "import sys, streamer.cli, streamer.client.cli, streamer.client.asyncio_client\n"
+        "assert not [m for m in sys.modules if m.startswith('streamer.server')], 'client'\n"
+        "for m in [m for m in sys.modules if m.startswith('streamer')]: del sys.modules[m]\n"
+        "import streamer.server.app\n"
+        "assert not [m for m in sys.modules if m.startswith(('streamer.client', 'streamer.cli'))]\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
+                          text=True, timeout=WAIT, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+# --- say -o: the file is what its suffix says, with an exact header ------------------
+
+TEXT = "Hello there. Bye."
+
+
+async def _samples_sent(server: RunningServer, tmp_path: Path) -> int:
+    """Samples the fake engine makes for TEXT, counted from a raw 16-bit download."""
+    raw = tmp_path / "reference.pcm"
+    run = await run_cli("say", TEXT, "-o", str(raw), "--url", ws(server))
+    assert run.code == 0, run.err
+    return raw.stat().st_size // 2
+
+
+def _opus_pre_skip(data: bytes) -> int:
+    head = data.index(b"OpusHead")
+    return int.from_bytes(data[head + 10 : head + 12], "little")
+
+
+@needs_ffprobe
+@pytest.mark.parametrize(
+    "suffix", [".wav", ".flac", ".mp3", ".ogg", ".opus", ".oga", ".aac"]
+)
+async def test_saved_files_open_everywhere_with_the_same_length(
+    server: RunningServer, tmp_path: Path, suffix: str
+) -> None:
+    count = await _samples_sent(server, tmp_path)
+    target = tmp_path / f"x{suffix}"
+    run = await run_cli("say", TEXT, "-o", str(target), "--url", ws(server))
+    assert run.code == 0, run.err
+    fmt = cli_client.FORMAT_BY_SUFFIX[suffix]
+    assert f" {fmt} {FAKE_RATE} Hz" in run.err
+    seconds = ffprobe_seconds(target)
+    if suffix == ".wav":
+        assert wave_frames(target) == soundfile_frames(target) == count
+        assert seconds == Fraction(count, FAKE_RATE)
+    elif suffix in (".flac", ".oga"):
+        assert soundfile_frames(target) == count and seconds == Fraction(count, FAKE_RATE)
+    elif suffix in (".ogg", ".opus"):
+        # ffprobe counts the decoder's pre-skip (48 kHz) in; libsndfile trims it.
+        assert soundfile_frames(target) == count
+        pre_skip = _opus_pre_skip(target.read_bytes())
+        assert seconds == Fraction(count, FAKE_RATE) + Fraction(pre_skip, 48000)
+    elif suffix == ".mp3":
+        # No gapless tag in a stream: both readers include LAME's delay and padding.
+        frames = soundfile_frames(target)
+        assert seconds == Fraction(frames, FAKE_RATE)
+        assert count <= frames < count + 3 * 576
+    else:  # ADTS AAC: whole 1024-sample frames, one of encoder priming first
+        assert count + 1024 <= seconds * FAKE_RATE < count + 3 * 1024
+        assert target.read_bytes()[:2] in (b"\xff\xf1", b"\xff\xf9")
+
+
+@pytest.mark.parametrize(
+    ("suffix", "subtype", "width"),
+    [(".pcm", "PCM_16", 2), (".raw", "PCM_16", 2), (".f32", "FLOAT", 4),
+     (".ulaw", "ULAW", 1), (".mulaw", "ULAW", 1), (".alaw", "ALAW", 1)],
+)
+async def test_raw_files_hold_exactly_the_samples(
+    server: RunningServer, tmp_path: Path, suffix: str, subtype: str, width: int
+) -> None:
+    count = await _samples_sent(server, tmp_path)
+    target = tmp_path / f"x{suffix}"
+    run = await run_cli("say", TEXT, "-o", str(target), "--url", ws(server),
+                        "--sample-rate", str(FAKE_RATE))
+    assert run.code == 0, run.err
+    assert target.stat().st_size == count * width
+    data, _ = sf.read(str(target), format="RAW", subtype=subtype, samplerate=FAKE_RATE,
+                      channels=1)
+    assert data.shape == (count,)
+
+
+@pytest.mark.parametrize("suffix", [".m4a", ".mp4", ".webm", ".vorbis", ".xyz", ".MP4"])
+async def test_a_suffix_of_a_format_not_produced_is_refused(
+    server: RunningServer, tmp_path: Path, suffix: str
+) -> None:
+    target = tmp_path / f"hola{suffix}"
+    run = await run_cli("say", "Hola", "-o", str(target), "--url", ws(server))
+    assert run.code == 2
+    assert suffix.lower() in run.err and "--format" in run.err
+    assert list(await trio.Path(tmp_path).iterdir()) == []
+
+
+async def test_no_suffix_is_wav_and_format_overrides_the_suffix(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    plain = tmp_path / "speech"
+    assert (await run_cli("say", TEXT, "-o", str(plain), "--url", ws(server))).code == 0
+    assert plain.read_bytes()[:4] == b"RIFF" and wave_frames(plain) > 0
+    forced = tmp_path / "speech.m4a"
+    run = await run_cli("say", TEXT, "-o", str(forced), "--format", "aac", "--url", ws(server))
+    assert run.code == 0, run.err
+    assert forced.read_bytes()[:2] in (b"\xff\xf1", b"\xff\xf9")
+
+
+# --- a closed stdout -------------------------------------------------------------------
+
+
+async def _with_closed_stdout(*argv: str) -> subprocess.CompletedProcess[bytes]:
+    """Run ``python -m streamer ARGV`` with stdout a pipe nobody reads any more (what
+    ``| head -5`` leaves once head has its lines)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        with trio.fail_after(WAIT):
+            return await trio.run_process(
+                [sys.executable, "-m", "streamer", *argv], cwd=REPO, stdout=write_end,
+                capture_stderr=True, check=False,
+            )
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize("command", ["voices", "status"])
+async def test_a_closed_stdout_ends_quietly(server: RunningServer, command: str) -> None:
+    done = await _with_closed_stdout(command, "--http", http(server))
+    assert done.stderr == b""  # no BrokenPipeError traceback
+    assert done.returncode == 141
+
+
+async def test_say_to_a_closed_stdout_ends_quietly(server: RunningServer) -> None:
+    done = await _with_closed_stdout("say", TEXT, "-o", "-", "-q", "--url", ws(server))
+    assert b"Traceback" not in done.stderr and b"BrokenPipe" not in done.stderr
+    assert done.returncode == 141

@@ -4,10 +4,12 @@ and the sans-IO routing under them."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import socket
 import threading
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import trio
@@ -370,3 +372,121 @@ def test_asyncio_client_connection_refused() -> None:
             return error.code
 
     assert asyncio.run(scenario()) == "connection_refused"
+
+
+# --- the seed's client API ------------------------------------------------------------
+
+#: The seed README's example, verbatim but for the import path (and the port, which the
+#: test server picks).
+SEED_EXAMPLE = '''
+import asyncio
+from streamer.client.asyncio_client import TTSStreamingClient
+
+async def main():
+    client = TTSStreamingClient("ws://localhost:8081")
+    await client.connect()
+    await client.synthesize_and_play("Hola mundo", priority="normal")
+    await client.synthesize_and_play("¡Alerta!", priority="critical")
+    await client.close()
+
+asyncio.run(main())
+'''
+
+#: The seed's integration snippets, with the client they use.
+SEED_INTEGRATION = '''
+async def handle_user_input(text):
+    return await tts_client.synthesize(text, priority="critical")
+
+async def handle_long_response(long_text):
+    return await tts_client.synthesize_streaming(long_text)
+'''
+
+
+def _run_seed_example(port: int, sink: RecordingSink) -> None:
+    """Run SEED_EXAMPLE as a script would, its import aside: its TTSStreamingClient is the
+    asyncio client playing into ``sink`` instead of a sound card."""
+    lines = SEED_EXAMPLE.replace("localhost:8081", f"localhost:{port}").splitlines()
+    source = "\n".join(line for line in lines if "import TTSStreamingClient" not in line)
+    namespace = {
+        "__name__": "__main__",
+        "TTSStreamingClient": functools.partial(AsyncioTTSStreamingClient, sink=sink),
+    }
+    exec(compile(source, "seed_example.py", "exec"), namespace)
+
+
+def test_the_seed_name_imports_the_asyncio_client() -> None:
+    from streamer.client.asyncio_client import TTSStreamingClient as SeedClient
+
+    assert SeedClient is AsyncioTTSStreamingClient
+
+
+async def test_the_seed_example_runs_as_written(server: RunningServer) -> None:
+    sink = RecordingSink()
+    with trio.fail_after(WAIT):
+        await trio.to_thread.run_sync(_run_seed_example, server.websocket_port, sink)
+    # Two requests played to their end through the sink, in the default language (es).
+    assert sink.formats == [PcmFormat(FAKE_RATE, 1, "int16")] * 2
+    assert sink.drained == 2 and sink.aborted == 0 and len(sink.audio) > 0
+
+
+async def _seed_integration(url: str) -> dict[str, object]:
+    tts_client = AsyncioTTSStreamingClient(url)
+    await tts_client.connect(language="en")
+    namespace: dict[str, object] = {"tts_client": tts_client}
+    exec(SEED_INTEGRATION, namespace)
+    out: dict[str, object] = {}
+    try:
+        handle_user_input: Any = namespace["handle_user_input"]
+        handle_long_response: Any = namespace["handle_long_response"]
+        urgent = await handle_user_input("Fire. Leave now.")
+        long = await handle_long_response(" ".join(["A sentence."] * 20))
+        out["urgent"] = (
+            urgent.completed, urgent.start.priority, len(urgent.audio) == urgent.end.bytes
+        )
+        out["long"] = (long.completed, len(long.audio) == long.end.bytes)
+        chunks = [c async for c in tts_client.synthesize_streaming("Only audio. Here.")]
+        out["only_bytes"] = bool(chunks) and all(isinstance(c, bytes) for c in chunks)
+    finally:
+        await tts_client.close()
+        await tts_client.close()  # idempotent
+    return out
+
+
+async def test_the_seed_integration_calls_return_the_audio(server: RunningServer) -> None:
+    with trio.fail_after(WAIT):
+        out = await trio.to_thread.run_sync(asyncio.run, _seed_integration(_url(server)))
+    assert out["urgent"] == (True, "critical", True)
+    assert out["long"] == (True, True)
+    assert out["only_bytes"] is True
+
+
+def test_asyncio_connect_without_a_server_is_a_typed_error() -> None:
+    async def scenario() -> str:
+        client = AsyncioTTSStreamingClient(f"ws://127.0.0.1:{_free_port()}")
+        try:
+            await client.connect()
+        except TTSConnectionError as error:
+            return error.code
+        finally:
+            await client.close()
+        return "connected"
+
+    assert asyncio.run(scenario()) == "connection_refused"
+
+
+async def test_trio_client_awaits_a_synthesis_and_streams_audio_only(
+    server: RunningServer,
+) -> None:
+    with trio.fail_after(WAIT):
+        async with TTSStreamingClient(_url(server), sink=RecordingSink()) as client:
+            result = await client.synthesize("Hello. World.", priority="high")
+            assert result.completed and result.start is not None
+            assert result.start.priority == "high" and len(result.audio) == result.end.bytes  # type: ignore[union-attr]
+            stream = client.synthesize_streaming("Just audio.")
+            chunks = [chunk async for chunk in stream]
+            assert chunks and all(isinstance(chunk, bytes) for chunk in chunks)
+            assert stream.end is not None and sum(map(len, chunks)) == stream.end.bytes
+            played = await client.synthesize_and_play("Into the client's sink.")
+            assert played.completed
+            assert isinstance(client.sink, RecordingSink) and client.sink.drained == 1
+        await client.close()  # after the block: a no-op

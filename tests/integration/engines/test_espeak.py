@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from streamer.engines import espeak as espeak_module
-from streamer.engines.base import EngineError, Pcm, SynthesisOptions, Voice
+from streamer.engines.base import (
+    EngineError,
+    Pcm,
+    SynthesisOptions,
+    UnknownSpeakerError,
+    UnknownVoiceError,
+    Voice,
+)
 from streamer.engines.espeak import SAMPLE_RATE, EspeakEngine, espeak_rate
 
 SPANISH_LONG = (
@@ -87,11 +94,13 @@ def test_invalid_requests_raise_at_call(engine: EspeakEngine) -> None:
     voice = _voice(engine, "espeak-es")
     with pytest.raises(ValueError, match="speed"):
         engine.stream(voice, "Hola.", SynthesisOptions(speed=3.0))
-    with pytest.raises(ValueError, match="speaker"):
+    with pytest.raises(UnknownSpeakerError) as speaker:
         engine.stream(voice, "Hola.", SynthesisOptions(speaker="nobody"))
+    assert speaker.value.available == ["male", "female"]
     stranger = Voice("espeak-nope", "espeak", "xx", "x", SAMPLE_RATE, "fallback", False)
-    with pytest.raises(ValueError, match="unknown espeak voice"):
+    with pytest.raises(UnknownVoiceError, match="unknown espeak voice") as unknown:
         engine.stream(stranger, "Hola.", SynthesisOptions())
+    assert "espeak-es" in unknown.value.available
 
 
 def test_female_speaker_differs(engine: EspeakEngine) -> None:

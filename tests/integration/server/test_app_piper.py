@@ -196,7 +196,8 @@ async def test_twenty_concurrent_sessions_all_get_their_audio(server: RunningSer
 
 
 async def test_voice_dropped_into_voices_dir_is_served_without_restart(tmp_path: Path) -> None:
-    """A Piper voice file appearing in ``tts.voices_dir`` is listed and spoken at once.
+    """A Piper voice file appearing in ``tts.voices_dir`` is listed and spoken after the
+    next rescan.
 
     The voice is made at test time: the bundled model with a config that declares it
     Mexican Spanish, so it must win over espeak-ng's es-419 for ``es-MX`` (neural first).
@@ -207,11 +208,14 @@ async def test_voice_dropped_into_voices_dir_is_served_without_restart(tmp_path:
         tts={"voices_dir": str(voices)},
         performance={"realtime_lead_ms": 0, "preload_models": False},
     )
-    async with running_server(config, build_services(config)) as server, rest(server) as http:
+    services = build_services(config)
+    async with running_server(config, services) as server, rest(server) as http:
         before = (await http.get("/api/v1/voices", params={"language": "es-MX"})).json()
         assert all(v["engine"] == "espeak" for v in before["voices"])
 
         _drop_mexican_voice(voices)
+        # The rescan the server runs every VOICE_RESCAN_INTERVAL_S, run now.
+        await trio.to_thread.run_sync(services.registry.refresh)
 
         after = (await http.get("/api/v1/voices", params={"language": "es-MX"})).json()
         assert after["voices"][0]["id"] == "piper-es_MX-dropped-medium"

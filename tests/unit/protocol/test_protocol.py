@@ -98,6 +98,11 @@ def test_defaults() -> None:
         ('{"type": "connect", "config": {"chunk_size": true}}', ErrorCode.INVALID_CHUNK_SIZE),
         ('{"type": "connect", "session_id": 7}', ErrorCode.INVALID_MESSAGE),
         ('{"type": "interrupt", "reason": ""}', ErrorCode.INVALID_MESSAGE),
+        ('{"type": "interrupt", "reason": 7}', ErrorCode.INVALID_MESSAGE),
+        ('{"type": "connect", "session_id": "s 1"}', ErrorCode.INVALID_MESSAGE),
+        ('{"type": "connect", "config": {"speed": NaN}}', ErrorCode.INVALID_JSON),
+        ('{"type": "interrupt", "type": "connect"}', ErrorCode.INVALID_JSON),
+        ('{"type": "interrupt", "reason": "\\ud800"}', ErrorCode.INVALID_JSON),
     ],
 )
 def test_bad_input_has_a_stable_code(raw: str, code: ErrorCode) -> None:
@@ -117,6 +122,17 @@ def test_binary_frames_are_refused() -> None:
     with pytest.raises(ClientError) as info:
         parse_client_message(b"\x00\x01", max_text_length=10)
     assert info.value.code is ErrorCode.BINARY_NOT_SUPPORTED
+
+
+def test_message_size_is_checked_when_given() -> None:
+    assert ServerProtocol(max_text_length=50).receive(
+        '{"type": "interrupt", "x": "' + "é" * 600 + '"}'
+    )
+    with pytest.raises(ClientError) as info:
+        ServerProtocol(max_text_length=50, max_message_bytes=1024).receive(
+            '{"type": "interrupt", "x": "' + "é" * 600 + '"}'
+        )
+    assert info.value.code is ErrorCode.MESSAGE_TOO_BIG
 
 
 def test_connection_state_machine() -> None:

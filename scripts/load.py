@@ -1,9 +1,9 @@
 """Sustained load: S connected sessions, K of them speaking continuously, for T seconds.
 
-    .venv/bin/python scripts/load_test.py --spawn          # the issue's target run:
-                                                           # 50 connected, 20 speaking, 60 s
-    .venv/bin/python scripts/load_test.py --url ws://127.0.0.1:8081 --pid PID --speaking 10
-    .venv/bin/python scripts/load_test.py --spawn --find-capacity --baseline-json base.json
+    .venv/bin/python -m scripts.load --spawn          # the target run:
+                                                      # 50 connected, 20 speaking, 60 s
+    .venv/bin/python -m scripts.load --url ws://127.0.0.1:8081 --pid PID --speaking 10
+    .venv/bin/python -m scripts.load --spawn --find-capacity --baseline-json base.json
 
 Every session connects (``format: pcm``, real-time pacing on). The K speaking ones
 start spread over ``--ramp`` seconds (about one paragraph, so their paragraphs do not
@@ -17,7 +17,7 @@ session still asks for 1 s of audio per second, with no gap between paragraphs).
 the time is up every speaking session interrupts what it plays and stops. The others
 stay connected and idle.
 
-Reported: underruns (listener model in ``_ws_client.py``, per request from its first
+Reported: underruns (listener model in ``scripts/_probe.py``, per request from its first
 audio; with where in the request they happened), time to first audio of every request,
 first response, the audio still buffered whenever a new chunk arrived, requests
 completed, ``busy`` refusals, the server's CPU (its event-loop thread apart) and
@@ -27,7 +27,7 @@ second), and the CPU of the client and of anything else on the machine.
 ``--find-capacity`` steps K up on one server (``--start``, ``--step``, each step
 ``--ramp`` + ``--step-seconds`` long) until a step has an underrun, a ``busy`` refusal
 or an error, and reports the largest clean K against the engine's raw throughput
-(seconds of audio per second with every core busy, from ``scripts/baseline.py --json``):
+(seconds of audio per second with every core busy, from ``scripts.baseline --json``):
 one real-time session consumes 1 s of audio per second, so K sessions need K x real
 time.
 """
@@ -37,12 +37,14 @@ from __future__ import annotations
 import argparse
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import trio
-from _bench_common import (
+
+from ._common import (
     LATENCY_HEADERS,
     PARAGRAPHS,
     CpuSample,
@@ -57,7 +59,7 @@ from _bench_common import (
     wait_for_quiet,
     write_json,
 )
-from _ws_client import EVENT_TIMEOUT_S, Probe, ProbeError, now, open_probe
+from ._probe import EVENT_TIMEOUT_S, Probe, ProbeError, now, open_probe
 
 #: Connections opened per second while setting up: a burst of handshakes is not the
 #: load under test.
@@ -136,9 +138,9 @@ async def _speaker(
             else:
                 await probe.wait_done(trace, patience_s=max(remaining, EVENT_TIMEOUT_S))
         if trace.error is not None:
-            if trace.error.get("code") == "busy":
+            if trace.error.code == "busy":
                 result.busy += 1
-                hint = (trace.error.get("details") or {}).get("retry_after_ms", 500) / 1000
+                hint = trace.error.details.get("retry_after_ms", 500) / 1000
                 await trio.sleep(min(MAX_BUSY_BACKOFF_S, hint))
             else:
                 run.errors.append(f"k{index}: {trace.error}")
@@ -150,10 +152,8 @@ async def _speaker(
         if trace.ended_at is not None:
             result.completed += 1
         else:  # time is up while it plays: stop it, judge only what arrived before
-            mark = len(probe.log)
-            sent = await probe.send({"type": "interrupt", "reason": "load test over"})
-            await probe.wait_event("interrupted", since=mark, patience_s=WIND_DOWN_S)
-            trace.frames = [f for f in trace.frames if f[0] < sent]
+            sent, _ = await probe.interrupt("load test over", patience_s=WIND_DOWN_S)
+            trace = trace.truncated(sent)
         underruns, silence, _, buffers = trace.playback()
         previous_end = trace.play_end() if trace.ended_at is not None else None
         run.buffer_ms.extend(b * 1000 for b in buffers)
@@ -385,9 +385,11 @@ async def _main(url: str, args: argparse.Namespace, pid: int | None) -> dict[str
     return summary
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m scripts.load",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--url", help="WebSocket URL of a running server")
@@ -417,10 +419,10 @@ def main() -> int:
     parser.add_argument("--max-speaking", type=int, default=40, help="last K tried")
     parser.add_argument("--step-seconds", type=float, default=30.0,
                         help="speaking time of each --find-capacity step")
-    parser.add_argument("--baseline-json", help="scripts/baseline.py --json output, for the"
+    parser.add_argument("--baseline-json", help="scripts.baseline --json output, for the"
                         " engine's raw throughput")
     parser.add_argument("--json", help="write the figures here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not args.url and not args.spawn:
         args.url = "ws://127.0.0.1:8081"
 

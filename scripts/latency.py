@@ -1,15 +1,15 @@
 """Latency of the streaming server as a client sees it, with N sessions speaking at once.
 
-    .venv/bin/python scripts/latency_test.py --spawn                    # 1 session
-    .venv/bin/python scripts/latency_test.py --spawn --sessions 20      # 20 at once
-    .venv/bin/python scripts/latency_test.py --url ws://127.0.0.1:8081 --json out.json
+    .venv/bin/python -m scripts.latency --spawn                    # 1 session
+    .venv/bin/python -m scripts.latency --spawn --sessions 20      # 20 at once
+    .venv/bin/python -m scripts.latency --url ws://127.0.0.1:8081 --json out.json
 
 Of the ``--sessions`` connections (``format: pcm``, real-time pacing on, as a voice
 client would use them), ``--probes`` (default one per ten sessions) run ``--repeats``
 measuring cycles; the others speak paragraphs back to back, each heard out before the
 next, and start spread over one paragraph's duration before the probes begin. (Probes
 alone would overload the server: every interrupt throws away the ~2 s of audio
-synthesized ahead.) The speakers run in a child process of their own (this script with
+synthesized ahead.) The speakers run in a child process of their own (this tool with
 ``--background-child``), as other users' clients would: sharing the probes' event loop,
 their ~900 audio frames a second would queue ahead of a probe's replies and be counted
 as the server's latency. ``--shared-client-loop`` runs them in the probes' loop (the
@@ -35,7 +35,7 @@ the server's loop; 0 = normal, to see the same-machine figure), when permitted; 
 background speakers' process stays normal. With ``--spawn`` or ``--http-url`` the
 server's own figures (from ``/api/v1/metrics``, measured from the moment a message is
 read) are printed beside them. Underruns follow the playback model in
-``_ws_client.py``. Percentiles are nearest-rank: p99 of fewer than 100 samples is the
+``scripts/_probe.py``. Percentiles are nearest-rank: p99 of fewer than 100 samples is the
 maximum.
 """
 
@@ -46,12 +46,16 @@ import json
 import random
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import trio
-from _bench_common import (
+
+from streamer.client import AudioEnd, AudioStart
+from streamer.server.runtime import make_event_loop_realtime
+
+from ._common import (
     LATENCY_HEADERS,
     PARAGRAPHS,
     REPO_ROOT,
@@ -70,12 +74,10 @@ from _bench_common import (
     wait_for_quiet,
     write_json,
 )
-from _ws_client import Probe, ProbeError, RequestTrace, now, open_probe
+from ._probe import Probe, ProbeError, RequestTrace, now, open_probe
 
-sys.path.insert(0, str(REPO_ROOT))
-
-from streamer.server.runtime import make_event_loop_realtime
-
+#: This tool's module, which its background child runs (``python -m``, from the root).
+MODULE: Final = "scripts.latency"
 #: Seconds between steps of a cycle: a client does not fire its next turn in the same
 #: millisecond, and it lets the previous request's tail leave the socket.
 STEP_PAUSE_S: Final = 0.2
@@ -133,9 +135,7 @@ class Samples:
     def playback(self, trace: RequestTrace, until: float | None = None) -> None:
         """Fold a played request's underruns and gaps in (frames before ``until``)."""
         if until is not None:
-            kept = [f for f in trace.frames if f[0] < until]
-            trace = RequestTrace(trace.request_id, trace.sent_at, sample_rate=trace.sample_rate,
-                                 frames=kept)
+            trace = trace.truncated(until)
         underruns, silence, gaps, buffers = trace.playback()
         self.underruns += underruns
         self.underrun_silence_ms += silence * 1000
@@ -154,8 +154,9 @@ async def _refused(out: Samples, trace: RequestTrace) -> bool:
     """True (after the server's retry hint) if the request was refused with an error."""
     if trace.error is None:
         return False
-    out.refused[str(trace.error.get("code"))] = out.refused.get(str(trace.error.get("code")), 0) + 1
-    hint_ms = (trace.error.get("details") or {}).get("retry_after_ms", 0)
+    code = trace.error.code
+    out.refused[code] = out.refused.get(code, 0) + 1
+    hint_ms = trace.error.details.get("retry_after_ms", 0)
     await trio.sleep(min(MAX_RETRY_WAIT_S, hint_ms / 1000))
     return True
 
@@ -184,17 +185,15 @@ async def _cycle(
         return
     out.response("b_long", trace)
     _record(out.ttfa_en_long, trace.ttfa_ms)
-    mark = len(probe.log)
-    sent = await probe.send({"type": "interrupt", "reason": "benchmark"})
-    reply = await probe.wait_event("interrupted", since=mark)
+    sent, reply = await probe.interrupt("benchmark")
     out.interrupt_reply.append((reply.at - sent) * 1000)
     out.interrupts += 1
     out.playback(trace, until=sent)
     await trio.sleep(args.drain)
     after = probe.log[probe.log.index(reply) + 1 :]
-    out.frames_after_interrupt += sum(1 for m in after if m.kind == "binary")
-    out.bytes_after_interrupt += sum(m.nbytes for m in after if m.kind == "binary")
-    leaked = [m.kind for m in after if m.kind in ("audio_start", "audio_end")]
+    out.frames_after_interrupt += sum(1 for m in after if isinstance(m.item, bytes))
+    out.bytes_after_interrupt += sum(m.nbytes for m in after)
+    leaked = [type(m.item).__name__ for m in after if isinstance(m.item, AudioStart | AudioEnd)]
     if leaked:
         out.errors.append(f"{tag}: {leaked} after interrupted")
 
@@ -227,9 +226,7 @@ async def _cycle(
         return
     out.response("d_spanish", trace)
     _record(out.ttfa_es_long if long_es else out.ttfa_es_short, trace.ttfa_ms)
-    mark = len(probe.log)
-    await probe.send({"type": "interrupt", "reason": "benchmark"})
-    await probe.wait_event("interrupted", since=mark)
+    await probe.interrupt("benchmark")
     await trio.sleep(STEP_PAUSE_S)
 
 
@@ -310,10 +307,8 @@ async def _background_session(
             if trace.ttfa_ms is not None:
                 result.ttfa.append(trace.ttfa_ms)
             if scope.cancelled_caught and trace.ended_at is None:
-                mark = len(probe.log)
-                sent = await probe.send({"type": "interrupt", "reason": "test over"})
-                await probe.wait_event("interrupted", since=mark)
-                trace.frames = [f for f in trace.frames if f[0] < sent]
+                sent, _ = await probe.interrupt("test over")
+                trace = trace.truncated(sent)
             result.underruns += trace.playback()[0]
             result.audio_s += trace.audio_seconds
 
@@ -505,12 +500,14 @@ def _start_background_child(
     url: str, speakers: int, args: argparse.Namespace
 ) -> subprocess.Popen[str]:
     command = [
-        sys.executable, __file__, "--url", url, "--background-child", str(speakers),
+        sys.executable, "-m", MODULE, "--url", url, "--background-child", str(speakers),
         "--drain", str(args.drain),
     ]
     if args.no_realtime:
         command.append("--no-realtime")
-    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        command, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
 
 
 def _stop_background_child(
@@ -586,9 +583,11 @@ async def run(
     }
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=f"python -m {MODULE}",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--url", help="WebSocket URL of a running server")
@@ -622,7 +621,7 @@ def main() -> int:
     )
     parser.add_argument("--background-child", type=int, metavar="N", help=argparse.SUPPRESS)
     parser.add_argument("--json", help="write the figures and raw samples here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not args.url and not args.spawn:
         args.url = "ws://127.0.0.1:8081"
     if args.background_child:

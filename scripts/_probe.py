@@ -1,33 +1,49 @@
-"""A measuring WebSocket client for the benchmark scripts.
+"""A measuring WebSocket connection for the tools, on ``streamer.client``'s protocol code.
 
-One ``Probe`` is one connection. A reader task timestamps every message the moment it
-is taken off the socket and appends it to ``Probe.log``; the measuring code waits on
-that log instead of reading the socket itself, so arrival times stay exact while it is
-busy (sleeping through playback, sending an interrupt).
+One ``Probe`` is one connection. Messages are built and received messages routed by
+``streamer.client.ClientProtocol`` (the sans-IO half of the Python client), so the
+tools speak exactly the client's protocol. What the probe adds is the clock: a reader
+task timestamps every message the moment it is taken off the socket and appends it to
+``Probe.log``; the measuring code waits on that log instead of reading the socket
+itself, so arrival times stay exact while it is busy (sleeping through playback,
+sending an interrupt). That is why the tools do not use ``TTSStreamingClient``: its
+consumer sees an item when it gets round to iterating, not when it arrived.
 
-Binary frames carry no request id: a frame belongs to the request of the latest
-``audio_start`` before it, which is how the protocol defines it (the server never
-interleaves two requests' audio on one connection).
+Binary frames carry no request id: ``ClientProtocol`` gives each to the request whose
+``audio_start`` came last, as the protocol defines it (the server never interleaves two
+requests' audio on one connection).
 
 Playback model (underruns): a listener starts playing at a request's first frame (or,
 for a request sent while the previous one's audio still plays, when that audio ends:
 players queue audio, as the server's pacing assumes) and plays each frame's audio right
-after the previous one. A frame that arrives after
-everything received so far has finished playing is an *underrun*: the listener heard
-silence for ``arrival - play_end``; playback resumes with that frame. Durations come
-from the byte count of raw PCM (``format: pcm``, 16-bit mono).
+after the previous one. A frame that arrives after everything received so far has
+finished playing is an *underrun*: the listener heard silence for ``arrival -
+play_end``; playback resumes with that frame. Durations come from the byte count of raw
+PCM (``format: pcm``, 16-bit mono).
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
+
+from streamer.client import (
+    AudioEnd,
+    AudioStart,
+    ClientProtocol,
+    Connected,
+    ErrorEvent,
+    Event,
+    Interrupted,
+    Queued,
+    StreamItem,
+)
 
 #: Bytes per sample of the ``pcm`` format (s16le, mono).
 PCM_SAMPLE_BYTES: Final = 2
@@ -41,21 +57,28 @@ BURST_GAP_S: Final = 0.005
 #: of slack keep the library answering pings while the reader is being scheduled.
 CLIENT_MESSAGE_QUEUE: Final = 64
 #: Bound on any single wait for a server event: far beyond any sane latency, so a
-#: timeout means something broke, and the script ends instead of hanging.
+#: timeout means something broke, and the tool ends instead of hanging.
 EVENT_TIMEOUT_S: Final = 60.0
+
+E = TypeVar("E", bound=Event)
 
 
 def now() -> float:
     return time.perf_counter()
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Message:
+    """One received message: when it came off the socket, and what it was (an audio
+    frame as ``bytes``, or the parsed event)."""
+
     at: float
-    #: ``binary`` or the event's ``type``.
-    kind: str
-    event: dict[str, Any] | None = None
-    nbytes: int = 0
+    item: StreamItem
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of an audio frame; 0 for an event."""
+        return len(self.item) if isinstance(self.item, bytes) else 0
 
 
 @dataclass(slots=True)
@@ -70,7 +93,7 @@ class RequestTrace:
     frames: list[tuple[float, int]] = field(default_factory=list)
     ended_at: float | None = None
     interrupted_at: float | None = None
-    error: dict[str, Any] | None = None
+    error: ErrorEvent | None = None
     #: When the listener finishes the previous request's audio, if it was still
     #: playing when this one was sent: this request's audio plays after it.
     plays_after: float | None = None
@@ -88,6 +111,13 @@ class RequestTrace:
         if not self.sample_rate:
             return 0.0
         return sum(n for _, n in self.frames) / PCM_SAMPLE_BYTES / self.sample_rate
+
+    @property
+    def done(self) -> bool:
+        """The request ended: ``audio_end``, ``interrupted`` or ``error``."""
+        return (
+            self.ended_at is not None or self.interrupted_at is not None or self.error is not None
+        )
 
     def underrun_offsets(self) -> list[float]:
         """Seconds of this request's audio received before each underrun: where in the
@@ -161,97 +191,114 @@ class RequestTrace:
             play_end += nbytes / PCM_SAMPLE_BYTES / self.sample_rate
         return underruns, silence, gaps, buffers
 
+    def truncated(self, before: float) -> RequestTrace:
+        """A copy holding only the frames that arrived before ``before`` (what a
+        listener heard of a request it interrupted at that moment)."""
+        return RequestTrace(
+            self.request_id,
+            self.sent_at,
+            sample_rate=self.sample_rate,
+            frames=[f for f in self.frames if f[0] < before],
+            plays_after=self.plays_after,
+        )
+
 
 class ProbeError(Exception):
     """The server answered something unexpected or not at all."""
 
 
 class Probe:
-    """One measuring WebSocket connection."""
+    """One measuring WebSocket connection (see the module docstring).
 
-    def __init__(self, ws: WebSocketConnection, name: str) -> None:
+    ``ws`` may be None for a probe fed by :meth:`record` alone (the tests do that):
+    everything but sending works without a socket.
+    """
+
+    def __init__(self, ws: WebSocketConnection | None, name: str) -> None:
         self.ws = ws
         self.name = name
         self.log: list[Message] = []
         self.closed = False
         self.session_id: str | None = None
-        self._changed = trio.lowlevel.ParkingLot()
-        self._current: RequestTrace | None = None
         self.traces: dict[str, RequestTrace] = {}
+        self._protocol = ClientProtocol()
+        self._changed = trio.lowlevel.ParkingLot()
 
     async def reader(self) -> None:
         """Record every message until the connection closes."""
+        assert self.ws is not None
         try:
             while True:
                 data = await self.ws.get_message()
-                at = now()
-                if isinstance(data, bytes):
-                    message = Message(at, "binary", nbytes=len(data))
-                    if self._current is not None:
-                        self._current.frames.append((at, len(data)))
-                else:
-                    event = json.loads(data)
-                    message = Message(at, str(event.get("type")), event=event)
-                    self._track(message, event)
-                self.log.append(message)
-                self._changed.unpark_all()
+                self.record(data, now())
         except ConnectionClosed:
             pass
         finally:
             self.closed = True
             self._changed.unpark_all()
 
-    def _track(self, message: Message, event: dict[str, Any]) -> None:
-        trace = self.traces.get(str(event.get("request_id")))
-        kind = message.kind
-        if kind == "audio_start":
-            self._current = trace
-            if trace is not None:
-                trace.audio_start_at = message.at
-                trace.sample_rate = int(event.get("sample_rate") or 0)
-        if trace is None:
-            return
-        if kind == "queued":
-            trace.queued_at = message.at
-        elif kind == "audio_end":
-            trace.ended_at = message.at
-        elif kind == "interrupted":
-            trace.interrupted_at = message.at
-        elif kind == "error":
-            trace.error = event
+    def record(self, data: str | bytes, at: float) -> None:
+        """Route one received message (arrived at ``at``) into the log and the traces
+        of the requests it belongs to, and wake whoever waits on the log."""
+        deliveries = self._protocol.receive(data)
+        if isinstance(data, bytes):
+            self.log.append(Message(at, data))
+            for delivery in deliveries:
+                trace = self.traces.get(delivery.request_id or "")
+                if trace is not None:
+                    trace.frames.append((at, len(data)))
+        elif deliveries:  # every delivery of one text message carries the same event
+            event = deliveries[0].item
+            assert not isinstance(event, bytes)
+            self.log.append(Message(at, event))
+            for delivery in deliveries:
+                trace = self.traces.get(delivery.request_id or "")
+                if trace is not None:
+                    _track(trace, event, at)
+        self._changed.unpark_all()
 
-    async def send(self, message: dict[str, Any]) -> float:
-        """Send a JSON message; returns the client time just before it was written."""
+    async def send_text(self, text: str) -> float:
+        """Send one message; returns the client time just before it was written."""
+        if self.ws is None:
+            raise ProbeError(f"{self.name}: no connection to send on")
         at = now()
-        await self.ws.send_message(json.dumps(message))
+        try:
+            await self.ws.send_message(text)
+        except ConnectionClosed:
+            raise ProbeError(f"{self.name}: connection closed") from None
         return at
 
-    async def connect(self, config: dict[str, Any]) -> dict[str, Any]:
+    async def connect(self, config: Mapping[str, Any]) -> Connected:
         mark = len(self.log)
-        await self.send({"type": "connect", "config": config})
-        connected = await self.wait_event("connected", since=mark)
-        self.session_id = connected.event.get("session_id") if connected.event else None
-        return connected.event or {}
+        await self.send_text(ClientProtocol.connect_message(config, None))
+        connected = (await self.wait_event(Connected, since=mark)).item
+        assert isinstance(connected, Connected)
+        self.session_id = connected.session_id
+        return connected
 
     async def synthesize(
         self,
         request_id: str,
         text: str,
         priority: str = "normal",
-        config: dict[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> RequestTrace:
-        message: dict[str, Any] = {
-            "type": "synthesize",
-            "text": text,
-            "priority": priority,
-            "request_id": request_id,
-        }
-        if config:
-            message["config"] = config
+        """Send a ``synthesize``; its events and frames are recorded in the returned
+        trace as they arrive."""
+        message = ClientProtocol.synthesize_message(text, priority, request_id, config or {})
         trace = RequestTrace(request_id, sent_at=now())
         self.traces[request_id] = trace
-        trace.sent_at = await self.send(message)
+        trace.sent_at = await self.send_text(message)
         return trace
+
+    async def interrupt(
+        self, reason: str, patience_s: float = EVENT_TIMEOUT_S
+    ) -> tuple[float, Message]:
+        """Send an ``interrupt`` and wait for the ``interrupted`` reply: (when it was
+        sent, the reply)."""
+        mark = len(self.log)
+        sent = await self.send_text(ClientProtocol.interrupt_message(reason))
+        return sent, await self.wait_event(Interrupted, since=mark, patience_s=patience_s)
 
     async def wait_until(
         self, ready: Callable[[], bool], patience_s: float = EVENT_TIMEOUT_S
@@ -266,26 +313,19 @@ class Probe:
         raise ProbeError(f"{self.name}: no answer in {patience_s:.0f} s")
 
     async def wait_event(
-        self,
-        kind: str,
-        *,
-        since: int = 0,
-        request_id: str | None = None,
-        patience_s: float = EVENT_TIMEOUT_S,
+        self, kind: type[E], *, since: int = 0, patience_s: float = EVENT_TIMEOUT_S
     ) -> Message:
-        """The first ``kind`` event at or after log index ``since`` (for ``request_id``)."""
+        """The first ``kind`` event at or after log index ``since``; an ``error`` event
+        before it is a ``ProbeError``."""
         found: list[Message] = []
 
         def ready() -> bool:
             for message in self.log[since:]:
-                if message.kind == kind and (
-                    request_id is None
-                    or (message.event or {}).get("request_id") == request_id
-                ):
+                if isinstance(message.item, kind):
                     found.append(message)
                     return True
-                if message.kind == "error" and kind != "error":
-                    raise ProbeError(f"{self.name}: server error {message.event}")
+                if isinstance(message.item, ErrorEvent):
+                    raise ProbeError(f"{self.name}: server error {message.item}")
             return False
 
         await self.wait_until(ready, patience_s)
@@ -293,15 +333,7 @@ class Probe:
 
     async def wait_done(self, trace: RequestTrace, patience_s: float = EVENT_TIMEOUT_S) -> None:
         """Until the request ended: ``audio_end``, ``interrupted`` or ``error``."""
-
-        def done() -> bool:
-            return (
-                trace.ended_at is not None
-                or trace.interrupted_at is not None
-                or trace.error is not None
-            )
-
-        await self.wait_until(done, patience_s)
+        await self.wait_until(lambda: trace.done, patience_s)
 
     async def wait_played(self, trace: RequestTrace) -> None:
         """Until the request ended and the listener has heard all of its audio (the
@@ -315,9 +347,7 @@ class Probe:
         """Until ``seconds`` of the request's audio have been *played* (counting from
         its first frame), or the request ended."""
         await self.wait_until(
-            lambda: bool(trace.frames)
-            or trace.ended_at is not None
-            or trace.error is not None
+            lambda: bool(trace.frames) or trace.ended_at is not None or trace.error is not None
         )
         if trace.frames:
             remaining = trace.frames[0][0] + seconds - now()
@@ -325,6 +355,21 @@ class Probe:
                 await self.wait_until(lambda: trace.ended_at is not None or trace.error is not None)
 
 
-def open_probe(url: str) -> Any:
+def _track(trace: RequestTrace, event: Event, at: float) -> None:
+    """Note ``event``'s arrival in the trace of a request it was routed to."""
+    if isinstance(event, Queued):
+        trace.queued_at = at
+    elif isinstance(event, AudioStart):
+        trace.audio_start_at = at
+        trace.sample_rate = event.sample_rate
+    elif isinstance(event, AudioEnd):
+        trace.ended_at = at
+    elif isinstance(event, Interrupted):
+        trace.interrupted_at = at
+    elif isinstance(event, ErrorEvent):
+        trace.error = event
+
+
+def open_probe(url: str) -> AbstractAsyncContextManager[WebSocketConnection]:
     """``async with open_probe(url) as ws`` — the raw connection for ``Probe``."""
     return open_websocket_url(url, message_queue_size=CLIENT_MESSAGE_QUEUE)

@@ -1,5 +1,5 @@
-"""A tiny random-weight MeloTTS checkpoint, and the offline caches melo needs, built at
-test time.
+"""A tiny random-weight MeloTTS checkpoint, and the offline caches melo needs, built on
+the spot (by the test suite, and by ``python -m scripts.bench_melo``).
 
 MeloTTS cannot be imported, let alone run, on a machine without its model hub: importing
 ``melo.api`` imports every language front-end, and those load six BERT tokenizers from
@@ -154,7 +154,7 @@ def build_tiny_melo(root: Path, languages: Sequence[str] = ("EN", "ES")) -> Path
 
     Layout: ``checkpoints/<LANG>/{config.json,checkpoint.pth}`` (the ``checkpoint_dir``
     of ``MeloEngine``), ``hf-cache/`` and ``nltk_data/`` (see ``melo_offline_env``).
-    Takes a few seconds; needs melo and torch installed (``scripts/install_melotts.sh``).
+    Takes a few seconds; needs melo and torch installed (``deploy/install_melotts.sh``).
     """
     root.mkdir(parents=True, exist_ok=True)
     _build_tokenizer_cache(root / "hf-cache")

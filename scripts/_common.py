@@ -1,12 +1,12 @@
-"""Shared by the benchmark scripts: the texts, a spawned server, percentiles, /proc.
+"""Shared by the tools: the texts, a spawned server, percentiles, /proc.
 
-The scripts measure from the outside, like a client would, so none of this imports the
+The tools measure from the outside, like a client would, so none of this imports the
 server; it starts one as a separate process (``python -m streamer --config FILE``) on
 free ports of 127.0.0.1 and stops it with SIGINT (its graceful shutdown), then SIGKILL
 if that hangs.
 
 CPU and memory come from ``/proc`` (Linux): per-process CPU seconds (all threads, so
-onnxruntime's too), RSS, and the machine's total busy time, from which the scripts
+onnxruntime's too), RSS, and the machine's total busy time, from which the tools
 report the CPU that neither the server nor the client used (other work on the machine,
 which makes every latency figure worse and must be written next to it).
 """
@@ -31,13 +31,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+#: The repository root: spawned servers and the tools' own child processes run from it,
+#: so ``streamer`` and ``scripts`` are imported from this tree.
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 
 # -- texts ------------------------------------------------------------------------------
 
 #: ~30 characters, one clause: first audio is one short encoder call and one window.
 TEXT_EN_SHORT: Final = "Hello there, how are you today?"
-#: ~150 characters, split at its first comma by the engine (DESIGN.md's sentence).
+#: ~150 characters, split at its first comma by the engine.
 TEXT_EN_LONG: Final = (
     "The quick brown fox jumps over the lazy dog, and then it runs far away into "
     "the deep dark forest where nobody can ever find it again, not even hunters."
@@ -361,12 +363,15 @@ def spawned_server(
             )
             server = SpawnedServer(process, http_port, ws_port, log_path)
             try:
-                _wait_ready(server)
+                wait_ready(server)
                 yield server
             finally:
-                _stop(process)
+                stop_process(process)
 
-def _wait_ready(server: SpawnedServer) -> None:
+
+def wait_ready(server: SpawnedServer) -> None:
+    """Block until ``server`` says it is ready; raise if it exits or takes longer than
+    ``SERVER_START_TIMEOUT_S``."""
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
@@ -383,7 +388,8 @@ def _wait_ready(server: SpawnedServer) -> None:
     raise TimeoutError(f"server not ready after {SERVER_START_TIMEOUT_S:.0f} s")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGINT (the server's graceful shutdown), then SIGKILL if it hangs."""
     if process.poll() is not None:
         return
     process.send_signal(signal.SIGINT)
