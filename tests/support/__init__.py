@@ -6,8 +6,9 @@
 - ``server_harness``: the real server on 127.0.0.1 port 0, and a recording client.
 - ``polling``: waiting for state that no event announces.
 - ``audio_streams``: independent parsers and decoders for checking encoded audio.
+- ``audio_files``: what three independent readers say a saved audio file holds.
 - ``asr``: offline English speech recognition (is the audio intelligible?).
-- ``melo_fixture``: a tiny random-weight MeloTTS checkpoint, built offline.
+- ``hostile_input``: Hypothesis strategies for hostile client input.
 - ``threads``: running code in a fresh thread (its OS scheduling touches nobody else).
 - ``pause_harness``: runs pytest while stopping it for 250 ms every 0.1-0.3 s.
 """

@@ -303,7 +303,8 @@ class InferenceScheduler:
         deadline: float,
         background: bool = False,
     ) -> T:
-        """Run ``fn()`` in a worker thread once a slot is granted; return its result.
+        """Run ``fn()`` in a worker thread (or the ``runner``) once a slot is granted;
+        return its result.
 
         A ``background`` chunk (a download: nobody listens in real time) starts only
         when no real-time chunk waits, and never in the urgent lane.
