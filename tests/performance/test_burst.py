@@ -337,3 +337,46 @@ async def test_a_listener_that_stops_reading_holds_one_outbox_budget_and_nobody_
         check_conversation(stalled)
         last = stalled.listener.received[-1][1]
         assert isinstance(last, dict) and last["type"] == "interrupted"
+
+
+#: A download's config: as fast as possible, nobody plays it in real time.
+DOWNLOAD: Final = AudioConfig(realtime=False)
+
+
+async def download_continuously(speaker: Speaker, until: trio.Event) -> None:
+    """One download after another (``realtime: false``, synthesized as fast as the
+    scheduler allows), read as fast as it comes, until ``until`` is set."""
+    while not until.is_set():
+        request_id = speaker.submit(" ".join(["Word."] * 40), Priority.NORMAL, DOWNLOAD)
+        with trio.fail_after(WAIT):
+            await wait_until(
+                lambda: speaker.session.playing is None and not speaker.session.queue_depth
+            )
+        assert request_id in speaker.accepted
+
+
+
+async def test_downloads_take_only_what_real_time_streams_leave(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = session_config(realtime_lead_ms=LEAD_MS)
+    services = make_services(config, FakeEngine(), runner=InlineChunks(CHUNK_COMPUTE_S))
+    async with speakers(services, 2 * SESSIONS) as crowd:
+        listeners, downloaders = crowd[:SESSIONS], crowd[SESSIONS:]
+        done = trio.Event()
+        async with trio.open_nursery() as nursery:
+            for speaker in downloaders:
+                nursery.start_soon(download_continuously, speaker, done)
+            async with trio.open_nursery() as talking:
+                for number, speaker in enumerate(listeners):
+                    talking.start_soon(converse, speaker, random.Random(200 + number))
+            done.set()
+        for speaker in listeners:
+            check_conversation(speaker)
+            assert speaker.listener.gaps == [], f"{speaker.session.id} ran dry"
+        assert services.metrics.underruns == 0
+        for speaker in downloaders:
+            check_conversation(speaker)
+            ends = [m for _, m in speaker.listener.received
+                    if isinstance(m, dict) and m["type"] == "audio_end"]
+            assert len(ends) == len(speaker.accepted) > 1  # every download finished
