@@ -45,7 +45,19 @@ def serve_main(config_path: str) -> int:
         return 2
     log_file = config.path(config.server.log_file) if config.server.log_file else None
     setup_logging(config.server.log_level, log_file)
-    trio.run(_serve, config)
+    try:
+        trio.run(_serve, config)
+    except BaseExceptionGroup as group:
+        # A start-up refusal (a default voice that does not exist, a network address
+        # without API keys) is a config error like the file's own: a line, exit 2.
+        errors, others = group.split(ConfigError)
+        if errors is None or others is not None:
+            raise
+        leaf: BaseException = errors
+        while isinstance(leaf, BaseExceptionGroup):
+            leaf = leaf.exceptions[0]
+        print(f"tts-streamer: {leaf}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -55,13 +67,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .client.cli import main as client_main
 
         return int(client_main(args))
+    if args and args[0] == "keys":  # tts-streamer keys create --id NAME
+        from .server.security import keys_main
+
+        return keys_main(args[1:])
     if args and args[0] == "serve":
         args = args[1:]
     parser = argparse.ArgumentParser(
         prog="tts-streamer",
         description="Run the MIT-TTS-Streamer server. Client commands: "
         + ", ".join(CLIENT_COMMANDS)
-        + " (tts-streamer COMMAND --help).",
+        + "; API keys: keys create (tts-streamer COMMAND --help).",
     )
     parser.add_argument("--config", default=DEFAULT_CONFIG, help="JSON config file")
     parsed = parser.parse_args(args)

@@ -15,6 +15,7 @@ the reply is routed by the reader while the consumer waits for it.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from functools import partial
@@ -61,18 +62,26 @@ class TTSStreamingClient(BaseStreamingClient):
     ``synthesize(text, priority=, request_id=, **config)`` (async iterator of ``bytes``
     frames and events), ``submit`` (same, sent at once), ``interrupt(reason)``,
     ``synthesize_and_play(text, sink=)``; ``aclose()``. Raises
-    :class:`TTSConnectionError` when the server cannot be reached.
+    :class:`TTSConnectionError` when the server cannot be reached (``status`` 401: no or
+    a wrong ``api_key``).
+
+    ``api_key`` is sent as ``Authorization: Bearer`` at the handshake; ``ssl_context``
+    verifies a ``wss://`` server (default: the system's CAs, or ``$SSL_CERT_FILE``).
     """
 
     def __init__(
         self,
         url: str,
         *,
+        api_key: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
         reply_timeout: float = REPLY_TIMEOUT_S,
         connect_timeout: float = CONNECT_TIMEOUT_S,
         max_message_size: int = MAX_MESSAGE_BYTES,
     ) -> None:
         super().__init__(url, reply_timeout=reply_timeout)
+        self.api_key = api_key
+        self.ssl_context = ssl_context
         self.connect_timeout = connect_timeout
         self.max_message_size = max_message_size
         self._ws: WebSocketConnection | None = None
@@ -127,6 +136,10 @@ class TTSStreamingClient(BaseStreamingClient):
                 return await connect_websocket_url(
                     nursery,
                     self.url,
+                    self.ssl_context,
+                    extra_headers=[(b"authorization", f"Bearer {self.api_key}".encode())]
+                    if self.api_key
+                    else None,
                     message_queue_size=MESSAGE_QUEUE_SIZE,
                     max_message_size=self.max_message_size,
                 )
