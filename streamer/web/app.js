@@ -6,6 +6,11 @@
 // source at once and drops frames still in flight until the server's `interrupted`
 // reply, after which the server guarantees no frame of the request follows.
 //
+// A server with API keys: the key typed into the page authenticates its REST calls
+// (Authorization: Bearer); for the WebSocket, which a browser cannot give headers, the
+// page first gets a short-lived token (POST /api/v1/tokens) and offers it as the
+// subprotocol "tts.token.<token>" beside "tts.v1" (protocol_docs/security.md).
+//
 // window.ttsStats exposes the counters the browser test reads.
 "use strict";
 
@@ -16,6 +21,9 @@
   const START_LEAD_S = 0.03;
   // Events kept in the on-page log; older ones are dropped.
   const MAX_LOG_LINES = 200;
+  // The WebSocket subprotocol of the API, and the prefix of a token offered beside it.
+  const SUBPROTOCOL = "tts.v1";
+  const TOKEN_SUBPROTOCOL_PREFIX = "tts.token.";
 
   const $ = (id) => document.getElementById(id);
 
@@ -35,6 +43,8 @@
     interruptMs: null,
     errors: [],
     lastEvent: null,
+    auth: "none", // none, token: how the WebSocket authenticated
+    protocol: null, // the subprotocol the server answered
   };
   window.ttsStats = stats;
 
@@ -81,12 +91,23 @@
     $("connect").textContent = socket ? "Disconnect" : "Connect";
   }
 
-  async function getJson(path) {
-    const response = await fetch(path, { headers: { Accept: "application/json" } });
+  function authHeaders() {
+    const key = $("api-key").value.trim();
+    return key ? { Authorization: `Bearer ${key}` } : {};
+  }
+
+  async function requestJson(path, method = "GET") {
+    const response = await fetch(path, { method, headers: { Accept: "application/json", ...authHeaders() } });
     const body = await response.json();
-    if (!response.ok) throw new Error(body.error ? `${body.error.code}: ${body.error.message}` : response.statusText);
+    if (!response.ok) {
+      const error = new Error(body.error ? `${body.error.code}: ${body.error.message}` : response.statusText);
+      error.status = response.status;
+      throw error;
+    }
     return body;
   }
+
+  const getJson = (path) => requestJson(path);
 
   function fillVoices() {
     const language = $("language").value;
@@ -101,6 +122,7 @@
   }
 
   async function init() {
+    $("language").textContent = "";
     try {
       const status = await getJson("/api/v1/status");
       wsPort = status.websocket_port;
@@ -120,8 +142,13 @@
       fillVoices();
       log(`${voices.length} voices in ${languages.length} languages`);
     } catch (error) {
-      $("server-info").textContent = `server unreachable: ${error.message}`;
-      log(`status failed: ${error.message}`, true);
+      if (error.status === 401) {
+        $("server-info").textContent = "this server needs an API key: enter it above";
+        log(`status: ${error.message}`);
+      } else {
+        $("server-info").textContent = `server unreachable: ${error.message}`;
+        log(`status failed: ${error.message}`, true);
+      }
     }
     render();
   }
@@ -145,7 +172,7 @@
     nextStart = 0;
   }
 
-  function connect() {
+  async function connect() {
     if (socket) {
       socket.close(1000, "user disconnect");
       return;
@@ -158,9 +185,24 @@
     if (!audio) audio = new AudioContext();
     if (audio.state === "suspended") audio.resume();
     setState("connecting");
-    socket = new WebSocket(wsUrl());
+    const protocols = [SUBPROTOCOL];
+    stats.auth = "none";
+    if ($("api-key").value.trim()) {
+      // The key never goes into the WebSocket: a token made for it, valid a minute.
+      try {
+        const { token } = await requestJson("/api/v1/tokens", "POST");
+        protocols.push(TOKEN_SUBPROTOCOL_PREFIX + token);
+        stats.auth = "token";
+      } catch (error) {
+        log(`token: ${error.message}`, true);
+        setState("error");
+        return;
+      }
+    }
+    socket = new WebSocket(wsUrl(), protocols);
     socket.binaryType = "arraybuffer";
     socket.onopen = () => {
+      stats.protocol = socket.protocol;
       const config = { format: $("format").value, realtime: true };
       if ($("language").value) config.language = $("language").value;
       if ($("voice").value) config.voice_id = $("voice").value;
@@ -300,6 +342,7 @@
   }
 
   $("language").addEventListener("change", fillVoices);
+  $("api-key").addEventListener("change", init);
   $("connect").addEventListener("click", connect);
   $("speak").addEventListener("click", speak);
   $("interrupt").addEventListener("click", interrupt);

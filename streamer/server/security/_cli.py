@@ -71,5 +71,8 @@ def keys_main(
     """``tts-streamer keys ...`` on its own: ``argv`` without the word ``keys``."""
     parser = argparse.ArgumentParser(prog="tts-streamer keys")
     add_keys_parser(parser)
-    args = parser.parse_args(list(argv))
+    try:
+        args = parser.parse_args(list(argv))
+    except SystemExit as exc:  # --help (0) or a usage error (2), already printed
+        return int(exc.code or 0)
     return run_keys(args, stdout or sys.stdout, stderr or sys.stderr)

@@ -46,7 +46,9 @@ class Lease:
 class Quotas:
     """Open session slots and recent characters, by key id."""
 
-    def __init__(self) -> None:
+    def __init__(self, window_s: float = RATE_WINDOW_S) -> None:
+        #: The ``chars_per_minute`` window (a minute; shorter only in tests).
+        self.window_s = window_s
         self._open: dict[str, int] = {}
         #: (when, characters) of each accepted request in the window, oldest first.
         self._spent: dict[str, deque[tuple[float, int]]] = {}
@@ -105,25 +107,25 @@ class Quotas:
             return
         limit = key.chars_per_minute
         spent = self._spent.setdefault(key.id, deque())
-        while spent and spent[0][0] <= now - RATE_WINDOW_S:
+        while spent and spent[0][0] <= now - self.window_s:
             spent.popleft()
         used = sum(n for _, n in spent)
         if used + chars <= limit:
             spent.append((now, chars))
             return
         if chars > limit:
-            retry_s = RATE_WINDOW_S  # never fits; the hint is only the window
+            retry_s = self.window_s  # never fits; the hint is only the window
             message = (
                 f"{chars} characters are more than API key {key.id!r}'s chars_per_minute "
                 f"({limit}) allows at once"
             )
         else:
             # The oldest entries leave the window first: wait until enough have.
-            freed, retry_s = 0, RATE_WINDOW_S
+            freed, retry_s = 0, self.window_s
             for at, n in spent:
                 freed += n
                 if used - freed + chars <= limit:
-                    retry_s = at + RATE_WINDOW_S - now
+                    retry_s = at + self.window_s - now
                     break
             message = f"API key {key.id!r} has used {used} of its chars_per_minute ({limit})"
         raise ClientError(

@@ -73,10 +73,10 @@ class TokenSigner:
 
     def issue(self, key_id: str, now: float) -> tuple[str, int]:
         """A token for ``key_id`` and its lifetime in whole seconds, from ``now`` (Unix)."""
-        expires = math.ceil(now + self.ttl_s)
+        expires = math.floor(now + self.ttl_s)  # never later than ttl_s from now
         body = json.dumps({"k": key_id, "e": expires}, separators=(",", ":"))
         payload = _b64encode(body.encode("utf-8"))
-        return f"{payload}.{_b64encode(self._sign(payload))}", expires - math.floor(now)
+        return f"{payload}.{_b64encode(self._sign(payload))}", math.floor(expires - now)
 
     def verify(self, token: str, now: float) -> str:
         """The key id ``token`` was issued for; raises ``TokenError``."""
