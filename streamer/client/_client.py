@@ -105,6 +105,14 @@ class TTSStreamingClient(BaseStreamingClient):
             try:
                 await stack.__aexit__(type(exc), exc, exc.__traceback__)
             except BaseExceptionGroup as group:
+                # trio-websocket raises a refused handshake (401, 503...) in its reader
+                # task, so it leaves through our nursery rather than from _open().
+                matched, _ = group.split(ConnectionRejected)
+                refused: BaseException | None = matched
+                while isinstance(refused, BaseExceptionGroup):
+                    refused = refused.exceptions[0]
+                if isinstance(refused, ConnectionRejected):
+                    raise _rejected(self.url, refused) from None
                 raise _only_error(group, exc) from None
             raise
         self._stack, self._nursery, self._ws = stack, nursery, ws
@@ -148,12 +156,7 @@ class TTSStreamingClient(BaseStreamingClient):
                 f"no WebSocket handshake from {self.url} within {self.connect_timeout} s"
             ) from None
         except ConnectionRejected as exc:
-            body = (exc.body or b"").decode("utf-8", "replace")[:200]
-            raise TTSConnectionError(
-                "handshake_rejected",
-                f"{self.url} refused the WebSocket with HTTP {exc.status_code}: {body}",
-                status=exc.status_code,
-            ) from None
+            raise _rejected(self.url, exc) from None
         except HandshakeError as exc:
             raise TTSConnectionError("handshake_rejected", f"{self.url}: {exc}") from None
         except OSError as exc:
@@ -223,6 +226,15 @@ class TTSStreamingClient(BaseStreamingClient):
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await trio.to_thread.run_sync(partial(fn, *args))
+
+
+def _rejected(url: str, exc: ConnectionRejected) -> TTSConnectionError:
+    body = (exc.body or b"").decode("utf-8", "replace")[:200]
+    return TTSConnectionError(
+        "handshake_rejected",
+        f"{url} refused the WebSocket with HTTP {exc.status_code}: {body}",
+        status=exc.status_code,
+    )
 
 
 def _only_error(group: BaseExceptionGroup[BaseException], exc: BaseException) -> BaseException:
