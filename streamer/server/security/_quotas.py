@@ -50,8 +50,10 @@ class Quotas:
         #: The ``chars_per_minute`` window (a minute; shorter only in tests).
         self.window_s = window_s
         self._open: dict[str, int] = {}
-        #: (when, characters) of each accepted request in the window, oldest first.
+        #: (when, characters) of each accepted request in the window, oldest first,
+        #: and their sum (kept, so a charge costs the same however busy the key is).
         self._spent: dict[str, deque[tuple[float, int]]] = {}
+        self._used: dict[str, int] = {}
 
     def sessions(self, key_id: str) -> int:
         """Slots ``key_id`` holds now."""
@@ -107,12 +109,14 @@ class Quotas:
             return
         limit = key.chars_per_minute
         spent = self._spent.setdefault(key.id, deque())
+        used = self._used.get(key.id, 0)
         while spent and spent[0][0] <= now - self.window_s:
-            spent.popleft()
-        used = sum(n for _, n in spent)
+            used -= spent.popleft()[1]
         if used + chars <= limit:
             spent.append((now, chars))
+            self._used[key.id] = used + chars
             return
+        self._used[key.id] = used
         if chars > limit:
             retry_s = self.window_s  # never fits; the hint is only the window
             message = (
