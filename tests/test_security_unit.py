@@ -11,6 +11,8 @@ import logging
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamer.config import ConfigError, parse_api_keys, parse_config
 from streamer.protocol import ClientError, ErrorCode
@@ -449,3 +451,50 @@ def test_the_token_secret_comes_from_config_or_environment() -> None:
     assert from_env.tokens.secret == b"e" * 32
     configured = parse_config({"security": {"token_secret": "c" * 32}})
     assert Security.from_config(configured, environ={}).tokens.secret == b"c" * 32
+
+
+# --- hostile input ---------------------------------------------------------------------
+
+_TEXT = st.text(max_size=600)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    bearer=st.none() | _TEXT,
+    token=st.none() | _TEXT,
+    origin=st.none() | _TEXT,
+    host=st.none() | _TEXT,
+    target=_TEXT,
+    subprotocols=st.lists(_TEXT, max_size=4),
+)
+def test_any_credential_is_admitted_or_refused_with_a_code(
+    bearer: str | None,
+    token: str | None,
+    origin: str | None,
+    host: str | None,
+    target: str,
+    subprotocols: list[str],
+) -> None:
+    security = _HOSTILE
+    headers = {
+        name: value
+        for name, value in (("authorization", bearer), ("origin", origin), ("host", host))
+        if value is not None
+    }
+    codes: list[str] = []
+    try:
+        security.authenticate(bearer=bearer, token=token, now=NOW)
+    except ClientError as refusal:
+        codes.append(refusal.code)
+    try:
+        admitted = security.admit_websocket(headers, target, subprotocols, NOW)
+    except ClientError as refusal:
+        codes.append(refusal.code)
+    else:  # only the real key or its token gets in
+        assert admitted.caller.key_id == "a"
+        admitted.lease.release()
+    assert set(codes) <= {ErrorCode.UNAUTHORIZED, ErrorCode.ORIGIN_NOT_ALLOWED}
+
+
+_HOSTILE = security_for(entry("key-a", "a"))
+_HOSTILE.origins.page_port = 8080
