@@ -370,6 +370,12 @@ def _track(trace: RequestTrace, event: Event, at: float) -> None:
         trace.error = event
 
 
-def open_probe(url: str) -> AbstractAsyncContextManager[WebSocketConnection]:
-    """``async with open_probe(url) as ws`` — the raw connection for ``Probe``."""
-    return open_websocket_url(url, message_queue_size=CLIENT_MESSAGE_QUEUE)
+def open_probe(
+    url: str, api_key: str | None = None
+) -> AbstractAsyncContextManager[WebSocketConnection]:
+    """``async with open_probe(url) as ws`` — the raw connection for ``Probe``;
+    ``api_key`` is sent as ``Authorization: Bearer`` (a server with keys)."""
+    headers = [(b"authorization", f"Bearer {api_key}".encode())] if api_key else None
+    return open_websocket_url(
+        url, message_queue_size=CLIENT_MESSAGE_QUEUE, extra_headers=headers
+    )

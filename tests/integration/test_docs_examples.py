@@ -5,8 +5,11 @@ A fenced block's info string says how it is checked:
 - ``python runnable`` / ``sh runnable``: run, unchanged but for the ports (8080/8081 →
   the test server's), in a scratch directory, against a server on the fake engine; it
   must exit 0. Playback goes to a recording (``TTS_STREAMER_PLAYBACK=record``).
-- ``sh norun``: a command about the machine (``make``, ``docker``) that a test must not
-  run; allowed only for those.
+- ``python runnable keyed`` / ``sh runnable keyed``: the same against a server that
+  asks for an API key, with the key in ``$TTS_STREAMER_API_KEY``.
+- ``sh norun``: a command about the machine (``make``, ``docker``), or a set-up that
+  starts a server of its own or has a placeholder to fill (``<key>``); allowed only for
+  those commands.
 - ``json``: must parse.
 - no language: a transcript of messages, not code.
 
@@ -26,6 +29,7 @@ import pytest
 import trio
 
 from streamer.server import RunningServer
+from streamer.server.security import create_key
 from tests.support import REPO_ROOT
 from tests.support.fake_engine import FakeEngine
 from tests.support.server_harness import running_server
@@ -35,8 +39,9 @@ REPO = REPO_ROOT
 DOCS = [REPO / "README.md", *sorted((REPO / "protocol_docs").glob("*.md"))]
 #: A fenced block: its indentation, info string and body.
 _FENCE = re.compile(r"^( *)```([^\n`]*)\n(.*?)^\1```\s*$", re.S | re.M)
-#: Commands a ``norun`` block may hold (they act on the machine, not on a server).
-NORUN_COMMANDS = ("make ", "docker ", "systemctl ")
+#: Commands a ``norun`` block may hold: they act on the machine, start a server of their
+#: own, or carry a placeholder (``<key>``) for the reader to fill.
+NORUN_COMMANDS = ("make ", "docker ", "systemctl ", "tts-streamer ", "TTS_STREAMER_API_KEY=<")
 #: Longest one example may take (a server on the fake engine answers in milliseconds).
 EXAMPLE_TIMEOUT_S = 60.0
 
@@ -78,7 +83,10 @@ def test_every_code_block_says_how_it_runs(block: Block) -> None:
     assert "runnable" in block.info or "norun" in block.info, block.id
     if "norun" in block.info:
         assert block.info[0] != "python", f"{block.id}: a Python example must run"
-        commands = [ln for ln in block.code.splitlines() if ln.strip()]
+        joined = block.code.replace("\\\n", " ")  # continuation lines
+        commands = [
+            ln for ln in joined.splitlines() if ln.strip() and not ln.startswith("#")
+        ]
         assert all(ln.startswith(NORUN_COMMANDS) for ln in commands), block.id
 
 
@@ -101,11 +109,14 @@ RUNNABLE = [b for b in CODE if "runnable" in b.info]
 
 @pytest.mark.parametrize("block", RUNNABLE, ids=[b.id for b in RUNNABLE])
 async def test_runnable_examples_run_against_a_server(block: Block, tmp_path: Path) -> None:
-    config = make_config()  # the default language (es) and format, as a user gets them
+    key, entry = create_key("docs")
+    # The default language (es) and format, as a user gets them.
+    config = make_config(security={"api_keys": [entry]}) if "keyed" in block.info else make_config()
     async with running_server(config, make_services(config, [FakeEngine()])) as server:
         code = _with_ports(block.code, server)
         env = os.environ | {
             "TTS_STREAMER_PLAYBACK": "record",
+            "TTS_STREAMER_API_KEY": key,
             "TTS_STREAMER_URL": f"ws://127.0.0.1:{server.websocket_port}",
             "TTS_STREAMER_HTTP": f"http://127.0.0.1:{server.http_port}",
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",

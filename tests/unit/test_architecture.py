@@ -24,6 +24,9 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "streamer.audio": ("streamer.engines", "streamer.server", "streamer.client"),
     "streamer.client": ("streamer.server",),
     "streamer.server": ("streamer.client",),
+    # Security knows no transport and no session: they ask it, it never calls them.
+    "streamer.server.security": ("streamer.server.session", "streamer.server.runtime",
+                                 "streamer.server.websocket", "streamer.server.http", "trio"),
 }
 #: The parts whose dependencies must form no cycle.
 PARTS = (
@@ -33,6 +36,7 @@ PARTS = (
     "streamer.client",
     "streamer.server.session",
     "streamer.server.runtime",
+    "streamer.server.security",
     "streamer.server.websocket",
     "streamer.server.http",
     "streamer.server.app",

@@ -65,6 +65,7 @@ from ...protocol import (
     quote,
 )
 from ..runtime import DownloadGate, RequestOutcome, ServerState, Services
+from ..security import Lease
 from ..session import (
     SessionManager,
     SynthesisJob,
@@ -74,6 +75,7 @@ from ..session import (
     run_job,
 )
 from ._errors import openai_error_response, read_body
+from ._security import current_caller
 
 log = logging.getLogger(__name__)
 
@@ -257,12 +259,17 @@ class _Production:
     failed: bool = False
     #: The download slot this production holds (``DownloadGate``), until released.
     gate: DownloadGate | None = None
+    #: The API key's session slot (``max_sessions``), until released.
+    lease: Lease | None = None
 
     def release_slot(self) -> None:
-        """Give the download slot back (once, whoever gets there first)."""
+        """Give the download slot and the key's slot back (once, whoever gets there
+        first)."""
         gate, self.gate = self.gate, None
         if gate is not None:
             gate.release(self)
+        if self.lease is not None:
+            self.lease.release()
 
 
 async def _produce(
@@ -439,9 +446,18 @@ def register_openai(app: QuartTrio, manager: SessionManager, state: ServerState)
         check_can_start(services, resolved, Priority.NORMAL, None, new_stream=True)
         job = new_job(services, resolved, parsed.text, Priority.NORMAL, received_at)
         stream_format = job.open()
-        production = _Production()
+        production = _Production(
+            # The key's slot and characters (429 too_many_sessions / rate_limited).
+            lease=services.security.quotas.admit_request(
+                current_caller(), len(parsed.text), received_at
+            )
+        )
         # A slot among the downloads (or a short wait for one; busy when that is full).
-        await services.downloads.admit(production)
+        try:
+            await services.downloads.admit(production)
+        except BaseException:
+            production.release_slot()
+            raise
         production.gate = services.downloads
         send, receive = trio.open_memory_channel[bytes](BODY_BUFFER_FRAMES)
         try:

@@ -35,6 +35,7 @@ from ...protocol import (
     render,
 )
 from ..runtime import RequestOutcome, Services
+from ..security import ANONYMOUS, Caller
 from ._outbox import Outbox, OutboxClosed
 from ._player import ListenerClock, SynthesisJob, run_job
 from ._queue import RequestQueue, SynthesisRequest
@@ -69,6 +70,9 @@ class Session:
         self.clock = ListenerClock()
         self.requests_total = 0
         self.closed = False
+        #: Who created it: only that key (or an admin) sees it, and its text is charged
+        #: to that key's ``chars_per_minute``.
+        self.owner: Caller = ANONYMOUS
 
     # --- views -----------------------------------------------------------------
     @property
@@ -158,6 +162,9 @@ class Session:
         continues = self.active(trio.current_time())
         check_can_start(
             services, resolved, message.priority, request_id, new_stream=not continues
+        )
+        services.security.quotas.charge(
+            self.owner, len(message.text), trio.current_time(), request_id=request_id
         )
         request = SynthesisRequest(
             id=request_id,

@@ -22,28 +22,12 @@ import trio
 
 from streamer.engines.base import Voice
 from streamer.server.app import RunningServer
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, SESSION_TIMEOUT_S, STEP_TIMEOUT_MS
 from tests.support.fake_engine import FAKE_RATE, FakeEngine
 from tests.support.server_harness import running_server
 from tests.support.services import make_config, make_services
 
 log = logging.getLogger(__name__)
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--headless",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-    # Web Audio must start without a real user gesture in a test.
-    "--autoplay-policy=no-user-gesture-required",
-]
-#: Bound on each browser-side wait (ms), and on the whole browser session (s).
-STEP_TIMEOUT_MS = 20_000
-SESSION_TIMEOUT_S = 120
 
 pytestmark = [
     pytest.mark.browser,
