@@ -1,7 +1,11 @@
-"""Issue #12 item 11 as an invariant: a flood of HTTP speech (downloads) does not take
-the CPU from real-time WebSocket listeners. They keep getting their audio without a gap
-and their new requests are not refused; the downloads beyond what fits are told 503
-with ``Retry-After`` (or wait briefly), never left hanging.
+"""Issue #12 item 11 over real sockets: during a flood of HTTP speech (downloads) the
+real-time WebSocket listeners get every paragraph and no ``busy``; the downloads beyond
+what fits are told 503 with ``Retry-After`` (or wait briefly), never left hanging.
+
+That the listeners hear no gap is the scheduler's guarantee (downloads run in the
+background class), proven on virtual time in ``tests/unit/server/test_inference.py``:
+a server process stopped by its machine for a moment does run dry, so a real-time
+count of underruns here would test the machine, not the server.
 
 The fake engine's chunks take worker time (``delay``: a sleep in the worker thread, so
 the figures do not depend on this machine's speed).
@@ -56,9 +60,7 @@ async def test_http_speech_floods_do_not_starve_realtime_listeners() -> None:
                     nursery.start_soon(download, http)
                 for index in range(LISTENERS):
                     nursery.start_soon(listen, index)
-        underruns = server.manager.services.metrics.underruns
     assert errors == []  # no busy for a listener's new stream
-    assert underruns == 0
     codes = [r.status_code for r in statuses]
     assert set(codes) <= {200, 503} and 200 in codes
     assert all(r.headers.get("retry-after") for r in statuses if r.status_code == 503)

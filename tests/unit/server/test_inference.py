@@ -128,3 +128,57 @@ async def test_a_chunk_runner_replaces_the_threads_and_keeps_the_queue(
     # Each held its one slot for 0.1 s of virtual time.
     assert [at - started for _, _, at in ran] == pytest.approx([0.1, 0.2, 0.3])
     assert scheduler.idle and scheduler.chunks_run == 3
+
+
+# --- downloads (the background class) against a real-time stream, on virtual time -------
+
+#: Virtual compute of one chunk, and the audio it makes.
+CHUNK_COMPUTE_S = 0.01
+CHUNK_AUDIO_S = 0.05
+
+
+async def _flood_and_stream(*, background: bool, downloads: int, chunks: int) -> float:
+    """``downloads`` jobs synthesizing as fast as they can (deadline: their own audio
+    so far, the way a download's clock runs) beside one real-time stream that must make
+    ``chunks`` chunks, each by the moment its listener runs dry. Returns the stream's
+    worst lateness past a deadline (0: never late)."""
+    scheduler = InferenceScheduler(2, runner=InlineChunks(CHUNK_COMPUTE_S))
+    worst = 0.0
+
+    async def download() -> None:
+        started = trio.current_time()
+        for index in range(chunks * 4):
+            deadline = started + index * CHUNK_AUDIO_S
+            await scheduler.run(
+                lambda: None, priority=Priority.NORMAL, deadline=deadline, background=background
+            )
+
+    async def stream() -> None:
+        nonlocal worst
+        dry_at = trio.current_time() + 0.2  # a little audio already buffered
+        for _ in range(chunks):
+            await scheduler.run(lambda: None, priority=Priority.NORMAL, deadline=dry_at)
+            worst = max(worst, trio.current_time() - dry_at)
+            dry_at = max(dry_at, trio.current_time()) + CHUNK_AUDIO_S
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(downloads):
+            nursery.start_soon(download)
+        await trio.testing.wait_all_tasks_blocked()
+        await stream()
+        nursery.cancel_scope.cancel()
+    return worst
+
+
+async def test_downloads_in_the_background_never_make_a_stream_late(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    assert await _flood_and_stream(background=True, downloads=50, chunks=40) == 0.0
+
+
+async def test_downloads_in_the_foreground_would_starve_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The bug the background class fixes: downloads behind real time have the earliest
+    # deadlines, and a listener waits behind all of them.
+    assert await _flood_and_stream(background=False, downloads=50, chunks=40) > 0.1
