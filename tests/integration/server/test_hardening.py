@@ -13,9 +13,11 @@ import json
 import logging
 import os
 import struct
+import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,6 +31,7 @@ from streamer.server import RunningServer
 from streamer.server.http import TrackedConfig, apply_hypercorn_fixes, create_app
 from streamer.server.runtime import ServerState
 from streamer.server.session import SessionManager
+from tests.support.audio_files import FFPROBE, ffprobe_seconds, soundfile_frames
 from tests.support.fake_engine import FakeEngine
 from tests.support.server_harness import WAIT, rest, running_server, ws_client
 from tests.support.services import make_config, make_services
@@ -390,3 +393,33 @@ async def test_language_auto_speaks_the_texts_language() -> None:
         await client.until("audio_end", "en")
         starts = {e["request_id"]: e["voice"] for e in client.events("audio_start")}
     assert starts == {"es": "fake-es", "en": "fake-en"}
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "opus", "aac", "flac", "wav", "pcm"])
+async def test_openai_responses_open_in_the_usual_readers(fmt: str, tmp_path: Path) -> None:
+    """Every response_format, read back as a file: soundfile (where libsndfile reads the
+    format) agrees on the length; ffprobe reads it; flac states its exact length; wav is
+    streamed as OpenAI's is (both sizes "unknown": ``wave`` reports 2^31 - 1 frames)."""
+    async with serving() as server, rest(server) as http:
+        body = {"model": "tts-1", "voice": "fake-en", "input": "One. Two. Three.",
+                "response_format": fmt}
+        response = await http.post("/v1/audio/speech", json=body)
+    assert response.status_code == 200
+    if fmt == "pcm":  # raw 24 kHz s16le, as OpenAI documents
+        assert abs(len(response.content) / 2 / 24000 - 0.3) < 0.05
+        return
+    path = tmp_path / f"speech.{fmt}"
+    path.write_bytes(response.content)
+    if fmt in ("mp3", "opus", "flac", "wav"):
+        assert abs(soundfile_frames(path) / 24000 - 0.3) < 0.1
+    if FFPROBE is not None:
+        if fmt == "flac":
+            assert ffprobe_seconds(path) * 24000 == soundfile_frames(path)
+        done = await trio.run_process(
+            [FFPROBE, "-v", "error", "-show_entries", "format=duration", "-of", "json",
+             str(path)], capture_stdout=True, capture_stderr=True,
+        )
+        assert json.loads(done.stdout)["format"]
+    if fmt == "wav":
+        with wave.open(str(path), "rb") as reader:
+            assert reader.getnframes() == 0x7FFFFFFF
