@@ -17,7 +17,7 @@ from typing import Any, Final, TypeVar, get_args, get_origin, get_type_hints
 from .audio import SUPPORTED_FORMATS
 
 #: Engines a config may prefer; "auto" ranks every available engine, neural first.
-ENGINE_CHOICES = ("auto", "piper", "espeak", "melo")
+ENGINE_CHOICES = ("auto", "piper", "pico", "espeak", "melo")
 #: The original specification called the MeloTTS engine "melotts"; accepted as an alias.
 ENGINE_ALIASES = {"melotts": "melo"}
 DEVICE_CHOICES = ("cpu", "cuda", "auto")

@@ -1,7 +1,9 @@
 """Text-to-speech engines and the voice registry over them.
 
 ``base`` is the contract (with its errors, by blame); ``piper`` (neural, ONNX),
-``espeak`` (every language) and ``melo`` (MeloTTS, optional) implement it; ``registry``
+``pico`` (SVOX Pico, six languages, the fast natural tier), ``espeak`` (every language)
+and ``melo`` (MeloTTS, optional) implement it; ``timings`` is what engines say about
+when words are spoken; ``languages`` parses tags and names them (``language_name``); ``registry``
 resolves language + voice to the best voice of any engine, from a snapshot it refreshes
 on demand; ``patches`` holds our changes to the engines' libraries, one module per
 library. Engines know nothing of sessions or servers.
@@ -28,7 +30,9 @@ from .base import (
     check_speed,
     engine_errors,
 )
+from .languages import language_name
 from .registry import VOICE_RESCAN_INTERVAL_S, VoiceRegistry
+from .timings import TimedChunk, WordTiming
 
 __all__ = [
     "MAX_SPEED",
@@ -39,15 +43,18 @@ __all__ = [
     "EngineStatus",
     "Pcm",
     "SynthesisOptions",
+    "TimedChunk",
     "UnknownLanguageError",
     "UnknownSpeakerError",
     "UnknownVoiceError",
     "Voice",
     "VoiceRegistry",
     "VoiceSelectionError",
+    "WordTiming",
     "build_engines",
     "check_speed",
     "engine_errors",
+    "language_name",
 ]
 
 log = logging.getLogger(__name__)
@@ -93,6 +100,7 @@ def build_engines(
             )
         )
     from .espeak import EspeakEngine
+    from .pico import PicoEngine
     from .piper import PiperEngine
 
     engines.append(
@@ -104,5 +112,6 @@ def build_engines(
             split_cache_dir=piper_cache_dir,
         )
     )
+    engines.append(PicoEngine())
     engines.append(EspeakEngine())
     return engines

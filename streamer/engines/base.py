@@ -21,7 +21,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +49,9 @@ __all__ = [
 
 #: What every engine yields: mono samples in [-1.0, 1.0] at the voice's sample rate.
 Pcm = npt.NDArray[np.float32]
+
+#: A stream's item: ``Pcm``, or a chunk with its word timings (``timings.TimedChunk``).
+_Chunk = TypeVar("_Chunk")
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +186,7 @@ def check_speed(speed: float) -> float:
     return speed
 
 
-def engine_errors(chunks: Iterator[Pcm], what: str) -> Iterator[Pcm]:
+def engine_errors(chunks: Iterator[_Chunk], what: str) -> Iterator[_Chunk]:
     """``chunks``, with every exception of a ``next()`` other than ``EngineError`` raised
     as an ``EngineError`` (``what`` says whose synthesis, the original is its
     ``__cause__``): the one failure type the contract lets a stream raise.
