@@ -73,14 +73,15 @@ async def test_english_is_intelligible_wav(server: RunningServer) -> None:
         assert len(heard) >= 3, words
 
 
-async def test_fresh_config_speaks_spanish_with_espeak(server: RunningServer) -> None:
-    # config/default.json's default_language is "es": no language given → Spanish.
+async def test_fresh_config_speaks_spanish_with_espeak_by_id(server: RunningServer) -> None:
+    # Spanish's default is Pico or Kokoro (tests/test_server_voices.py); espeak-ng is
+    # still there by id.
     async with ws_client(server) as client:
         await client.send(
             type="synthesize",
             text="Hola, ¿cómo estás? Muy bien, gracias.",
             request_id="es",
-            config={"format": "wav"},
+            config={"format": "wav", "voice_id": "espeak-es"},
         )
         await client.until("audio_end", "es")
         assert client.events("audio_start")[0]["voice"] == "espeak-es"
