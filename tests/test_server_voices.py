@@ -132,3 +132,53 @@ async def test_pico_by_language_speed_and_interrupt(server: RunningServer) -> No
         mark = len(client.received)
         await client.drain(0.5)
         assert client.received[mark:] == [], "audio after the interrupted reply"
+
+
+def _kokoro_or_skip(status: dict[str, Any]) -> None:
+    kokoro = {e["name"]: e for e in status["engines"]}.get("kokoro")
+    if kokoro is None or not kokoro["available"]:
+        pytest.skip(f"Kokoro not installed: {kokoro and kokoro['reason']}")
+
+
+async def test_kokoro_is_intelligible_in_three_languages(server: RunningServer) -> None:
+    voices = {"es": "kokoro-ef_dora", "fr": "kokoro-ff_siwis", "it": "kokoro-im_nicola"}
+    async with rest(server) as http, ws_client(server) as client:
+        _kokoro_or_skip((await http.get("/api/v1/status")).json())
+        await client.send(type="connect", config={"format": "wav"})
+        await client.next_event("connected")
+        results = await _wers(client, voices, "kokoro")
+    assert all(wer <= MAX_WER for wer, _ in results.values()), results
+
+
+async def test_kokoro_by_id_speed_and_interrupt_within_one_segment(
+    server: RunningServer,
+) -> None:
+    async with rest(server) as http, ws_client(server) as client:
+        _kokoro_or_skip((await http.get("/api/v1/status")).json())
+        await client.send(type="connect", config={"voice_id": "kokoro-em_alex", "format": "wav"})
+        connected = await client.next_event("connected")
+        assert connected["config"]["voice"] == "kokoro-em_alex"
+        normal = await speak(client, "Buenos días a todos.", "normal")
+        fast = await speak(client, "Buenos días a todos.", "fast", speed=1.6)
+        assert len(fast) < 0.85 * len(normal)
+        assert client.events("audio_start")[0]["sample_rate"] == 24000
+
+        # Ten sentences: the interrupt lands while the first one or two are synthesized,
+        # and nothing of the rest is made or sent.
+        await client.send(
+            type="synthesize",
+            text=" ".join([SENTENCES["es"]] * 10),
+            request_id="long",
+            config={"format": "pcm", "realtime": True},
+        )
+        while not client.audio("long"):
+            await client.receive_one()
+        await client.send(type="interrupt", reason="user_request")
+        reply = await client.next_event("interrupted")
+        assert reply["request_id"] == "long"
+        mark = len(client.received)
+        await client.drain(0.5)
+        assert client.received[mark:] == [], "audio after the interrupted reply"
+        # A segment of this sentence is ~6 s of 24 kHz 16-bit audio: far less than the
+        # whole text's was sent.
+        assert len(client.audio("long")) < 3 * 6 * 24000 * 2
