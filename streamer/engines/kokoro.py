@@ -82,6 +82,7 @@ __all__ = [
     "LANGUAGES",
     "MIN_STREAMS_PER_CORE",
     "MODEL_FILE",
+    "OPENAI_VOICES",
     "SAMPLE_RATE",
     "Calibration",
     "KokoroEngine",
@@ -121,6 +122,25 @@ LANGUAGES: Final[dict[str, tuple[str, str]]] = {
 #: The voices Kokoro's model card names as its best (graded highest): ranked "high",
 #: every other voice "medium", so each language's default is its best voice.
 BEST_VOICES: Final = frozenset({"af_heart", "af_bella", "af_nicole", "bf_emma"})
+
+#: OpenAI's voice names → Kokoro voice ids, all distinct (as Kokoro-FastAPI does):
+#: the names Kokoro shares with OpenAI speak with those voices, the others with Kokoro
+#: voices of the same gender and accent as OpenAI's (best first).
+OPENAI_VOICES: Final[dict[str, str]] = {
+    "alloy": "kokoro-af_alloy",
+    "ash": "kokoro-am_michael",
+    "ballad": "kokoro-bm_george",
+    "coral": "kokoro-af_heart",
+    "echo": "kokoro-am_echo",
+    "fable": "kokoro-bm_fable",
+    "onyx": "kokoro-am_onyx",
+    "nova": "kokoro-af_nova",
+    "sage": "kokoro-af_sarah",
+    "shimmer": "kokoro-af_bella",
+    "verse": "kokoro-am_puck",
+    "marin": "kokoro-af_nicole",
+    "cedar": "kokoro-am_fenrir",
+}
 
 #: The seed's first-audio target for a short sentence, which a default voice must keep.
 FIRST_AUDIO_TARGET_S: Final = 0.3
