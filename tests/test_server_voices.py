@@ -155,6 +155,14 @@ async def test_kokoro_by_id_speed_and_interrupt_within_one_segment(
 ) -> None:
     async with rest(server) as http, ws_client(server) as client:
         _kokoro_or_skip((await http.get("/api/v1/status")).json())
+        # The OpenAI API's names speak with distinct Kokoro voices, and say which.
+        aliases = {
+            v["id"]: v["voice_id"]
+            for v in (await http.get("/v1/audio/voices")).json()["data"]
+            if v["type"] == "openai_alias"
+        }
+        assert aliases["alloy"] == "kokoro-af_alloy" and aliases["nova"] == "kokoro-af_nova"
+        assert len(set(aliases.values())) == len(aliases)
         await client.send(type="connect", config={"voice_id": "kokoro-em_alex", "format": "wav"})
         connected = await client.next_event("connected")
         assert connected["config"]["voice"] == "kokoro-em_alex"
