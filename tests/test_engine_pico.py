@@ -216,3 +216,13 @@ def test_missing_library_reports_unavailable(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(pico_module.importlib.util, "find_spec", lambda name: None)
     status = PicoEngine().status()
     assert not status.available and "ttspico is not installed" in status.reason
+
+
+def test_timed_stream_uses_picos_estimates(engine: PicoEngine) -> None:
+    from streamer.engines.timings import TimedEngine, timed_stream
+
+    assert isinstance(engine, TimedEngine)
+    chunks = list(
+        timed_stream(engine, _voice(engine, "pico-it-IT"), "Ciao a tutti.", SynthesisOptions())
+    )
+    assert [w.word for c in chunks for w in c.words] == ["Ciao", "a", "tutti."]

@@ -151,3 +151,14 @@ def test_voice_json_and_status_json_carry_the_new_fields() -> None:
 )
 def test_language_name(tag: str, name: str) -> None:
     assert language_name(tag) == name
+
+
+def test_timed_stream_of_an_engine_without_timings_has_no_words() -> None:
+    from streamer.engines.base import SynthesisOptions as Options
+    from streamer.engines.timings import TimedEngine, timed_stream
+
+    engine = Fake("espeak", [])
+    voice = _v("espeak", "espeak-es", "es", "fallback", False)
+    assert not isinstance(engine, TimedEngine)
+    chunks = list(timed_stream(engine, voice, "Hola.", Options()))
+    assert len(chunks) == 1 and chunks[0].words == () and chunks[0].pcm.size == 160
