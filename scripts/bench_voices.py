@@ -13,10 +13,18 @@ one onnxruntime thread per synthesis). Per engine:
   wall-clock real-time factor;
 - capacity: real-time streams two worker threads sustain (the server's inference pool on
   the 2-core machine): seconds of audio made per wall second while two threads
-  synthesize the 150-character text back to back for ``--capacity-s``.
+  synthesize the 150-character text back to back for ``--capacity-s``; and the same
+  from CPU time alone (2 / CPU per audio second), which other work on the machine
+  disturbs far less.
 
-The machine is shared: the CPU other processes used during each run is reported beside
-its figures (``other cpu %``, of one core), since it makes every latency worse.
+Then why Kokoro is not decoded in windows as Piper is: its decoder (everything after
+the text encoder and the prosody predictor, cut out of the pinned model by tensor name)
+is run once over a sentence and over windows with context on both sides; the SNR of
+the windows' audio against the one-call audio is printed per window and context size.
+
+The machine is shared: before each engine the tool waits (up to 3 minutes) for other
+processes to go quiet, and the CPU they used during its run is reported beside its
+figures (``other cpu %``, of one core), since it makes every latency worse.
 
     python -m scripts.bench_voices              # markdown
     python -m scripts.bench_voices --json       # machine-readable
@@ -41,7 +49,13 @@ import numpy as np
 from streamer.engines.base import SynthesisOptions, Voice
 from streamer.engines.kokoro import KokoroEngine
 
-from ._common import REPO_ROOT, machine_busy_seconds, machine_info, process_cpu_seconds
+from ._common import (
+    REPO_ROOT,
+    machine_busy_seconds,
+    machine_info,
+    process_cpu_seconds,
+    wait_for_quiet,
+)
 
 #: 30 characters, one clause: first audio is one whole call of it (Kokoro's calibration
 #: sentence).
@@ -69,6 +83,7 @@ class Row:
     cpu_per_audio_s: float | None
     rtf_wall: float | None
     capacity_streams: float | None
+    cpu_capacity_streams: float | None
     other_cpu_pct: float
     note: str = ""
 
@@ -200,9 +215,11 @@ def _capacity(synth: _Synth, seconds: float) -> float:
     return sum(made) / (time.perf_counter() - started)
 
 
-def bench(names: Sequence[str], repeat: int, capacity_s: float) -> list[Row]:
+def bench(names: Sequence[str], repeat: int, capacity_s: float, quiet: bool) -> list[Row]:
     rows: list[Row] = []
     for name in names:
+        if quiet:
+            wait_for_quiet()
         wall0, machine0, own0 = time.perf_counter(), machine_busy_seconds(), _own_cpu()
         try:
             synth, load_s = ENGINES[name]()
@@ -210,11 +227,14 @@ def bench(names: Sequence[str], repeat: int, capacity_s: float) -> list[Row]:
             first_150, cpu, rtf = _first_and_cost(synth, TEXT_150, repeat)
             capacity = _capacity(synth, capacity_s)
         except Exception as exc:  # a missing engine is reported, not fatal
-            rows.append(Row(name, None, None, None, None, None, None, 0.0, f"skipped: {exc}"))
+            rows.append(Row(name, None, None, None, None, None, None, None, 0.0, f"skipped: {exc}"))
             continue
         wall = time.perf_counter() - wall0
         other = 100 * (machine_busy_seconds() - machine0 - (_own_cpu() - own0)) / wall
-        rows.append(Row(name, load_s, first_30, first_150, cpu, rtf, capacity, max(0.0, other)))
+        by_cpu = CAPACITY_WORKERS / cpu if cpu else None
+        rows.append(
+            Row(name, load_s, first_30, first_150, cpu, rtf, capacity, by_cpu, max(0.0, other))
+        )
     return rows
 
 
@@ -239,6 +259,94 @@ def calibration() -> dict[str, Any]:
     }
 
 
+#: The decoder's inputs in the pinned model (sha256 6e742170...06cb), found by reading the
+#: graph: the text features aligned to frames (``asr``, [1, 512, T]), F0 and energy
+#: ([1, 2T]), and the style; its output is the audio (600 samples per frame).
+DECODER_INPUTS: Final = (
+    "/encoder/MatMul_1_output_0",
+    "/encoder/Reshape_output_0",
+    "/encoder/Reshape_1_output_0",
+    "style",
+)
+#: (window, context each side) in frames of 25 ms: Piper's sizes and larger.
+DECODER_WINDOWS: Final = ((16, 8), (32, 16), (64, 32), (128, 64))
+
+
+def windowed_decoder_snr() -> dict[str, Any]:
+    """SNR (dB) of Kokoro's decoder run over windows with context against its one call,
+    for ``TEXT_150``'s first sentence."""
+    import onnx
+    import onnx.utils
+    import onnxruntime
+
+    model_dir = REPO_ROOT / "models" / "kokoro"
+    source = model_dir / "kokoro-v1.0.int8.onnx"
+    if not source.is_file():
+        return {"skipped": f"no Kokoro model in {model_dir}"}
+    engine, voice, _ = _kokoro_engine()
+    entry = engine._table()[voice.id]  # the engine's phonemes, on purpose
+    tokens = engine._phonemes(entry, TEXT_150.split(". ")[0] + ".")
+    vocab = engine._ensure_model().vocab
+    ids = [0, *(vocab[t] for t in tokens), 0]
+    style = engine._style(entry)[len(tokens) - 1]
+    work = Path(tempfile.mkdtemp(prefix="bench-voices-"))
+    model = onnx.load(str(source))
+    for name in DECODER_INPUTS[:3]:
+        model.graph.output.append(
+            onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+        )
+    onnx.save(model, str(work / "whole.onnx"))
+    onnx.utils.extract_model(
+        str(source), str(work / "decoder.onnx"), list(DECODER_INPUTS), ["audio"],
+        check_model=False,
+    )  # fmt: skip
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    whole = onnxruntime.InferenceSession(str(work / "whole.onnx"), options)
+    decoder = onnxruntime.InferenceSession(str(work / "decoder.onnx"), options)
+    audio, asr, f0, energy = whole.run(
+        None,
+        {
+            "tokens": np.asarray([ids], dtype=np.int64),
+            "style": style,
+            "speed": np.asarray([1.0], dtype=np.float32),
+        },
+    )
+    frames = asr.shape[-1]
+    per_frame = f0.shape[-1] // frames
+    reference = np.asarray(audio, dtype=np.float64).reshape(-1)
+    alone = decoder.run(
+        None, {DECODER_INPUTS[0]: asr, DECODER_INPUTS[1]: f0, DECODER_INPUTS[2]: energy,
+               "style": style},
+    )[0].reshape(-1)  # fmt: skip
+    # The cut is right: the decoder alone over every frame is the one-call audio.
+    result: dict[str, Any] = {
+        "frames": frames,
+        "decoder alone equals one call": bool(np.array_equal(alone, reference)),
+    }
+    for window, context in DECODER_WINDOWS:
+        pieces = []
+        for start in range(0, frames, window):
+            end = min(frames, start + window)
+            lo, hi = max(0, start - context), min(frames, end + context)
+            out = decoder.run(
+                None,
+                {
+                    DECODER_INPUTS[0]: asr[..., lo:hi],
+                    DECODER_INPUTS[1]: f0[..., lo * per_frame : hi * per_frame],
+                    DECODER_INPUTS[2]: energy[..., lo * per_frame : hi * per_frame],
+                    "style": style,
+                },
+            )[0].reshape(-1)
+            samples = out.size // (hi - lo)
+            pieces.append(out[(start - lo) * samples : (end - lo) * samples])
+        windowed = np.concatenate(pieces)[: reference.size]
+        noise = float(np.sum((reference[: windowed.size] - windowed) ** 2))
+        snr = 10 * np.log10(float(np.sum(reference**2)) / max(noise, 1e-30))
+        result[f"window {window}, context {context}"] = round(float(snr), 1)
+    return result
+
+
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -250,15 +358,16 @@ def markdown(rows: Sequence[Row], machine: dict[str, object], rule: dict[str, An
         f"Kokoro's real-time rule as measured at load: {rule}",
         "",
         "| engine | load (s) | first audio 30 ch (ms) | first audio 150 ch (ms) "
-        "| CPU s / audio s | wall RTF | capacity (streams, 2 workers) | other cpu % | note |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| CPU s / audio s | wall RTF | streams, 2 workers (measured) "
+        "| streams, 2 cores (by CPU time) | other cpu % | note |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row.engine} | {_fmt(row.load_s, '.2f')} | {_fmt(row.first_30_ms, '.0f')} "
             f"| {_fmt(row.first_150_ms, '.0f')} | {_fmt(row.cpu_per_audio_s, '.3f')} "
             f"| {_fmt(row.rtf_wall, '.3f')} | {_fmt(row.capacity_streams, '.1f')} "
-            f"| {row.other_cpu_pct:.0f} | {row.note} |"
+            f"| {_fmt(row.cpu_capacity_streams, '.1f')} | {row.other_cpu_pct:.0f} | {row.note} |"
         )
     return "\n".join(lines)
 
@@ -274,16 +383,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--engine", action="append", choices=sorted(ENGINES), help="only these (repeatable)"
     )
+    parser.add_argument(
+        "--skip-decoder-snr", action="store_true", help="skip the windowed-decoder SNR"
+    )
+    parser.add_argument(
+        "--no-wait-quiet",
+        action="store_true",
+        help="do not wait (up to 3 min) for other processes to go quiet before each engine",
+    )
     args = parser.parse_args(argv)
     names = args.engine or list(ENGINES)
     machine = machine_info()
+    if not args.no_wait_quiet:
+        wait_for_quiet()
     rule = calibration()
-    rows = bench(names, max(1, args.repeat), args.capacity_s)
+    rows = bench(names, max(1, args.repeat), args.capacity_s, not args.no_wait_quiet)
+    snr = {} if args.skip_decoder_snr else windowed_decoder_snr()
     if args.json:
-        data = {"machine": machine, "rule": rule, "rows": [asdict(row) for row in rows]}
+        data = {
+            "machine": machine,
+            "rule": rule,
+            "rows": [asdict(row) for row in rows],
+            "windowed_decoder_snr_db": snr,
+        }
         print(json.dumps(data, indent=2))
     else:
         print(markdown(rows, machine, rule))
+        if snr:
+            print(f"\nKokoro decoder in windows vs one call, SNR in dB: {snr}")
     return 0
 
 

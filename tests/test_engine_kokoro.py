@@ -136,9 +136,33 @@ def test_invalid_requests_raise_at_call(engine: KokoroEngine) -> None:
     with pytest.raises(UnknownVoiceError) as unknown:
         engine.stream(stranger, "Hola.", SynthesisOptions())
     assert "kokoro-ef_dora" in unknown.value.available
-    unloaded = KokoroEngine(MODEL_DIR, device="cpu", calibrate=False)
-    with pytest.raises(EngineError, match="not loaded"):
-        unloaded.stream(voice, "Hola.", SynthesisOptions())
+
+
+def test_without_preloading_the_first_stream_loads_the_model() -> None:
+    engine = KokoroEngine(MODEL_DIR, device="cpu", calibrate=False)
+    if not engine.status().available:
+        pytest.skip(engine.status().reason)
+    assert not engine.status().loaded
+    voice = _voice(engine, "kokoro-ff_siwis")
+    assert (
+        _audio(engine.stream(voice, "Bonjour à tous.", SynthesisOptions())).size > SAMPLE_RATE // 2
+    )
+    status = engine.status()
+    # Loaded, but never measured: not claimed to be real-time.
+    assert status.loaded and not status.realtime and "not measured" in status.reason
+
+
+def test_a_model_that_does_not_load_makes_the_engine_unavailable(tmp_path: Path) -> None:
+    for name in (kokoro_module.MODEL_FILE, kokoro_module.VOCAB_FILE):
+        (tmp_path / name).write_bytes(b"not a model")
+    (tmp_path / "voices").mkdir()
+    (tmp_path / "voices" / "ef_dora.bin").write_bytes(b"")
+    engine = KokoroEngine(tmp_path, device="cpu")
+    assert engine.status().available
+    with pytest.raises(EngineError, match="cannot load Kokoro"):
+        engine.load()
+    status = engine.status()
+    assert not status.available and "cannot load Kokoro" in status.reason
 
 
 def test_nothing_speakable_yields_nothing(engine: KokoroEngine) -> None:

@@ -424,16 +424,29 @@ class KokoroEngine(Engine):
     def load(self) -> None:
         """Load the model (a second or two), then measure the real-time rule (a few
         calls). Idempotent. Raises ``EngineError`` when the files are missing or the
-        model does not load."""
+        model does not load (the engine is then unavailable, with the reason)."""
+        self._ensure_model()
+        if self._calibrate_on_load and self._calibration is None:
+            self._calibration = self._calibrate()
+            logger.info("Kokoro %s", self._calibration.describe())
+
+    def _ensure_model(self) -> _Model:
+        """The loaded model, loading it first if needed (blocking: a worker thread's
+        job; a stream's first ``next()`` does it when nothing preloaded the engine)."""
+        model = self._model
+        if model is not None:
+            return model
         self._table()
         if self._reason:
             raise EngineError(self._reason)
         with self._lock:
             if self._model is None:
-                self._model = self._load_model()
-        if self._calibrate_on_load and self._calibration is None:
-            self._calibration = self._calibrate()
-            logger.info("Kokoro %s", self._calibration.describe())
+                try:
+                    self._model = self._load_model()
+                except EngineError as exc:
+                    self._reason = str(exc)  # unavailable from now on, and why
+                    raise
+            return self._model
 
     def _load_model(self) -> _Model:
         try:
@@ -502,15 +515,14 @@ class KokoroEngine(Engine):
             raise UnknownVoiceError(f"unknown Kokoro voice {voice.id}", sorted(table))
         if options.speaker is not None:
             raise UnknownSpeakerError(voice.id, options.speaker, ())
-        speed = check_speed(options.speed)
-        if self._model is None:
-            raise EngineError("Kokoro is not loaded")
-        return entry, speed
+        if self._reason:
+            raise EngineError(self._reason)
+        return entry, check_speed(options.speed)
 
     def stream(self, voice: Voice, text: str, options: SynthesisOptions) -> Iterator[Pcm]:
         """Validate now (``Engine.stream`` says what raises here), then return a
-        generator whose ``next()`` runs the model once (one segment). Nothing is held
-        while it is suspended."""
+        generator whose ``next()`` runs the model once (one segment); the first loads
+        the model if nothing has. Nothing is held while it is suspended."""
         entry, speed = self._validate(voice, options)
         timed = self._generate(entry, text, speed, with_words=False)
         return engine_errors((chunk.pcm for chunk in timed), f"Kokoro {voice.id}")
@@ -530,11 +542,10 @@ class KokoroEngine(Engine):
         """``text`` as vocabulary tokens (characters the vocabulary lacks dropped)."""
         from streamer.engines.patches.piper_tts import PHONEMIZE_LOCK
 
+        vocab = self._ensure_model().vocab
         with PHONEMIZE_LOCK:  # one espeak-ng state per process
             sentences = _espeak_phonemizer().phonemize(entry.espeak_voice, text)
         joined = " ".join("".join(sentence).strip() for sentence in sentences)
-        assert self._model is not None
-        vocab = self._model.vocab
         return [token for token in unicodedata.normalize("NFC", joined) if token in vocab]
 
     def _run(
@@ -542,9 +553,7 @@ class KokoroEngine(Engine):
     ) -> tuple[Pcm, npt.NDArray[np.int64] | None]:
         """One model call: audio, and the durations of the tokens (framing zeros
         included) when the graph gives them and they add up to the audio."""
-        model = self._model
-        if model is None:
-            raise EngineError("Kokoro is not loaded")
+        model = self._ensure_model()
         ids = [0, *(model.vocab[token] for token in tokens), 0]
         style = self._style(entry)
         outputs = model.session.run(
