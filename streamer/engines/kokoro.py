@@ -469,6 +469,9 @@ class KokoroEngine(Engine):
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = self._intra_op_threads
             options.inter_op_num_threads = 1
+            # Every segment has another length, so per-shape memory plans only pile up:
+            # off, RSS after nine mixed syntheses was 417 MiB against 497 with them.
+            options.enable_mem_pattern = False
             session = onnxruntime.InferenceSession(
                 model.SerializeToString(), sess_options=options, providers=self._providers()
             )
