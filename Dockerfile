@@ -15,8 +15,10 @@
 #   docker run ... -v /srv/tts.json:/etc/mit-tts-streamer/config.json:ro  # own config
 #
 # Every native library the server needs ships inside its wheels (libsndfile in
-# soundfile, libespeak-ng in espeakng-loader, onnxruntime, lameenc, soxr), so the slim
-# base needs no apt packages.
+# soundfile, libespeak-ng in espeakng-loader, onnxruntime, lameenc, soxr), except SVOX
+# Pico: ttspico is C sources that pip compiles, so gcc is installed for that step and
+# removed after it. Kokoro (deploy/install_kokoro.sh, needs npm) is not in this image:
+# the server lists it unavailable, with the reason.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -29,12 +31,15 @@ RUN useradd --system --create-home --home-dir /home/tts --uid 10001 --shell /usr
 
 WORKDIR /app
 COPY . /app
-# 1. The server and its dependencies only (no dev/client extras, no torch).
+# 1. The server and its dependencies only (no dev/client extras, no torch); gcc only
+#    while pip builds ttspico.
 # 2. The image's config: the project defaults, logging to stderr only (docker logs),
 #    listening on every interface of the container (API keys then required: see
 #    above), voices from the volume below; replace it by mounting your own file.
 # 3. Fail the build, not the first start, if that config no longer validates.
-RUN pip install /app \
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install /app \
+    && apt-get purge -y --auto-remove gcc libc6-dev && rm -rf /var/lib/apt/lists/* \
     && mkdir -p /etc/mit-tts-streamer /var/lib/mit-tts-streamer/voices \
     && python -c "import json; c = json.load(open('/app/config/default.json')); \
 c['server']['log_file'] = None; c['server']['host'] = '0.0.0.0'; c['tts']['voices_dir'] = '/var/lib/mit-tts-streamer/voices'; \

@@ -23,11 +23,14 @@ In-process, no server:
   or on real checkpoints.
 - ``bench_audio``: the encoders: CPU per second of audio and first-byte delay per format.
 - ``bench_gil``: how long the event loop waits for the GIL behind an inference thread.
+- ``bench_voices``: Kokoro (per segment and whole), SVOX Pico and kokoro-onnx: load,
+  first audio, CPU per audio second, real-time streams on two workers.
 
 Shared, private: ``_common`` (texts, statistics, ``/proc``, a spawned server),
 ``_probe`` (a timestamping WebSocket connection on ``streamer.client``'s protocol code,
 and the listener's playback model), ``_engine_timing`` (an engine timed as the server
 drives it). The tools import only public modules of ``streamer`` (``baseline`` and
-``bench_gil`` do reach into ``PiperEngine``'s loaded voice, on purpose: they time its
-parts), never ``tests/``, and need no change to the import path.
+``bench_gil`` do reach into ``PiperEngine``'s loaded voice, and ``bench_voices`` into
+``KokoroEngine``'s model call, on purpose: they time their parts), never ``tests/``,
+and need no change to the import path.
 """

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from .audio import SUPPORTED_FORMATS
 
 #: Engines a config may prefer; "auto" ranks every available engine, neural first.
-ENGINE_CHOICES = ("auto", "piper", "espeak", "melo")
+ENGINE_CHOICES = ("auto", "kokoro", "piper", "pico", "espeak", "melo")
 #: The original specification called the MeloTTS engine "melotts"; accepted as an alias.
 ENGINE_ALIASES = {"melotts": "melo"}
 DEVICE_CHOICES = ("cpu", "cuda", "auto")
@@ -124,6 +124,14 @@ class PiperSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class KokoroSettings:
+    #: cpu, cuda, or auto (CUDA where onnxruntime has it).
+    device: str = "auto"
+    #: Where ``make install`` (deploy/install_kokoro.py) put the model and voices.
+    model_dir: str = "models/kokoro"
+
+
+@dataclass(frozen=True, slots=True)
 class TTSConfig:
     engine: str = "auto"
     device: str = "cpu"
@@ -137,6 +145,7 @@ class TTSConfig:
     voices_dir: str = "voices"
     melo: MeloConfig = field(default_factory=MeloConfig)
     piper: PiperSettings = field(default_factory=PiperSettings)
+    kokoro: KokoroSettings = field(default_factory=KokoroSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +351,10 @@ def _validate(config: Config) -> Config:
     _check(engine in ENGINE_CHOICES, "tts.engine", f"must be one of {ENGINE_CHOICES}")
     _check(t.device in DEVICE_CHOICES, "tts.device", f"must be one of {DEVICE_CHOICES}")
     _check(t.melo.device in DEVICE_CHOICES, "tts.melo.device", f"must be one of {DEVICE_CHOICES}")
+    _check(
+        t.kokoro.device in DEVICE_CHOICES, "tts.kokoro.device", f"must be one of {DEVICE_CHOICES}"
+    )
+    _check(bool(t.kokoro.model_dir.strip()), "tts.kokoro.model_dir", "must not be empty")
     # The engine defines its modes; imported here, not at the top, so that importing
     # the config (every CLI command does) does not load the engines and numpy.
     from streamer.engines.piper import STREAMING_MODES

@@ -21,13 +21,14 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 # The speaking-rate bounds are the protocol's (what a client may ask for); engines
 # honour exactly that range, so they take it from there rather than restate it.
+from streamer.engines.languages import language_name
 from streamer.protocol import MAX_SPEED, MIN_SPEED, ErrorCode
 
 __all__ = [
@@ -50,6 +51,9 @@ __all__ = [
 #: What every engine yields: mono samples in [-1.0, 1.0] at the voice's sample rate.
 Pcm = npt.NDArray[np.float32]
 
+#: A stream's item: ``Pcm``, or a chunk with its word timings (``timings.TimedChunk``).
+_Chunk = TypeVar("_Chunk")
+
 
 @dataclass(frozen=True, slots=True)
 class Voice:
@@ -64,8 +68,9 @@ class Voice:
     language: str
     name: str
     sample_rate: int
-    #: ``high`` / ``medium`` / ``low`` / ``x_low`` for neural voices, ``fallback`` for
-    #: formant synthesis; resolution prefers neural voices over fallbacks.
+    #: ``high`` / ``medium`` / ``low`` / ``x_low`` for neural voices, ``standard`` for
+    #: natural-sounding non-neural synthesis (SVOX Pico), ``fallback`` for formant
+    #: synthesis (espeak-ng); resolution ranks neural, then standard, then fallback.
     quality: str
     neural: bool
     speakers: tuple[str, ...] = ()
@@ -75,6 +80,8 @@ class Voice:
             "id": self.id,
             "engine": self.engine,
             "language": self.language,
+            # What a voice list shows instead of the bare tag ("Spanish (Spain)").
+            "language_name": language_name(self.language),
             "name": self.name,
             "sample_rate": self.sample_rate,
             "quality": self.quality,
@@ -103,13 +110,20 @@ class SynthesisOptions:
 
 @dataclass(frozen=True, slots=True)
 class EngineStatus:
-    """Whether an engine can run here, and why not when it cannot."""
+    """Whether an engine can run here, and why not when it cannot.
+
+    ``realtime`` False: the engine works but, measured on this machine, does not keep
+    the server's real-time promises (first audio, streams per core); ``reason`` says by
+    how much. Its voices are still offered, ranked after every voice that keeps them
+    (``registry``), so a language's default is never a voice that cannot keep up.
+    """
 
     name: str
     available: bool
     loaded: bool
     reason: str = ""
     device: str = "cpu"
+    realtime: bool = True
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -118,6 +132,7 @@ class EngineStatus:
             "loaded": self.loaded,
             "reason": self.reason,
             "device": self.device,
+            "realtime": self.realtime,
         }
 
 
@@ -183,7 +198,7 @@ def check_speed(speed: float) -> float:
     return speed
 
 
-def engine_errors(chunks: Iterator[Pcm], what: str) -> Iterator[Pcm]:
+def engine_errors(chunks: Iterator[_Chunk], what: str) -> Iterator[_Chunk]:
     """``chunks``, with every exception of a ``next()`` other than ``EngineError`` raised
     as an ``EngineError`` (``what`` says whose synthesis, the original is its
     ``__cause__``): the one failure type the contract lets a stream raise.

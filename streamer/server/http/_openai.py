@@ -4,11 +4,14 @@
 Decisions where OpenAI's API and this server differ:
 
 - ``voice``: OpenAI's names (alloy, ash, ballad, coral, echo, fable, onyx, nova, sage,
-  shimmer, verse, marin, cedar) map, in that order, round-robin onto the English voices
-  installed here — the neural ones only when there are any, best first as the registry
-  ranks them, each speaker of a multi-speaker voice counting as one voice. With the
-  packaged Piper voice alone, every name speaks with it. Any voice id of ours
-  (``GET /api/v1/voices``) is accepted too, also as ``{"id": "..."}``.
+  shimmer, verse, marin, cedar) map to distinct Kokoro voices when Kokoro is installed
+  (``kokoro.OPENAI_VOICES``: ``alloy`` is ``af_alloy``, ``coral`` ``af_heart``...).
+  Otherwise (and for a name whose Kokoro voice is missing) they map, in that order,
+  round-robin onto the English voices installed here — the neural ones only when there
+  are any, best first as the registry ranks them, each speaker of a multi-speaker voice
+  counting as one voice. With the packaged Piper voice alone, every name speaks with it.
+  Any voice id of ours (``GET /api/v1/voices``) is accepted too, also as
+  ``{"id": "..."}``.
 - ``response_format``: mp3, opus (Ogg Opus, as OpenAI's), flac, wav and pcm; every
   format at 24 kHz like OpenAI's, so ``pcm`` is raw 24 kHz 16-bit little-endian mono as
   OpenAI documents. ``aac`` is ADTS AAC-LC.
@@ -51,6 +54,7 @@ from werkzeug.exceptions import HTTPException
 
 from ...audio import complete_file
 from ...engines.base import Voice
+from ...engines.kokoro import OPENAI_VOICES as KOKORO_OPENAI_VOICES
 from ...engines.registry import UnknownVoiceError
 from ...protocol import (
     AudioConfig,
@@ -151,8 +155,12 @@ def openai_voice_map(services: Services) -> list[MappedVoice]:
     ]
     if not slots:
         return []
+    installed = {v.id: v for v in english}
     return [
-        MappedVoice(name, *slots[index % len(slots)]) for index, name in enumerate(OPENAI_VOICES)
+        MappedVoice(name, installed[KOKORO_OPENAI_VOICES[name]], None)
+        if KOKORO_OPENAI_VOICES.get(name) in installed
+        else MappedVoice(name, *slots[index % len(slots)])
+        for index, name in enumerate(OPENAI_VOICES)
     ]
 
 

@@ -66,6 +66,8 @@ def build_services(config: Config) -> Services:
         if config.tts.melo.checkpoint_dir
         else None,
         melo_device=config.tts.melo.device,
+        kokoro_model_dir=config.path(config.tts.kokoro.model_dir),
+        kokoro_device=config.tts.kokoro.device,
     )
     return Services(
         config=config,

@@ -26,6 +26,7 @@ TOOLS = (
     "bench_melo",
     "bench_audio",
     "bench_gil",
+    "bench_voices",
 )
 #: A made-up sample rate that makes durations easy to read: 200 bytes of PCM16 = 0.1 s.
 RATE = 1000
