@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -35,6 +35,7 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 FUZZ: Final = settings.get_profile("tts-fuzz")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,17 @@ def _field(plausible: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
     """A field's value: plausible, a hostile string (the likeliest wrong value), a
     wrong scalar, or any value at all."""
     return _weighted((4, plausible), (3, hostile_strings), (1, atoms), (2, hostile_values))
+
+
+def weighted(*choices: tuple[int, st.SearchStrategy[T]]) -> st.SearchStrategy[T]:
+    """One of ``choices`` picked by weight (the first is what examples shrink towards)."""
+    return _weighted(*choices)  # type: ignore[return-value]
+
+
+def hostile_field(plausible: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    """A field of some other surface's body (an HTTP route's): plausible most often,
+    else hostile, as every field of our messages is drawn."""
+    return _field(plausible)
 
 
 config_values: Final = _weighted(
