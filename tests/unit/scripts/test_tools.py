@@ -27,6 +27,7 @@ TOOLS = (
     "bench_audio",
     "bench_gil",
     "bench_voices",
+    "reliability",
 )
 #: A made-up sample rate that makes durations easy to read: 200 bytes of PCM16 = 0.1 s.
 RATE = 1000
@@ -52,6 +53,16 @@ def test_each_tool_answers_help_under_its_module_name(
         module.main(["--help"])
     assert exit_info.value.code == 0
     assert f"usage: python -m scripts.{tool}" in capsys.readouterr().out
+
+
+def test_the_reliability_tool_has_cases_and_documents_each() -> None:
+    from scripts import reliability
+
+    assert reliability.CASES
+    assert reliability.__doc__ is not None
+    for name, (expected, run) in reliability.CASES.items():
+        assert f"``{name}``" in reliability.__doc__
+        assert expected and callable(run)
 
 
 def _event(**fields: object) -> str:
