@@ -1381,9 +1381,13 @@ def _server_cell(result: CaseResult) -> str:
     return ", ".join(parts)
 
 
+#: Shorter cases have no meaningful CPU share (``/proc`` counts in 10 ms ticks).
+MIN_CPU_WINDOW_S: Final = 0.5
+
+
 def _cpu_cell(result: CaseResult) -> str:
     cpu = result.figures.get("cpu_pct")
-    if not cpu:
+    if not cpu or cpu["wall_s"] < MIN_CPU_WINDOW_S:
         return "-"
     return f"{cpu['server']} / {cpu['client']} / {cpu['other']}"
 
