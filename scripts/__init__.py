@@ -17,6 +17,10 @@ Through a server (spawned on free ports with ``--spawn``, or one at ``--url``):
   what grows (``/proc``, glibc malloc, tracemalloc).
 - ``baseline``: what the server is measured against: the engine in-process (floor),
   raw throughput, Piper's own HTTP server (peer), and our server's overhead over both.
+- ``reliability``: attacks (fuzzed WebSocket frames and HTTP bodies, bad frames, a
+  handshake burst, idle and half-open sockets, HTTP floods, SIGTERM mid-response) while
+  witness sessions stream; per case expected, observed, pass or fail, and what the
+  witnesses and the server noticed (RELIABILITY.md).
 
 In-process, no server:
 
@@ -26,11 +30,17 @@ In-process, no server:
   or on real checkpoints.
 - ``bench_audio``: the encoders: CPU per second of audio and first-byte delay per format.
 - ``bench_gil``: how long the event loop waits for the GIL behind an inference thread.
+- ``bench_voices``: Kokoro (per segment and whole), SVOX Pico and kokoro-onnx: load,
+  first audio, CPU per audio second, real-time streams on two workers.
 
 Shared, private: ``_common`` (texts, statistics, ``/proc``, a spawned server),
 ``_probe`` (a timestamping WebSocket connection on ``streamer.client``'s protocol code,
 and the listener's playback model), ``_engine_timing`` (an engine timed as the server
-drives it). The tools import only public modules of ``streamer`` (``baseline`` and
-``bench_gil`` do reach into ``PiperEngine``'s loaded voice, on purpose: they time its
-parts), never ``tests/``, and need no change to the import path.
+drives it), ``_hostile`` (hostile frames and bodies from a seeded generator),
+``_raw_http`` (one HTTP/1.1 connection under the tool's control, on ``h11``). The raw
+WebSocket client the attacks need is ``streamer.testing.RawWebSocket``, shared with the
+tests. The tools import only public modules of ``streamer`` (``baseline`` and
+``bench_gil`` do reach into ``PiperEngine``'s loaded voice, and ``bench_voices`` into
+``KokoroEngine``'s model call, on purpose: they time their parts), never ``tests/``,
+and need no change to the import path.
 """

@@ -319,8 +319,11 @@ class SpawnedServer:
         return f"http://127.0.0.1:{self.http_port}"
 
 
-def http_get_json(url: str, timeout: float = 5.0) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
+def http_get_json(url: str, timeout: float = 5.0, api_key: str | None = None) -> dict[str, Any]:
+    """GET a JSON route; ``api_key`` for a server with keys."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         data: dict[str, Any] = json.loads(response.read())
         return data
 
@@ -331,7 +334,7 @@ def spawned_server(
 ) -> Iterator[SpawnedServer]:
     """Run ``python -m streamer`` with a temporary config on free 127.0.0.1 ports.
 
-    Yields once ``/api/v1/status`` says ready (models loaded and warmed up); stops the
+    Yields once ``/health`` says ready (models loaded and warmed up); stops the
     server on exit, SIGINT first (graceful), SIGKILL after ``SERVER_STOP_TIMEOUT_S``.
     """
     http_port, ws_port = free_port(), free_port()
@@ -380,7 +383,8 @@ def wait_ready(server: SpawnedServer) -> None:
                 + server.log_path.read_text(errors="replace")[-4000:]
             )
         try:
-            if http_get_json(f"{server.http_url}/api/v1/status", timeout=1.0).get("ready"):
+            # /health: open on a server with API keys too (200 once ready, 503 before).
+            if http_get_json(f"{server.http_url}/health", timeout=1.0).get("ready"):
                 return
         except (OSError, urllib.error.URLError, ValueError):
             pass

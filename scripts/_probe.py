@@ -159,18 +159,27 @@ class RequestTrace:
         ``buffers``: for every burst of frames after the first, the audio the listener
         still had queued when it arrived (negative: it had run dry).
         """
+        silences, gaps, buffers = self._judge()
+        return len(silences), sum(s for _, s in silences), gaps, buffers
+
+    def underrun_events(self) -> list[tuple[float, float]]:
+        """Each underrun as (client time the late frame arrived, seconds of silence the
+        listener heard before it): to tell which underruns fell in a time window."""
+        return self._judge()[0]
+
+    def _judge(self) -> tuple[list[tuple[float, float]], list[float], list[float]]:
+        """The playback model run over the frames: (underruns as (arrival, silence),
+        gaps between frames, buffers at each burst)."""
         if not self.frames or not self.sample_rate:
-            return 0, 0.0, [], []
-        underruns = 0
-        silence = 0.0
+            return [], [], []
+        silences: list[tuple[float, float]] = []
         gaps: list[float] = []
         buffers: list[float] = []
         first_at, first_bytes = self.frames[0]
         start = self._start()
         if self.plays_after is not None and start == first_at:
             # Queued behind audio that ran out before this request's first frame.
-            underruns += 1
-            silence += first_at - self.plays_after
+            silences.append((first_at, first_at - self.plays_after))
         play_end = start + first_bytes / PCM_SAMPLE_BYTES / self.sample_rate
         previous = first_at
         in_first_burst = True
@@ -185,11 +194,10 @@ class RequestTrace:
             elif not in_first_burst and margin < buffers[-1]:
                 buffers[-1] = margin
             if margin < -UNDERRUN_TOLERANCE_S:
-                underruns += 1
-                silence += -margin
+                silences.append((at, -margin))
                 play_end = at
             play_end += nbytes / PCM_SAMPLE_BYTES / self.sample_rate
-        return underruns, silence, gaps, buffers
+        return silences, gaps, buffers
 
     def truncated(self, before: float) -> RequestTrace:
         """A copy holding only the frames that arrived before ``before`` (what a
@@ -219,6 +227,8 @@ class Probe:
         self.name = name
         self.log: list[Message] = []
         self.closed = False
+        #: How the connection ended, once it has: (client time, code, reason).
+        self.close: tuple[float, int, str] | None = None
         self.session_id: str | None = None
         self.traces: dict[str, RequestTrace] = {}
         self._protocol = ClientProtocol()
@@ -231,8 +241,10 @@ class Probe:
             while True:
                 data = await self.ws.get_message()
                 self.record(data, now())
-        except ConnectionClosed:
-            pass
+        except ConnectionClosed as exc:
+            reason = exc.reason
+            self.close = (now(), int(reason.code) if reason else 1006,
+                          (reason.reason if reason else None) or "")
         finally:
             self.closed = True
             self._changed.unpark_all()
@@ -370,6 +382,12 @@ def _track(trace: RequestTrace, event: Event, at: float) -> None:
         trace.error = event
 
 
-def open_probe(url: str) -> AbstractAsyncContextManager[WebSocketConnection]:
-    """``async with open_probe(url) as ws`` — the raw connection for ``Probe``."""
-    return open_websocket_url(url, message_queue_size=CLIENT_MESSAGE_QUEUE)
+def open_probe(
+    url: str, api_key: str | None = None
+) -> AbstractAsyncContextManager[WebSocketConnection]:
+    """``async with open_probe(url) as ws`` — the raw connection for ``Probe``;
+    ``api_key`` is sent as ``Authorization: Bearer`` (a server with keys)."""
+    headers = [(b"authorization", f"Bearer {api_key}".encode())] if api_key else None
+    return open_websocket_url(
+        url, message_queue_size=CLIENT_MESSAGE_QUEUE, extra_headers=headers
+    )

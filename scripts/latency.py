@@ -3,6 +3,7 @@
     .venv/bin/python -m scripts.latency --spawn                    # 1 session
     .venv/bin/python -m scripts.latency --spawn --sessions 20      # 20 at once
     .venv/bin/python -m scripts.latency --url ws://127.0.0.1:8081 --json out.json
+    .venv/bin/python -m scripts.latency --spawn --compare-auth     # the cost of API keys
 
 Of the ``--sessions`` connections (``format: pcm``, real-time pacing on, as a voice
 client would use them), ``--probes`` (default one per ten sessions) run ``--repeats``
@@ -26,6 +27,14 @@ C. the ~150-character sentence again; after ``--play`` seconds a ``critical`` sh
 D. a Spanish sentence (espeak-ng), short and long alternately, interrupted right after
    its first audio (secondary TTFA row).
 
+``--compare-auth`` (with ``--spawn``) starts two servers, one without API keys and one
+with a key (and a ``chars_per_minute`` it never reaches, so every request is charged),
+and alternates between them: a handshake on each (``--handshakes`` of them, open →
+``connected``), then a cycle on each, one probe per server, so both are measured under
+the same load of the machine. It prints both and the in-process cost of the checks (the
+handshake's and the per-request charge), timed over many calls. ``--api-key`` (or
+``$TTS_STREAMER_API_KEY``) is the key for ``--url``'s server.
+
 Every figure is client-side wall time on ``time.perf_counter``: it includes the
 client's own scheduling, on the same machine. A client on a machine of its own wakes at
 once when a reply arrives; here the probes share two cores with the server's inference,
@@ -43,17 +52,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import subprocess
 import sys
+import time
+import timeit
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import trio
 
 from streamer.client import AudioEnd, AudioStart
+from streamer.config import parse_config
 from streamer.server.runtime import make_event_loop_realtime
+from streamer.server.security import Caller, Security, create_key
 
 from ._common import (
     LATENCY_HEADERS,
@@ -97,6 +112,16 @@ MAX_RETRY_WAIT_S: Final = 2.0
 #: The background process stops within one paragraph's wait once told to; past this
 #: something hangs.
 EVENT_TIMEOUT_AFTER_STOP_S: Final = 60.0
+#: The key for ``--url``'s server, when ``--api-key`` is not given; also how the key
+#: reaches the background process (never its command line, which ``ps`` shows).
+API_KEY_ENV: Final = "TTS_STREAMER_API_KEY"
+#: ``--compare-auth``: connections opened one after another on each server.
+COMPARE_HANDSHAKES: Final = 50
+#: ``--compare-auth``: the key's ``chars_per_minute``: every request is charged (the
+#: cost measured), none is refused.
+UNREACHED_CHARS_PER_MINUTE: Final = 10**9
+#: Calls timed for the in-process cost of each check (a few ms in all).
+COST_CALLS: Final = 20_000
 
 
 @dataclass
@@ -123,6 +148,8 @@ class Samples:
     frames_after_interrupt: int = 0
     #: Requests answered with an ``error`` instead of ``queued``, by code (``busy``).
     refused: dict[str, int] = field(default_factory=dict)
+    #: ``--handshakes``: TCP + WebSocket handshake + ``connect`` → ``connected``.
+    handshake: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def response(self, step: str, trace: RequestTrace) -> None:
@@ -250,7 +277,7 @@ async def _connected(
 ) -> None:
     """Open a session and run ``body(probe)`` in it; failures become ``errors``."""
     try:
-        async with open_probe(url) as ws:
+        async with open_probe(url, args.api_key) as ws:
             probe = Probe(ws, name)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(probe.reader)
@@ -315,11 +342,32 @@ async def _background_session(
     await _connected(url, f"background {index}", args, errors, body)
 
 
-def _server_figures(http_url: str | None) -> dict[str, Any] | None:
+async def _handshake(url: str, api_key: str | None, index: int, samples: Samples) -> None:
+    """Open a connection and time it to ``connected``; then close it."""
+    started = now()
+    try:
+        async with open_probe(url, api_key) as ws:
+            probe = Probe(ws, f"handshake {index}")
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(probe.reader)
+                await probe.connect({"language": "en", "format": "pcm"})
+                samples.handshake.append((now() - started) * 1000)
+                nursery.cancel_scope.cancel()
+    except (OSError, ProbeError) as exc:
+        samples.errors.append(f"handshake {index}: {exc}")
+
+
+async def _measure_handshakes(url: str, args: argparse.Namespace, samples: Samples) -> None:
+    """``--handshakes`` connections, one after another: open → ``connected``."""
+    for index in range(args.handshakes):
+        await _handshake(url, args.api_key, index, samples)
+
+
+def _server_figures(http_url: str | None, api_key: str | None) -> dict[str, Any] | None:
     if not http_url:
         return None
     try:
-        return http_get_json(f"{http_url}/api/v1/metrics")
+        return http_get_json(f"{http_url}/api/v1/metrics", api_key=api_key)
     except OSError as exc:
         print(f"(server metrics unavailable: {exc})", file=sys.stderr)
         return None
@@ -327,6 +375,8 @@ def _server_figures(http_url: str | None) -> dict[str, Any] | None:
 
 def report(samples: Samples, args: argparse.Namespace, extra: dict[str, Any]) -> dict[str, Any]:
     rows = [
+        *([stats_row("handshake (open → connected)", samples.handshake)]
+          if samples.handshake else []),
         stats_row("first response (→ queued)", samples.first_response),
         stats_row(f"TTFA en {len(TEXT_EN_SHORT)} chars", samples.ttfa_en_short),
         stats_row(f"TTFA en {len(TEXT_EN_LONG)} chars", samples.ttfa_en_long),
@@ -410,6 +460,7 @@ def report(samples: Samples, args: argparse.Namespace, extra: dict[str, Any]) ->
         "summary_ms": {
             name: summarize(getattr(samples, name))
             for name in (
+                "handshake",
                 "first_response",
                 "ttfa_en_short",
                 "ttfa_en_long",
@@ -505,8 +556,10 @@ def _start_background_child(
     ]
     if args.no_realtime:
         command.append("--no-realtime")
+    env = {**os.environ, API_KEY_ENV: args.api_key} if args.api_key else None
     return subprocess.Popen(
-        command, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        command, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env=env,
     )
 
 
@@ -538,6 +591,8 @@ async def run(
     url: str, args: argparse.Namespace, server_pid: int | None
 ) -> tuple[Samples, dict[str, Any]]:
     samples = Samples()
+    if args.handshakes:
+        await _measure_handshakes(url, args, samples)  # before any load
     background = Background()
     probes = min(args.sessions, args.probes or max(1, args.sessions // PROBE_EVERY))
     speakers = args.sessions - probes
@@ -619,6 +674,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--probe-realtime-priority", type=int, default=1, metavar="N",
         help="SCHED_FIFO priority of the probes' event loop (0 = normal scheduling)",
     )
+    parser.add_argument(
+        "--api-key", default=os.environ.get(API_KEY_ENV) or None,
+        help=f"API key of --url's server, sent as Authorization: Bearer (${API_KEY_ENV})",
+    )
+    parser.add_argument(
+        "--handshakes", type=int, default=0, metavar="N",
+        help="first open N connections one after another and time open → connected",
+    )
+    parser.add_argument(
+        "--compare-auth", action="store_true",
+        help="with --spawn: measure a server without API keys, then one with a key, in one"
+        f" run (--handshakes defaults to {COMPARE_HANDSHAKES})",
+    )
     parser.add_argument("--background-child", type=int, metavar="N", help=argparse.SUPPRESS)
     parser.add_argument("--json", help="write the figures and raw samples here")
     args = parser.parse_args(argv)
@@ -638,19 +706,126 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"SCHED_FIFO {args.probe_realtime_priority}" if probe_policy else "normal"
     )
     print(f"probes' event loop: {machine['probe_scheduling']} scheduling")
+    if args.compare_auth:
+        if not args.spawn:
+            parser.error("--compare-auth needs --spawn")
+        return compare_auth(args, machine)
     if args.spawn:
         with spawned_server() as server:
             wait_for_quiet([server.pid])
             samples, extra = trio.run(run, server.ws_url, args, server.pid)
-            extra["server_metrics"] = _server_figures(server.http_url)
+            extra["server_metrics"] = _server_figures(server.http_url, args.api_key)
     else:
         wait_for_quiet([args.pid] if args.pid else [])
         samples, extra = trio.run(run, args.url, args, args.pid)
-        extra["server_metrics"] = _server_figures(args.http_url)
+        extra["server_metrics"] = _server_figures(args.http_url, args.api_key)
     extra["machine"] = machine
     result = report(samples, args, extra)
     write_json(args.json, result)
     return 1 if samples.errors else 0
+
+
+def auth_cost_us() -> dict[str, float]:
+    """What the checks cost in-process, in µs per call: the WebSocket handshake's (origin,
+    key digest against the configured ones, a session slot) and a request's charge."""
+    key, entry = create_key("bench", max_sessions=0, chars_per_minute=UNREACHED_CHARS_PER_MINUTE)
+    security = Security.from_config(
+        parse_config({"security": {"api_keys": [entry]}}), environ={}
+    )
+    security.origins.page_port = 8080
+    headers = {"authorization": f"Bearer {key}", "host": "127.0.0.1:8081",
+               "origin": "http://127.0.0.1:8080"}
+
+    def handshake() -> None:
+        security.admit_websocket(headers, "/", ["tts.v1"], time.time()).lease.release()
+
+    caller = Caller(security.keys.get("bench"))
+    clock = iter(range(10**9))
+
+    def charge() -> None:
+        security.quotas.charge(caller, len(TEXT_EN_SHORT), next(clock) * 1e-3)
+
+    return {
+        name: timeit.timeit(fn, number=COST_CALLS) / COST_CALLS * 1e6
+        for name, fn in (("handshake_check", handshake), ("request_charge", charge))
+    }
+
+
+async def _alternate(
+    targets: Sequence[tuple[str, str | None]], args: argparse.Namespace
+) -> list[Samples]:
+    """Handshakes, then cycles, alternating between the ``(url, api_key)`` targets."""
+    samples = [Samples() for _ in targets]
+    for index in range(args.handshakes):
+        for (url, api_key), out in zip(targets, samples, strict=True):
+            await _handshake(url, api_key, index, out)
+    async with AsyncExitStack() as stack:
+        probes = [
+            Probe(await stack.enter_async_context(open_probe(url, api_key)), f"probe {n}")
+            for n, (url, api_key) in enumerate(targets)
+        ]
+        async with trio.open_nursery() as nursery:
+            for probe in probes:
+                nursery.start_soon(probe.reader)
+            try:
+                for probe in probes:
+                    await probe.connect(
+                        {"language": "en", "format": "pcm", "realtime": not args.no_realtime}
+                    )
+                for rep in range(args.warmup + args.repeats):
+                    for n, probe in enumerate(probes):
+                        measured = samples[n] if rep >= args.warmup else None
+                        await _cycle(probe, n, rep, args, measured)
+            except ProbeError as exc:
+                samples[0].errors.append(str(exc))
+            nursery.cancel_scope.cancel()
+    return samples
+
+
+def compare_auth(args: argparse.Namespace, machine: dict[str, object]) -> int:
+    """``--compare-auth``: a server without keys and one with a key, alternately."""
+    args.handshakes = args.handshakes or COMPARE_HANDSHAKES
+    key, entry = create_key(
+        "bench", max_sessions=0, chars_per_minute=UNREACHED_CHARS_PER_MINUTE
+    )
+    labels = ("without keys", "with a key")
+    with spawned_server() as plain, spawned_server(
+        {"security": {"api_keys": [entry]}}
+    ) as keyed:
+        wait_for_quiet([plain.pid, keyed.pid])
+        all_samples = trio.run(_alternate, [(plain.ws_url, None), (keyed.ws_url, key)], args)
+        server_metrics = [
+            _server_figures(plain.http_url, None), _server_figures(keyed.http_url, key)
+        ]
+    runs: dict[str, dict[str, Any]] = {}
+    for label, samples, metrics in zip(labels, all_samples, server_metrics, strict=True):
+        print(f"\n# {label}")
+        runs[label] = report(
+            samples, args, {"probes": 1, "server_metrics": metrics, "machine": machine}
+        )
+    cost = auth_cost_us()
+    rows = []
+    for name, figure in (
+        ("handshake (open → connected)", "handshake"),
+        ("first response (→ queued)", "first_response"),
+        (f"TTFA en {len(TEXT_EN_SHORT)} chars", "ttfa_en_short"),
+        (f"TTFA en {len(TEXT_EN_LONG)} chars", "ttfa_en_long"),
+        ("interrupt reply", "interrupt_reply"),
+    ):
+        without, with_key = (runs[label]["summary_ms"][figure] for label in labels)
+        rows.append([name, without["p50"], with_key["p50"], without["p95"], with_key["p95"]])
+    # The server's own first response (message read → queued), without the network.
+    own = [(m or {}).get("first_response") or {} for m in server_metrics]
+    rows.append(["server-side first response", own[0].get("p50_ms"), own[1].get("p50_ms"),
+                 own[0].get("p95_ms"), own[1].get("p95_ms")])
+    print("\n## API keys: without / with, alternating in one run")
+    print(markdown_table(
+        ("figure", "p50 without", "p50 with key", "p95 without", "p95 with key"), rows
+    ))
+    print(f"in-process cost per call: handshake check {cost['handshake_check']:.1f} µs,"
+          f" request charge {cost['request_charge']:.2f} µs")
+    write_json(args.json, {"runs": runs, "in_process_cost_us": cost})
+    return 1 if any(run["errors"] for run in runs.values()) else 0
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, NoReturn
 
 from .client import cli as client_cli
+from .server.security import add_keys_parser, run_keys
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -88,6 +89,11 @@ def build_parser(out: IO[str], err: IO[str]) -> CommandParser:
     # SUPPRESS: `tts-streamer --config X serve` must keep X, not the subparser's default.
     serve.add_argument("--config", default=argparse.SUPPRESS, help="JSON config file")
     client_cli.add_commands(commands, out=out, err=err)
+    keys = commands.add_parser(
+        "keys", help="API keys: keys create --id NAME", out=out, err=err,
+        description="Create API keys for security.api_keys.",
+    )
+    add_keys_parser(keys)
     return parser
 
 
@@ -113,6 +119,8 @@ def main(
     try:
         if args.command in (None, "serve"):
             return _serve_command(args.config, err)
+        if args.command == "keys":
+            return run_keys(args, out, err)
         status = client_cli.run(args, out, err, sink)
         out.flush()  # a closed pipe surfaces here, inside the handler below
         return status

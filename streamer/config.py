@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Final, TypeVar, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 
 from .audio import SUPPORTED_FORMATS
 
 #: Engines a config may prefer; "auto" ranks every available engine, neural first.
-ENGINE_CHOICES = ("auto", "piper", "espeak", "melo")
+ENGINE_CHOICES = ("auto", "kokoro", "piper", "pico", "espeak", "melo")
 #: The original specification called the MeloTTS engine "melotts"; accepted as an alias.
 ENGINE_ALIASES = {"melotts": "melo"}
 DEVICE_CHOICES = ("cpu", "cuda", "auto")
@@ -30,7 +32,9 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    host: str = "0.0.0.0"
+    #: Loopback by default: any other address needs API keys (``security.api_keys``) or
+    #: ``security.allow_unauthenticated: true``, or the server refuses to start.
+    host: str = "127.0.0.1"
     http_port: int = 8080
     websocket_port: int = 8081
     #: Concurrent WebSocket connections; one more is refused with HTTP 503.
@@ -55,6 +59,49 @@ class ServerConfig:
     http_keep_alive_timeout_s: float = 5.0
     #: An HTTP client must send each part of its request within this long.
     http_read_timeout_s: float = 30.0
+    #: PEM certificate chain and private key: both listeners then speak TLS (https://,
+    #: wss://). Both or neither.
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyConfig:
+    """One API key: the SHA-256 of the key (the key itself is never stored), its limits."""
+
+    id: str
+    #: Hex SHA-256 of the key (``tts-streamer keys create`` prints it).
+    sha256: str
+    #: WebSocket connections, REST-created sessions and speech requests at once; 0 = no
+    #: limit of its own.
+    max_sessions: int = 0
+    #: Characters synthesized per rolling minute, WebSocket and speech API together;
+    #: 0 = no limit.
+    chars_per_minute: int = 0
+    #: Sees, interrupts and deletes every session, not only its own.
+    admin: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityConfig:
+    #: With none (here, in ``api_keys_file`` and in ``$TTS_STREAMER_API_KEYS``), nothing
+    #: asks for credentials, and only a loopback ``server.host`` is allowed.
+    api_keys: tuple[ApiKeyConfig, ...] = ()
+    #: A JSON file holding a list of entries like ``api_keys``' (read at start-up).
+    api_keys_file: str | None = None
+    #: Serve a non-loopback ``server.host`` with no keys configured (logged as a warning).
+    allow_unauthenticated: bool = False
+    #: Browser origins allowed besides the server's own page (``"*"``: any).
+    allowed_origins: tuple[str, ...] = ()
+    #: ``/metrics`` without a key (for a Prometheus that cannot send one).
+    public_metrics: bool = False
+    #: ``/openapi.json`` without a key.
+    public_docs: bool = False
+    #: Lifetime of a browser token from ``POST /api/v1/tokens``.
+    token_ttl_s: float = 60.0
+    #: Secret that signs tokens; replicas that share it accept each other's tokens.
+    #: Null: ``$TTS_STREAMER_TOKEN_SECRET``, else a random one per start.
+    token_secret: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +121,14 @@ class PiperSettings:
     streaming: str = "windowed"
     #: Where split ONNX graphs are cached; null = ~/.cache/mit-tts-streamer.
     cache_dir: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KokoroSettings:
+    #: cpu, cuda, or auto (CUDA where onnxruntime has it).
+    device: str = "auto"
+    #: Where ``make install`` (deploy/install_kokoro.py) put the model and voices.
+    model_dir: str = "models/kokoro"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +153,7 @@ class TTSConfig:
     voices_dir: str = "voices"
     melo: MeloConfig = field(default_factory=MeloConfig)
     piper: PiperSettings = field(default_factory=PiperSettings)
+    kokoro: KokoroSettings = field(default_factory=KokoroSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +188,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     tts: TTSConfig = field(default_factory=TTSConfig)
     performance: PerformanceConfig = field(default_factory=PerformanceConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
     #: Directory the config file was read from; relative paths resolve against it.
     base_dir: str = "."
 
@@ -148,6 +205,13 @@ _T = TypeVar("_T")
 
 #: Highest ``SCHED_FIFO`` priority Linux accepts (``sched_get_priority_max``).
 MAX_REALTIME_PRIORITY: Final = 99
+#: A key id appears in logs, metrics and tokens: a short name, no spaces or separators.
+API_KEY_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_SHA256_HEX: Final = re.compile(r"[0-9a-fA-F]{64}")
+#: Tokens are for a page that connects right away; a long-lived one is a key in a URL.
+MAX_TOKEN_TTL_S: Final = 3600.0
+#: A shorter token secret could be guessed offline from one token (HMAC-SHA256 key).
+MIN_TOKEN_SECRET_CHARS: Final = 32
 
 
 def _build(cls: type[_T], data: Mapping[str, Any], prefix: str) -> _T:
@@ -156,6 +220,9 @@ def _build(cls: type[_T], data: Mapping[str, Any], prefix: str) -> _T:
     for key in data:
         if key not in known or key == "base_dir":
             raise ConfigError(f"unknown config key '{prefix}{key}'")
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.default is MISSING and f.default_factory is MISSING and f.name not in data:
+            raise ConfigError(f"config key '{prefix}{f.name}' is required")
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         kwargs[name] = _coerce(hints[name], value, f"{prefix}{name}")
@@ -168,6 +235,10 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"config key '{key}' must be an object")
         return _build(hint, value, f"{key}.")  # type: ignore[arg-type]
     options = get_args(hint) if get_origin(hint) is not None else (hint,)
+    if get_origin(hint) is tuple and is_dataclass(get_args(hint)[0]):
+        if not isinstance(value, list):
+            raise ConfigError(f"config key '{key}' must be a list of objects")
+        return tuple(_coerce(get_args(hint)[0], v, f"{key}[{i}]") for i, v in enumerate(value))
     if get_origin(hint) is tuple:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"config key '{key}' must be a list of strings")
@@ -190,6 +261,79 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
 def _check(ok: bool, key: str, rule: str) -> None:
     if not ok:
         raise ConfigError(f"config key '{key}' {rule}")
+
+
+def _validate_api_keys(keys: tuple[ApiKeyConfig, ...], key: str) -> tuple[ApiKeyConfig, ...]:
+    """Check each entry (``key[i].field`` in errors); digests come back lower-case."""
+    out = []
+    for index, entry in enumerate(keys):
+        at = f"{key}[{index}]"
+        _check(
+            API_KEY_ID_PATTERN.fullmatch(entry.id) is not None,
+            f"{at}.id",
+            "must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit",
+        )
+        _check(
+            _SHA256_HEX.fullmatch(entry.sha256) is not None,
+            f"{at}.sha256",
+            "must be the 64-hex-digit SHA-256 of the key (tts-streamer keys create)",
+        )
+        _check(entry.max_sessions >= 0, f"{at}.max_sessions", "must be >= 0 (0 = no limit)")
+        _check(entry.chars_per_minute >= 0, f"{at}.chars_per_minute", "must be >= 0 (0 = no limit)")
+        out.append(replace(entry, sha256=entry.sha256.lower()))
+    return tuple(out)
+
+
+def parse_api_keys(data: Any, source: str) -> tuple[ApiKeyConfig, ...]:
+    """Validate a decoded list of key entries from ``source`` (a key file, the
+    environment) as ``security.api_keys`` is; raises ``ConfigError`` naming the entry."""
+    hint = get_type_hints(SecurityConfig)["api_keys"]
+    return _validate_api_keys(_coerce(hint, data, source), source)
+
+
+def _check_origin(origin: str, key: str) -> None:
+    if origin == "*":
+        return
+    parts = urlsplit(origin)
+    ok = (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and parts.path == ""
+        and not parts.query
+        and not parts.fragment
+        and parts.username is None
+    )
+    if ok:
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            ok = False
+    example = '"https://app.example.com"'
+    _check(ok, key, f'must be "*" or an origin like {example}, got {json.dumps(origin)}')
+
+
+def _validate_security(config: Config) -> SecurityConfig:
+    s, sec = config.server, config.security
+    _check(
+        (s.tls_certfile is None) == (s.tls_keyfile is None),
+        "server.tls_keyfile" if s.tls_keyfile is None else "server.tls_certfile",
+        "must be set together with "
+        + ("server.tls_certfile" if s.tls_keyfile is None else "server.tls_keyfile"),
+    )
+    keys = _validate_api_keys(sec.api_keys, "security.api_keys")
+    for index, origin in enumerate(sec.allowed_origins):
+        _check_origin(origin, f"security.allowed_origins[{index}]")
+    _check(
+        0 < sec.token_ttl_s <= MAX_TOKEN_TTL_S,
+        "security.token_ttl_s",
+        f"must be > 0 and <= {MAX_TOKEN_TTL_S:.0f} (tokens are short-lived)",
+    )
+    _check(
+        sec.token_secret is None or len(sec.token_secret) >= MIN_TOKEN_SECRET_CHARS,
+        "security.token_secret",
+        f"must be at least {MIN_TOKEN_SECRET_CHARS} characters",
+    )
+    return replace(sec, api_keys=keys)
 
 
 def _validate(config: Config) -> Config:
@@ -215,6 +359,10 @@ def _validate(config: Config) -> Config:
     _check(engine in ENGINE_CHOICES, "tts.engine", f"must be one of {ENGINE_CHOICES}")
     _check(t.device in DEVICE_CHOICES, "tts.device", f"must be one of {DEVICE_CHOICES}")
     _check(t.melo.device in DEVICE_CHOICES, "tts.melo.device", f"must be one of {DEVICE_CHOICES}")
+    _check(
+        t.kokoro.device in DEVICE_CHOICES, "tts.kokoro.device", f"must be one of {DEVICE_CHOICES}"
+    )
+    _check(bool(t.kokoro.model_dir.strip()), "tts.kokoro.model_dir", "must not be empty")
     # The engine defines its modes; imported here, not at the top, so that importing
     # the config (every CLI command does) does not load the engines and numpy.
     from streamer.engines.piper import STREAMING_MODES
@@ -244,7 +392,7 @@ def _validate(config: Config) -> Config:
         "performance.event_loop_realtime_priority",
         f"must be 0 (off) to {MAX_REALTIME_PRIORITY}",
     )
-    return replace(config, tts=replace(t, engine=engine))
+    return replace(config, tts=replace(t, engine=engine), security=_validate_security(config))
 
 
 def parse_config(data: Mapping[str, Any], base_dir: str = ".") -> Config:
@@ -253,7 +401,13 @@ def parse_config(data: Mapping[str, Any], base_dir: str = ".") -> Config:
         raise ConfigError("config must be a JSON object")
     built = _build(Config, data, "")
     return _validate(
-        Config(server=built.server, tts=built.tts, performance=built.performance, base_dir=base_dir)
+        Config(
+            server=built.server,
+            tts=built.tts,
+            performance=built.performance,
+            security=built.security,
+            base_dir=base_dir,
+        )
     )
 
 

@@ -100,6 +100,9 @@ class AdtsAacWriter:
         )
         _check_audio_specific_config(self._codec.extradata, self._rate_index)
         self.sample_rate: Final = sample_rate
+        #: What the encoder was opened with, read back (FFmpeg may clamp what it is
+        #: given); 0 if it reports none.
+        self.bitrate_kbps: Final = (self._codec.bit_rate or 0) // 1000
         self.frame_size: Final = self._codec.frame_size
         self._cutter = FrameCutter(self.frame_size, sample_rate, "fltp")
         self.samples_in = 0

@@ -15,6 +15,7 @@ the reply is routed by the reader while the consumer waits for it.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from functools import partial
@@ -63,7 +64,11 @@ class TTSStreamingClient(BaseStreamingClient):
     frames and events; ``await`` it for the whole result), ``synthesize_streaming``
     (frames only), ``submit`` (sent at once), ``interrupt(reason)``,
     ``synthesize_and_play(text, sink=)``; ``aclose()`` / ``close()``. Raises
-    :class:`TTSConnectionError` when the server cannot be reached.
+    :class:`TTSConnectionError` when the server cannot be reached (``status`` 401: no or
+    a wrong ``api_key``).
+
+    ``api_key`` is sent as ``Authorization: Bearer`` at the handshake; ``ssl_context``
+    verifies a ``wss://`` server (default: the system's CAs, or ``$SSL_CERT_FILE``).
 
     Unlike the asyncio client, ``connect()`` does not open the connection by itself:
     the reader task needs a nursery, which only ``async with`` gives it in Trio.
@@ -73,12 +78,16 @@ class TTSStreamingClient(BaseStreamingClient):
         self,
         url: str,
         *,
+        api_key: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
         reply_timeout: float = REPLY_TIMEOUT_S,
         connect_timeout: float = CONNECT_TIMEOUT_S,
         max_message_size: int = MAX_MESSAGE_BYTES,
         sink: PlaybackSink | None = None,
     ) -> None:
         super().__init__(url, reply_timeout=reply_timeout, sink=sink)
+        self.api_key = api_key
+        self.ssl_context = ssl_context
         self.connect_timeout = connect_timeout
         self.max_message_size = max_message_size
         self._ws: WebSocketConnection | None = None
@@ -102,6 +111,14 @@ class TTSStreamingClient(BaseStreamingClient):
             try:
                 await stack.__aexit__(type(exc), exc, exc.__traceback__)
             except BaseExceptionGroup as group:
+                # trio-websocket raises a refused handshake (401, 503...) in its reader
+                # task, so it leaves through our nursery rather than from _open().
+                matched, _ = group.split(ConnectionRejected)
+                refused: BaseException | None = matched
+                while isinstance(refused, BaseExceptionGroup):
+                    refused = refused.exceptions[0]
+                if isinstance(refused, ConnectionRejected):
+                    raise _rejected(self.url, refused) from None
                 raise _only_error(group, exc) from None
             raise
         self._stack, self._nursery, self._ws = stack, nursery, ws
@@ -133,6 +150,10 @@ class TTSStreamingClient(BaseStreamingClient):
                 return await connect_websocket_url(
                     nursery,
                     self.url,
+                    self.ssl_context,
+                    extra_headers=[(b"authorization", f"Bearer {self.api_key}".encode())]
+                    if self.api_key
+                    else None,
                     message_queue_size=MESSAGE_QUEUE_SIZE,
                     max_message_size=self.max_message_size,
                 )
@@ -141,12 +162,7 @@ class TTSStreamingClient(BaseStreamingClient):
                 f"no WebSocket handshake from {self.url} within {self.connect_timeout} s"
             ) from None
         except ConnectionRejected as exc:
-            body = (exc.body or b"").decode("utf-8", "replace")[:200]
-            raise TTSConnectionError(
-                "handshake_rejected",
-                f"{self.url} refused the WebSocket with HTTP {exc.status_code}: {body}",
-                status=exc.status_code,
-            ) from None
+            raise _rejected(self.url, exc) from None
         except HandshakeError as exc:
             raise TTSConnectionError("handshake_rejected", f"{self.url}: {exc}") from None
         except OSError as exc:
@@ -216,6 +232,15 @@ class TTSStreamingClient(BaseStreamingClient):
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await trio.to_thread.run_sync(partial(fn, *args))
+
+
+def _rejected(url: str, exc: ConnectionRejected) -> TTSConnectionError:
+    body = (exc.body or b"").decode("utf-8", "replace")[:200]
+    return TTSConnectionError(
+        "handshake_rejected",
+        f"{url} refused the WebSocket with HTTP {exc.status_code}: {body}",
+        status=exc.status_code,
+    )
 
 
 def _only_error(group: BaseExceptionGroup[BaseException], exc: BaseException) -> BaseException:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
@@ -71,12 +72,18 @@ class AsyncioTTSStreamingClient(BaseStreamingClient):
         self,
         url: str,
         *,
+        api_key: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
         reply_timeout: float = REPLY_TIMEOUT_S,
         connect_timeout: float = CONNECT_TIMEOUT_S,
         max_message_size: int = MAX_MESSAGE_BYTES,
         sink: PlaybackSink | None = None,
     ) -> None:
         super().__init__(url, reply_timeout=reply_timeout, sink=sink)
+        #: Sent as ``Authorization: Bearer`` at the handshake.
+        self.api_key = api_key
+        #: Verifies a ``wss://`` server (None: the system's CAs, or ``$SSL_CERT_FILE``).
+        self.ssl_context = ssl_context
         self.connect_timeout = connect_timeout
         self.max_message_size = max_message_size
         self._ws: Any = None
@@ -101,6 +108,10 @@ class AsyncioTTSStreamingClient(BaseStreamingClient):
             self._ws = await asyncio.wait_for(
                 client.connect(
                     self.url,
+                    additional_headers={"Authorization": f"Bearer {self.api_key}"}
+                    if self.api_key
+                    else None,
+                    **({"ssl": self.ssl_context} if self.ssl_context is not None else {}),
                     max_size=self.max_message_size,
                     max_queue=MAX_QUEUE,
                     open_timeout=None,

@@ -69,6 +69,8 @@ DEFAULT_WS_URL: Final = "ws://127.0.0.1:8081"
 DEFAULT_HTTP_URL: Final = "http://127.0.0.1:8080"
 WS_URL_ENV: Final = "TTS_STREAMER_URL"
 HTTP_URL_ENV: Final = "TTS_STREAMER_HTTP"
+#: The API key for a server that asks for one (--api-key overrides it).
+API_KEY_ENV: Final = "TTS_STREAMER_API_KEY"
 #: Bound on one REST call: every endpoint used here answers from memory.
 HTTP_TIMEOUT_S: Final = 10.0
 #: Progress line refresh: often enough to look live, rare enough to cost nothing.
@@ -121,6 +123,8 @@ def add_commands(commands: argparse._SubParsersAction[Any], **parser_kwargs: Any
     ``add_parser``)."""
     ws_default = os.environ.get(WS_URL_ENV, DEFAULT_WS_URL)
     http_default = os.environ.get(HTTP_URL_ENV, DEFAULT_HTTP_URL)
+    key_default = os.environ.get(API_KEY_ENV) or None
+    key_help = f"API key of a server that needs one (${API_KEY_ENV})"
 
     say = commands.add_parser(
         "say", help="synthesize text to a file or the speakers", **parser_kwargs,
@@ -148,16 +152,19 @@ def add_commands(commands: argparse._SubParsersAction[Any], **parser_kwargs: Any
         help="send stdin as it arrives (an LLM's tokens): speech starts with the first clause",
     )
     say.add_argument("--url", default=ws_default, help=f"WebSocket URL (${WS_URL_ENV})")
+    say.add_argument("--api-key", default=key_default, help=key_help)
     say.add_argument("--progress", action="store_true", help="progress line even if not a tty")
     say.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
 
     voices = commands.add_parser("voices", help="list the server's voices", **parser_kwargs)
     voices.add_argument("-l", "--language", help="only voices of this language")
     voices.add_argument("--http", default=http_default, help=f"REST base URL (${HTTP_URL_ENV})")
+    voices.add_argument("--api-key", default=key_default, help=key_help)
     voices.add_argument("--json", action="store_true", help="print the raw JSON")
 
     status = commands.add_parser("status", help="show the server's status", **parser_kwargs)
     status.add_argument("--http", default=http_default, help=f"REST base URL (${HTTP_URL_ENV})")
+    status.add_argument("--api-key", default=key_default, help=key_help)
     status.add_argument("--json", action="store_true", help="print the raw JSON")
 
 
@@ -451,7 +458,7 @@ async def _fetch(
     output: _Output,
     progress: _Progress,
 ) -> tuple[AudioStart | None, AudioEnd | None, Interrupted | None]:
-    async with TTSStreamingClient(args.url) as client:
+    async with TTSStreamingClient(args.url, api_key=args.api_key) as client:
         if args.stream:
             context = client.stream(priority=args.priority, **config)
 
@@ -477,7 +484,7 @@ async def _fetch(
 async def _play(
     args: argparse.Namespace, text: str, config: AudioOptions, sink: PlaybackSink | None
 ) -> str:
-    async with TTSStreamingClient(args.url) as client:
+    async with TTSStreamingClient(args.url, api_key=args.api_key) as client:
         if args.stream:
             return await _play_stream(client, args, text, config, sink)
         result = await client.synthesize_and_play(
@@ -527,7 +534,9 @@ async def _play_stream(
 # --- voices, status -------------------------------------------------------------------
 
 
-def _get_json(base: str, path: str, query: dict[str, str] | None = None) -> Any:
+def _get_json(
+    base: str, path: str, query: dict[str, str] | None = None, api_key: str | None = None
+) -> Any:
     """GET a REST endpoint; raises ``_UsageError`` when the server cannot be reached and
     ``TTSServerError``-like ``_HttpError`` for an error reply."""
     url = base.rstrip("/") + path
@@ -536,7 +545,9 @@ def _get_json(base: str, path: str, query: dict[str, str] | None = None) -> Any:
     if not url.startswith(("http://", "https://")):
         raise _UsageError(f"--http must be an http:// or https:// URL, got {base!r}")
     try:
-        with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as response:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        request = urllib.request.Request(url, headers=headers)
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
             return json.load(response)
     except urllib.error.HTTPError as exc:
         try:
@@ -559,7 +570,7 @@ class _HttpError(Exception):
 def _voices(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     query = {"language": args.language} if args.language else None
     try:
-        body = _get_json(args.http, "/api/v1/voices", query)
+        body = _get_json(args.http, "/api/v1/voices", query, args.api_key)
     except _HttpError as exc:
         err.write(f"tts-streamer: {exc}\n")
         return EXIT_SERVER_ERROR
@@ -598,7 +609,7 @@ def _engine_state(engine: dict[str, Any]) -> str:
 
 def _status(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     try:
-        body = _get_json(args.http, "/api/v1/status")
+        body = _get_json(args.http, "/api/v1/status", api_key=args.api_key)
     except _HttpError as exc:
         err.write(f"tts-streamer: {exc}\n")
         return EXIT_SERVER_ERROR
@@ -613,7 +624,8 @@ def _status(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     lines = [
         f"server:     {args.http} (version {body.get('version')}, up {body.get('uptime_s')} s, "
         f"{'ready' if body.get('ready') else 'NOT ready'})",
-        f"websocket:  ws://{host}:{body.get('websocket_port')}",
+        f"websocket:  {'wss' if args.http.startswith('https:') else 'ws'}://{host}:"
+        f"{body.get('websocket_port')}",
         f"sessions:   {body.get('sessions')} (connections {body.get('connections')}"
         f" / {body.get('max_connections')})",
         f"inference:  {inference.get('workers')} workers, {inference.get('running')} running, "

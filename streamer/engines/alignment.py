@@ -1,8 +1,11 @@
 """Word timing helpers shared by engines: the estimated default, and the mapping from an
 engine's phoneme words back to the words of the text.
 
-- ``estimated_stream`` is ``Engine.stream_with_timings``' default: one segment per
-  ``next()``, its words spread over its speech (``timings.estimate_word_timings``).
+- ``timed`` is an engine's stream with word timings: its own ``stream_with_timings``
+  (``timings.TimedEngine``), else ``estimated_stream``: one segment per ``next()``,
+  its words spread over its speech (``timings.estimate_word_timings``). That costs a
+  whole segment before its first chunk, which is what clause-at-a-time engines spend
+  anyway.
 - ``assign_groups`` maps the words of a text onto the *phoneme words* a phonemizer made
   of it. espeak-ng (Piper's and Kokoro's front end) reads "$3.50" as four words and may
   run "Hmm... OK" into one, so the counts differ; phonemizing each word alone (about
@@ -27,6 +30,7 @@ from streamer.engines.base import Pcm, SynthesisOptions, Voice, engine_errors
 from streamer.engines.text import split_for_streaming
 from streamer.engines.timings import (
     TimedChunk,
+    TimedEngine,
     WordTiming,
     estimate_word_timings,
     speech_bounds,
@@ -42,6 +46,7 @@ __all__ = [
     "attach_to_chunks",
     "estimated_stream",
     "phoneme_groups",
+    "timed",
     "word_spans",
 ]
 
@@ -59,6 +64,16 @@ def word_spans(text: str) -> list[tuple[int, int]]:
 
 
 # --- the estimated default -------------------------------------------------------------
+
+
+def timed(
+    engine: Engine, voice: Voice, text: str, options: SynthesisOptions
+) -> Iterator[TimedChunk]:
+    """``engine``'s audio for ``text`` with every word timed: by the engine when it can
+    (``TimedEngine``), else estimated. Raises as ``Engine.stream`` does, at the call."""
+    if isinstance(engine, TimedEngine):
+        return engine.stream_with_timings(voice, text, options)
+    return estimated_stream(engine, voice, text, options)
 
 
 def estimated_stream(

@@ -21,17 +21,15 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import ClassVar, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 # The speaking-rate bounds are the protocol's (what a client may ask for); engines
 # honour exactly that range, so they take it from there rather than restate it.
+from streamer.engines.languages import language_name
 from streamer.protocol import MAX_SPEED, MIN_SPEED, ErrorCode
-
-if TYPE_CHECKING:  # timings imports Pcm from here
-    from streamer.engines.timings import TimedChunk
 
 __all__ = [
     "MAX_SPEED",
@@ -70,8 +68,9 @@ class Voice:
     language: str
     name: str
     sample_rate: int
-    #: ``high`` / ``medium`` / ``low`` / ``x_low`` for neural voices, ``fallback`` for
-    #: formant synthesis; resolution prefers neural voices over fallbacks.
+    #: ``high`` / ``medium`` / ``low`` / ``x_low`` for neural voices, ``standard`` for
+    #: natural-sounding non-neural synthesis (SVOX Pico), ``fallback`` for formant
+    #: synthesis (espeak-ng); resolution ranks neural, then standard, then fallback.
     quality: str
     neural: bool
     speakers: tuple[str, ...] = ()
@@ -81,6 +80,8 @@ class Voice:
             "id": self.id,
             "engine": self.engine,
             "language": self.language,
+            # What a voice list shows instead of the bare tag ("Spanish (Spain)").
+            "language_name": language_name(self.language),
             "name": self.name,
             "sample_rate": self.sample_rate,
             "quality": self.quality,
@@ -115,13 +116,20 @@ class SynthesisOptions:
 
 @dataclass(frozen=True, slots=True)
 class EngineStatus:
-    """Whether an engine can run here, and why not when it cannot."""
+    """Whether an engine can run here, and why not when it cannot.
+
+    ``realtime`` False: the engine works but, measured on this machine, does not keep
+    the server's real-time promises (first audio, streams per core); ``reason`` says by
+    how much. Its voices are still offered, ranked after every voice that keeps them
+    (``registry``), so a language's default is never a voice that cannot keep up.
+    """
 
     name: str
     available: bool
     loaded: bool
     reason: str = ""
     device: str = "cpu"
+    realtime: bool = True
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -130,6 +138,7 @@ class EngineStatus:
             "loaded": self.loaded,
             "reason": self.reason,
             "device": self.device,
+            "realtime": self.realtime,
         }
 
 
@@ -283,27 +292,12 @@ class Engine(abc.ABC):
         (``engine_errors`` wraps the library's exceptions).
         """
 
-    #: Where ``stream_with_timings`` gets word times: ``"aligned"`` from the model or the
-    #: synthesizer itself, ``"estimated"`` spread over each segment's speech by word
-    #: length (the default below). Chunks say it per word (``WordTiming.estimated``).
+    #: Where this engine's word times come from: ``"aligned"``, from the model or the
+    #: synthesizer itself (the engine has a ``stream_with_timings``, see
+    #: ``timings.TimedEngine``); ``"estimated"``, spread over each segment's speech by
+    #: word length (its own ``stream_with_timings`` does it, or ``alignment.timed``
+    #: does for an engine without one). Chunks say it per word (``WordTiming.estimated``).
     word_timing: ClassVar[str] = "estimated"
-
-    def stream_with_timings(
-        self, voice: Voice, text: str, options: SynthesisOptions
-    ) -> Iterator[TimedChunk]:
-        """``stream``'s audio, each chunk with the words of ``text`` that start in it
-        (``timings.words_of``, in order; times in seconds from the stream's first
-        sample). Raises as ``stream`` does.
-
-        This default estimates: it synthesizes ``text`` one segment
-        (``split_for_streaming``) per ``next()``, then spreads the segment's words over
-        its speech. That costs a whole segment before its first chunk, which is what
-        clause-at-a-time engines spend anyway; engines that chunk finer, or know where
-        words fall, override it (and set ``word_timing``).
-        """
-        from streamer.engines.alignment import estimated_stream
-
-        return estimated_stream(self, voice, text, options)
 
     def warm_up(self, voice: Voice) -> None:
         """Run one short synthesis so the first real request is as fast as later ones."""

@@ -156,3 +156,66 @@ def closeness(requested: LanguageTag, offered: LanguageTag) -> Closeness | None:
     if offered.region is None and offered.script is None and not offered.rest:
         return Closeness.BARE_LANGUAGE
     return Closeness.SAME_LANGUAGE
+
+
+#: English names of the languages some engine here speaks (every espeak-ng 1.52 voice's
+#: language, Kokoro's and Pico's), keyed by canonical language subtag: what a voice list
+#: shows instead of a bare code. A language missing here is shown by its tag.
+LANGUAGE_NAMES: Final[dict[str, str]] = {
+    "af": "Afrikaans", "am": "Amharic", "an": "Aragonese", "ar": "Arabic",
+    "as": "Assamese", "az": "Azerbaijani", "ba": "Bashkir", "be": "Belarusian",
+    "bg": "Bulgarian", "bn": "Bengali", "bpy": "Bishnupriya Manipuri", "bs": "Bosnian",
+    "ca": "Catalan", "chr": "Cherokee", "cs": "Czech", "cv": "Chuvash", "cy": "Welsh",
+    "da": "Danish", "de": "German", "el": "Greek", "en": "English", "eo": "Esperanto",
+    "es": "Spanish", "et": "Estonian", "eu": "Basque", "fa": "Persian", "fi": "Finnish",
+    "fo": "Faroese", "fr": "French", "ga": "Irish", "gd": "Scottish Gaelic",
+    "gn": "Guarani", "grc": "Ancient Greek", "gu": "Gujarati", "hak": "Hakka Chinese",
+    "haw": "Hawaiian", "he": "Hebrew", "hi": "Hindi", "hr": "Croatian",
+    "ht": "Haitian Creole", "hu": "Hungarian", "hy": "Armenian",
+    "hyw": "Western Armenian", "ia": "Interlingua", "id": "Indonesian", "io": "Ido",
+    "is": "Icelandic", "it": "Italian", "ja": "Japanese", "jbo": "Lojban",
+    "ka": "Georgian", "kaa": "Karakalpak", "kk": "Kazakh", "kl": "Greenlandic",
+    "kn": "Kannada", "ko": "Korean", "kok": "Konkani", "ku": "Kurdish", "ky": "Kyrgyz",
+    "la": "Latin", "lb": "Luxembourgish", "lfn": "Lingua Franca Nova",
+    "lt": "Lithuanian", "ltg": "Latgalian", "lv": "Latvian", "mi": "Māori",
+    "mk": "Macedonian", "ml": "Malayalam", "mr": "Marathi", "ms": "Malay",
+    "mt": "Maltese", "mto": "Totontepec Mixe", "my": "Burmese",
+    "nb": "Norwegian Bokmål", "nci": "Classical Nahuatl", "ne": "Nepali",
+    "nl": "Dutch", "nog": "Nogai", "om": "Oromo", "or": "Odia", "pa": "Punjabi",
+    "pap": "Papiamento", "piqd": "Klingon", "pl": "Polish", "pt": "Portuguese",
+    "py": "Pyash", "qdb": "Lang Belta", "qu": "Quechua", "quc": "K'iche'",
+    "qya": "Quenya", "ro": "Romanian", "ru": "Russian", "sd": "Sindhi", "shn": "Shan",
+    "si": "Sinhala", "sjn": "Sindarin", "sk": "Slovak", "sl": "Slovenian",
+    "smj": "Lule Sami", "sq": "Albanian", "sr": "Serbian", "sv": "Swedish",
+    "sw": "Swahili", "ta": "Tamil", "te": "Telugu", "th": "Thai", "ti": "Tigrinya",
+    "tk": "Turkmen", "tn": "Tswana", "tr": "Turkish", "tt": "Tatar", "ug": "Uyghur",
+    "uk": "Ukrainian", "ur": "Urdu", "uz": "Uzbek", "vi": "Vietnamese",
+    "yue": "Cantonese", "zh": "Chinese",
+}  # fmt: skip
+
+#: English names of the regions voices are tagged with; others are shown by their code.
+REGION_NAMES: Final[dict[str, str]] = {
+    "029": "Caribbean", "419": "Latin America", "AR": "Argentina", "AT": "Austria",
+    "AU": "Australia", "BE": "Belgium", "BR": "Brazil", "CA": "Canada",
+    "CH": "Switzerland", "CN": "China", "CO": "Colombia", "DE": "Germany",
+    "ES": "Spain", "FR": "France", "GB": "United Kingdom", "IE": "Ireland",
+    "IN": "India", "IT": "Italy", "JP": "Japan", "LV": "Latvia", "MX": "Mexico",
+    "PT": "Portugal", "TW": "Taiwan", "US": "United States", "VN": "Vietnam",
+}  # fmt: skip
+
+
+def language_name(tag: str) -> str:
+    """A human name for a language tag, in English: ``es`` → ``Spanish``,
+    ``es-ES`` → ``Spanish (Spain)``, ``en-US`` → ``English (United States)``,
+    ``es-419`` → ``Spanish (Latin America)``. A language or region without a name here
+    is shown by its code (``xx-YY`` → ``xx (YY)``); a string that is no tag comes back
+    unchanged. Variants and private use are left out: the voice's own name says those.
+    """
+    try:
+        parsed = parse_tag(tag)
+    except ValueError:
+        return tag
+    name = LANGUAGE_NAMES.get(parsed.language, parsed.language)
+    if parsed.region is None:
+        return name
+    return f"{name} ({REGION_NAMES.get(parsed.region, parsed.region)})"

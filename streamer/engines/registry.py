@@ -14,12 +14,21 @@ id. Resolution:
    ``languages.LANGUAGE_ALIASES``). None match: ``UnknownLanguageError``, listing the
    languages there are.
 3. Those voices are ordered best first by, in turn: the ``preferred_engine``'s voices
-   first (when one is configured); neural before espeak fallback; regional closeness
-   to the request (exact tag; same region with another variant; a macro-region that
-   contains the region, ``es-419`` for ``es-MX``; the bare language; any other region);
-   quality ``high`` > ``medium`` > ``low`` > ``x_low`` > anything else; then voice id.
-   So ``es-MX`` with no ``es-MX`` voice falls back to other Spanish voices, and a
-   neural Castilian voice still beats espeak's Latin American one.
+   first (when one is configured); the voice's tier (``tier``: neural, then standard
+   (SVOX Pico), each only from engines that keep the real-time promises here, then any
+   voice of an engine that does not, then espeak-ng's formant fallback); regional
+   closeness to the request (exact tag; same region with another variant; a
+   macro-region that contains the region, ``es-419`` for ``es-MX``; the bare language;
+   any other region); quality ``high`` > ``medium`` > ``low`` > ``x_low`` > anything
+   else; then voice id. So ``es-MX`` with no ``es-MX`` voice falls back to other
+   Spanish voices, and a neural Castilian voice still beats espeak's Latin American one.
+
+   Quality comes first, but a default must keep the server's promises: an engine whose
+   status says it is not ``realtime`` on this machine (Kokoro on a CPU too slow for it,
+   measured when it loads) has its voices ranked after every real-time voice but
+   before espeak-ng. It is still chosen by voice id, by index, by ``tts.engine``
+   (the preferred engine comes first whatever its speed), or by default on a machine
+   fast enough (a GPU).
 4. The index (0 when no voice is given) picks from that list; out of range (or a
    negative index) raises ``UnknownVoiceError`` listing that language's voice ids.
 
@@ -41,6 +50,7 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from types import MappingProxyType
 from typing import Final
 
@@ -58,10 +68,12 @@ __all__ = [
     "DEFAULT_LANGUAGE",
     "QUALITY_RANK",
     "VOICE_RESCAN_INTERVAL_S",
+    "Tier",
     "UnknownLanguageError",
     "UnknownVoiceError",
     "VoiceRegistry",
     "VoiceSelectionError",
+    "tier",
 ]
 
 logger = logging.getLogger(__name__)
@@ -82,6 +94,28 @@ VOICE_RESCAN_INTERVAL_S: Final = 5.0
 
 def _quality_rank(voice: Voice) -> int:
     return QUALITY_RANK.get(voice.quality, len(QUALITY_RANK))
+
+
+class Tier(IntEnum):
+    """How a voice ranks before language closeness and quality; lower is better."""
+
+    #: A neural voice of an engine that keeps the real-time promises here.
+    NEURAL = 0
+    #: A natural-sounding non-neural voice (SVOX Pico) of such an engine.
+    STANDARD = 1
+    #: Any voice (but a fallback) of an engine too slow here to be a default.
+    SLOW = 2
+    #: Formant synthesis (espeak-ng): robotic, the voice of last resort.
+    FALLBACK = 3
+
+
+def tier(voice: Voice, *, realtime: bool) -> Tier:
+    """``voice``'s tier, given whether its engine is ``realtime`` on this machine."""
+    if voice.quality == "fallback":
+        return Tier.FALLBACK
+    if not realtime:
+        return Tier.SLOW
+    return Tier.NEURAL if voice.neural else Tier.STANDARD
 
 
 #: Parsed tags remembered: every voice's tag is matched on every request (142 espeak
@@ -107,6 +141,8 @@ class _Catalogue:
     by_id: Mapping[str, Voice]
     #: The distinct language tags of ``voices``, sorted.
     languages: tuple[str, ...]
+    #: Engines whose status said they are not real-time here (``EngineStatus.realtime``).
+    slow_engines: frozenset[str] = frozenset()
 
 
 _EMPTY: Final = _Catalogue((), MappingProxyType({}), ())
@@ -180,10 +216,14 @@ class VoiceRegistry:
     def _scan(self) -> _Catalogue:
         """The catalogue the engines offer now. Call with the refresh lock held."""
         seen: dict[str, Voice] = {}
+        slow: set[str] = set()
         for engine in self._engines:
             try:
-                if not engine.status().available:
+                status = engine.status()
+                if not status.available:
                     continue
+                if not status.realtime:
+                    slow.add(engine.name)
                 offered = engine.voices()
             except Exception:
                 # One broken engine must not hide the others' voices.
@@ -201,27 +241,30 @@ class VoiceRegistry:
             voices=voices,
             by_id=MappingProxyType(seen),
             languages=tuple(sorted({voice.language for voice in voices})),
+            slow_engines=frozenset(slow),
         )
 
-    def _rank(self, voice: Voice, match: Closeness | None) -> tuple[bool, bool, int, int, str]:
+    def _rank(
+        self, voice: Voice, match: Closeness | None, slow: frozenset[str]
+    ) -> tuple[bool, int, int, int, str]:
         return (
             voice.engine != self._preferred_engine if self._preferred_engine else False,
-            not voice.neural,
+            int(tier(voice, realtime=voice.engine not in slow)),
             -1 if match is None else int(match),
             _quality_rank(voice),
             voice.id,
         )
 
-    def _matching(self, voices: Sequence[Voice], language: str) -> list[Voice]:
+    def _matching(self, catalogue: _Catalogue, language: str) -> list[Voice]:
         requested = _tag_or_none(language)
         if requested is None:
             return []
-        ranked: list[tuple[tuple[bool, bool, int, int, str], Voice]] = []
-        for voice in voices:
+        ranked: list[tuple[tuple[bool, int, int, int, str], Voice]] = []
+        for voice in catalogue.voices:
             offered = _tag_or_none(voice.language)
             match = None if offered is None else closeness(requested, offered)
             if match is not None:
-                ranked.append((self._rank(voice, match), voice))
+                ranked.append((self._rank(voice, match, catalogue.slow_engines), voice))
         ranked.sort(key=lambda item: item[0])
         return [voice for _, voice in ranked]
 
@@ -230,10 +273,13 @@ class VoiceRegistry:
         in resolution order (``es`` gives every Spanish voice, ``es-MX`` too but the
         closest regions first); an unknown or malformed tag gives an empty list.
         Without: every voice, grouped by language tag, best first within each."""
-        voices = self._catalogue.voices
+        catalogue = self._catalogue
         if language is not None:
-            return self._matching(voices, language)
-        return sorted(voices, key=lambda voice: (voice.language, self._rank(voice, None)))
+            return self._matching(catalogue, language)
+        slow = catalogue.slow_engines
+        return sorted(
+            catalogue.voices, key=lambda voice: (voice.language, self._rank(voice, None, slow))
+        )
 
     def languages(self) -> list[str]:
         """The distinct language tags of the available voices, sorted."""
@@ -271,7 +317,7 @@ class VoiceRegistry:
             raise UnknownVoiceError(f"invalid voice {voice_id!r}", [])
         index = 0 if voice_id is None else int(voice_id)
         requested = self._default_language if language is None else language
-        candidates = self._matching(catalogue.voices, requested)
+        candidates = self._matching(catalogue, requested)
         if not candidates:
             raise UnknownLanguageError(
                 f"no voice for language {requested!r}", list(catalogue.languages)
@@ -290,6 +336,6 @@ class VoiceRegistry:
             return voice
         # List the voices of the requested language when there are any: that is what
         # the client was choosing among.
-        listed = self._matching(catalogue.voices, language) if language is not None else []
+        listed = self._matching(catalogue, language) if language is not None else []
         available = [voice.id for voice in listed] or sorted(catalogue.by_id)
         raise UnknownVoiceError(f"unknown voice {voice_id!r}", available)

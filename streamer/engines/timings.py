@@ -12,20 +12,22 @@ treat estimated times as good to a word or two, not to the phoneme.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol, runtime_checkable
 
 import numpy as np
 
-from streamer.engines.base import Pcm
+from streamer.engines.base import Engine, Pcm, SynthesisOptions, Voice
 
 __all__ = [
     "SILENCE_LEVEL",
     "TimedChunk",
+    "TimedEngine",
     "WordTiming",
     "estimate_word_timings",
     "speech_bounds",
+    "timed_stream",
     "words_of",
 ]
 
@@ -67,6 +69,27 @@ class TimedChunk:
 
     pcm: Pcm
     words: tuple[WordTiming, ...] = ()
+
+
+@runtime_checkable
+class TimedEngine(Protocol):
+    """An engine that says when words are spoken (Kokoro: from the model; Pico:
+    estimated). Same contract as ``Engine.stream``, chunks with their words."""
+
+    def stream_with_timings(
+        self, voice: Voice, text: str, options: SynthesisOptions
+    ) -> Iterator[TimedChunk]: ...
+
+
+def timed_stream(
+    engine: Engine, voice: Voice, text: str, options: SynthesisOptions
+) -> Iterator[TimedChunk]:
+    """``engine``'s stream of ``text`` with word timings where the engine gives them
+    (``TimedEngine``), else the same chunks with no words. Raises and closes as
+    ``Engine.stream`` does."""
+    if isinstance(engine, TimedEngine):
+        return engine.stream_with_timings(voice, text, options)
+    return (TimedChunk(pcm) for pcm in engine.stream(voice, text, options))
 
 
 def words_of(text: str) -> list[str]:

@@ -78,6 +78,17 @@ class ErrorCode(StrEnum):
     INVALID_INPUT = "invalid_input"
     INVALID_INSTRUCTIONS = "invalid_instructions"
     INVALID_STREAM_FORMAT = "invalid_stream_format"
+    # Security (protocol_docs/security.md): refusals at the handshake or on a route,
+    # except ``rate_limited``, which inside a WebSocket session is an ``error`` event.
+    #: No credential, an unknown key, or a token that is expired or tampered with.
+    UNAUTHORIZED = "unauthorized"
+    #: A browser page from an origin not in ``security.allowed_origins``.
+    ORIGIN_NOT_ALLOWED = "origin_not_allowed"
+    #: The key already holds its ``max_sessions`` (connections and speech requests).
+    TOO_MANY_SESSIONS = "too_many_sessions"
+    #: The key went over its ``chars_per_minute``; ``details.retry_after_ms`` says when
+    #: the text fits again.
+    RATE_LIMITED = "rate_limited"
 
 
 class CloseCode(IntEnum):

@@ -38,6 +38,7 @@ from .runtime import (
     tuned_process,
     watch_event_loop,
 )
+from .security import check_exposure, server_ssl_context
 from .session import SessionManager
 from .websocket import (
     CLOSE_TIMEOUT_S,
@@ -84,6 +85,7 @@ async def run_server(
     """Serve until ``RunningServer.shutdown()`` (or cancellation)."""
     services = services or build_services(config)
     check_defaults(services)  # before binding: a bad default is a config error
+    check_exposure(config, services.security)  # no keys: loopback only, unless allowed
     with tuned_process(config.performance.event_loop_realtime_priority):
         await _serve(config, services, task_status)
 
@@ -105,6 +107,12 @@ async def _serve(
     hconfig.keep_alive_timeout = config.server.http_keep_alive_timeout_s
     # Read by our Hypercorn fix as "a request head must arrive within this long".
     hconfig.read_timeout = math.ceil(config.server.http_read_timeout_s)  # typed int there
+    ssl_context = server_ssl_context(config)  # None without TLS
+    if ssl_context is not None:
+        hconfig.certfile = str(config.path(config.server.tls_certfile or ""))
+        hconfig.keyfile = str(config.path(config.server.tls_keyfile or ""))
+        # HTTP/1.1 only: our Hypercorn fixes (and their tests) are for its h11 path.
+        hconfig.alpn_protocols = ["http/1.1"]
     http_stop = trio.Event()
 
     async def handler(request: WebSocketRequest) -> None:
@@ -117,7 +125,7 @@ async def _serve(
                 handler,
                 config.server.host,
                 config.server.websocket_port,
-                None,
+                ssl_context,
                 message_queue_size=WS_MESSAGE_QUEUE,
                 max_message_size=config.server.max_message_bytes,
                 # A half-sent upgrade request holds a task and a socket: bounded.
@@ -130,6 +138,7 @@ async def _serve(
             partial(hypercorn_serve, app, hconfig, shutdown_trigger=http_stop.wait)
         )
         http_port = int(binds[0].rsplit(":", 1)[1])
+        services.security.origins.page_port = http_port  # the page's own origin
         running = RunningServer(
             manager=manager,
             connections=connections,
@@ -144,10 +153,13 @@ async def _serve(
             log.info("models loaded in %.2f s", trio.current_time() - started)
         with frozen_startup_objects():
             state.ready = True
+            tls = ssl_context is not None
             log.info(
-                "serving REST on http://%s:%d and WebSocket on ws://%s:%d (pid %d)",
+                "serving REST on %s://%s:%d and WebSocket on %s://%s:%d (pid %d)",
+                "https" if tls else "http",
                 config.server.host,
                 http_port,
+                "wss" if tls else "ws",
                 config.server.host,
                 ws_server.port,
                 os.getpid(),

@@ -9,8 +9,24 @@ and NLTK are imported only by the functions that need them.
   the offline tokenizer cache and NLTK data melo needs; :func:`checkpoint_dir` is its
   ``MeloEngine`` checkpoint folder; :func:`melo_offline_environment` points melo at
   those caches (before melo is first imported).
+- :class:`RawWebSocket`: a WebSocket client that can write any frame, valid or not
+  (:func:`frame`), for the hostile-client tests and ``scripts.reliability``.
 """
 
+from ._raw_websocket import (
+    BINARY,
+    CLOSE,
+    CONTINUATION,
+    PING,
+    PONG,
+    TEXT,
+    Closed,
+    HandshakeRefused,
+    RawWebSocket,
+    frame,
+    masked,
+    wire_bytes,
+)
 from ._tiny_melo import (
     TINY_SAMPLE_RATE,
     TINY_SPEAKERS,
@@ -21,10 +37,22 @@ from ._tiny_melo import (
 )
 
 __all__ = [
+    "BINARY",
+    "CLOSE",
+    "CONTINUATION",
+    "PING",
+    "PONG",
+    "TEXT",
     "TINY_SAMPLE_RATE",
     "TINY_SPEAKERS",
+    "Closed",
+    "HandshakeRefused",
+    "RawWebSocket",
     "build_tiny_melo",
     "checkpoint_dir",
+    "frame",
+    "masked",
     "melo_offline_env",
     "melo_offline_environment",
+    "wire_bytes",
 ]

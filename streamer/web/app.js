@@ -8,6 +8,10 @@
 //
 // The audio of the last request is also kept (as 16-bit samples) for "Download WAV",
 // and plays through one GainNode, the volume control.
+// A server with API keys: the key typed into the page authenticates its REST calls
+// (Authorization: Bearer); for the WebSocket, which a browser cannot give headers, the
+// page first gets a short-lived token (POST /api/v1/tokens) and offers it as the
+// subprotocol "tts.token.<token>" beside "tts.v1" (protocol_docs/security.md).
 //
 // "Stream as typed" sends what is typed into the text box, as it is typed, into one
 // streamed-text context (`text` messages with what was added; Speak sends `close`),
@@ -49,6 +53,9 @@
       return null; // an old browser: the bare tags are shown
     }
   })();
+  // The WebSocket subprotocol of the API, and the prefix of a token offered beside it.
+  const SUBPROTOCOL = "tts.v1";
+  const TOKEN_SUBPROTOCOL_PREFIX = "tts.token.";
 
   const $ = (id) => document.getElementById(id);
 
@@ -72,6 +79,8 @@
     volume: 1,
     outputGain: null, // the GainNode's value once audio has started
     spokenSamples: 0, // samples of the last request kept for "Download WAV"
+    auth: "none", // none, token: how the WebSocket authenticated
+    protocol: null, // the subprotocol the server answered
     streamedTexts: 0, // `text` messages sent by "Stream as typed"
     wordsTimed: 0, // words received in `timestamps` events
     wordsLit: 0, // of them, those whose time has come in playback
@@ -90,6 +99,8 @@
   let voices = [];
   let gain = null; // the volume control, between every source and the speakers
   let sample = ""; // the sample text now offered, replaced when the language changes
+  // The language value that asks the server to detect each text's language.
+  const AUTO = "auto";
   // The last request's audio as 16-bit chunks, for "Download WAV".
   let spoken = { id: null, sampleRate: 0, chunks: [] };
   let downloadUrl = null;
@@ -137,10 +148,19 @@
     $("connect").textContent = socket ? "Disconnect" : "Connect";
   }
 
-  async function getJson(path) {
-    const response = await fetch(path, { headers: { Accept: "application/json" } });
+  function authHeaders() {
+    const key = $("api-key").value.trim();
+    return key ? { Authorization: `Bearer ${key}` } : {};
+  }
+
+  async function requestJson(path, method = "GET") {
+    const response = await fetch(path, { method, headers: { Accept: "application/json", ...authHeaders() } });
     const body = await response.json();
-    if (!response.ok) throw new Error(body.error ? `${body.error.code}: ${body.error.message}` : response.statusText);
+    if (!response.ok) {
+      const error = new Error(body.error ? `${body.error.code}: ${body.error.message}` : response.statusText);
+      error.status = response.status;
+      throw error;
+    }
     return body;
   }
 
@@ -177,7 +197,9 @@
     // Only replace what the page put there: never the user's own text.
     const text = $("text");
     if (text.value.trim() && text.value !== sample) return;
-    sample = $("language").value ? sampleFor($("language").value) : "";
+    const language = $("language").value;
+    if (language === AUTO) return; // any language will do: keep what is there
+    sample = language ? sampleFor(language) : "";
     text.value = sample;
   }
 
@@ -185,6 +207,7 @@
     fillVoices();
     offerSample();
   }
+  const getJson = (path) => requestJson(path);
 
   function fillVoices() {
     const language = $("language").value;
@@ -199,6 +222,7 @@
   }
 
   async function init() {
+    $("language").textContent = "";
     try {
       const status = await getJson("/api/v1/status");
       wsPort = status.websocket_port;
@@ -209,6 +233,11 @@
         .map((tag) => ({ tag, name: languageName(tag) }))
         .sort((a, b) => a.name.localeCompare(b.name, "en") || a.tag.localeCompare(b.tag));
       const select = $("language");
+      select.textContent = ""; // init runs again when the API key changes
+      const auto = document.createElement("option");
+      auto.value = AUTO;
+      auto.textContent = "Auto-detect (from the text)";
+      select.appendChild(auto);
       languages.forEach(({ tag, name }) => {
         const option = document.createElement("option");
         option.value = tag;
@@ -222,8 +251,13 @@
       onLanguageChange();
       log(`${voices.length} voices in ${languages.length} languages`);
     } catch (error) {
-      $("server-info").textContent = `server unreachable: ${error.message}`;
-      log(`status failed: ${error.message}`, true);
+      if (error.status === 401) {
+        $("server-info").textContent = "this server needs an API key: enter it above";
+        log(`status: ${error.message}`);
+      } else {
+        $("server-info").textContent = `server unreachable: ${error.message}`;
+        log(`status failed: ${error.message}`, true);
+      }
     }
     render();
   }
@@ -247,7 +281,7 @@
     nextStart = 0;
   }
 
-  function connect() {
+  async function connect() {
     if (socket) {
       socket.close(1000, "user disconnect");
       return;
@@ -266,9 +300,24 @@
     }
     if (audio.state === "suspended") audio.resume();
     setState("connecting");
-    socket = new WebSocket(wsUrl());
+    const protocols = [SUBPROTOCOL];
+    stats.auth = "none";
+    if ($("api-key").value.trim()) {
+      // The key never goes into the WebSocket: a token made for it, valid a minute.
+      try {
+        const { token } = await requestJson("/api/v1/tokens", "POST");
+        protocols.push(TOKEN_SUBPROTOCOL_PREFIX + token);
+        stats.auth = "token";
+      } catch (error) {
+        log(`token: ${error.message}`, true);
+        setState("error");
+        return;
+      }
+    }
+    socket = new WebSocket(wsUrl(), protocols);
     socket.binaryType = "arraybuffer";
     socket.onopen = () => {
+      stats.protocol = socket.protocol;
       const config = { format: $("format").value, realtime: true };
       if ($("language").value) config.language = $("language").value;
       if ($("voice").value) config.voice_id = $("voice").value;
@@ -587,6 +636,7 @@
   }
 
   $("language").addEventListener("change", onLanguageChange);
+  $("api-key").addEventListener("change", init);
   $("connect").addEventListener("click", connect);
   $("speak").addEventListener("click", speak);
   $("interrupt").addEventListener("click", interrupt);

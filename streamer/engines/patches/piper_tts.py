@@ -18,8 +18,9 @@ warning is logged once. Both fixes rest on the bridge's exact behaviour, and a w
 guess costs more than the leak: dropping a reference the bridge does not leak frees a
 tuple still in use (a crash), and skipping a ``set_voice`` a newer phonemizer relies on
 would phonemize with another language's rules. The leaks cost memory slowly and are
-measured, so running unpatched is the safe failure; ``tests/test_engine_patches.py``
-fails on another version, so an upgrade gets re-measured instead of silently unpatched.
+measured, so running unpatched is the safe failure;
+``tests/integration/engines/test_patches.py`` fails on another version, so an upgrade
+gets re-measured instead of silently unpatched.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from typing import Any, Final
 from quart import Response, jsonify, request
 
 from ...protocol import ErrorCode, ProtocolError, ServerError
+from ..security import REFUSAL_STATUS, refusal_headers
 
 #: Status of each code that is not a plain 400 (the caller's malformed request).
 _STATUS: Final[dict[str, int]] = {
@@ -27,6 +28,9 @@ _STATUS: Final[dict[str, int]] = {
     ErrorCode.NOT_READY: 503,
     ErrorCode.SYNTHESIS_FAILED: 500,
     ErrorCode.INTERNAL_ERROR: 500,
+    # unauthorized 401, origin_not_allowed 403, too_many_sessions and rate_limited 429:
+    # one table for these, shared with the WebSocket handshake.
+    **REFUSAL_STATUS,
 }
 #: Retry hint for a 503 whose error carries none.
 DEFAULT_RETRY_AFTER_S: Final = 1
@@ -45,6 +49,12 @@ def retry_after_header(error: ProtocolError) -> dict[str, str]:
     if isinstance(retry_ms, int | float) and math.isfinite(retry_ms):
         seconds = max(1, math.ceil(retry_ms / 1000))
     return {"Retry-After": str(seconds)}
+
+
+def reply_headers(error: ProtocolError) -> dict[str, str]:
+    """Every header an error's reply carries: ``Retry-After`` for a 503 or 429,
+    ``WWW-Authenticate`` for a 401."""
+    return retry_after_header(error) | refusal_headers(error)
 
 
 def error_response(
@@ -84,7 +94,7 @@ def openai_error_response(
         }
     )
     response.status_code = status
-    for name, value in retry_after_header(error).items():
+    for name, value in reply_headers(error).items():
         response.headers[name] = value
     return response
 

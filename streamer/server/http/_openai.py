@@ -4,11 +4,14 @@
 Decisions where OpenAI's API and this server differ:
 
 - ``voice``: OpenAI's names (alloy, ash, ballad, coral, echo, fable, onyx, nova, sage,
-  shimmer, verse, marin, cedar) map, in that order, round-robin onto the English voices
-  installed here — the neural ones only when there are any, best first as the registry
-  ranks them, each speaker of a multi-speaker voice counting as one voice. With the
-  packaged Piper voice alone, every name speaks with it. Any voice id of ours
-  (``GET /api/v1/voices``) is accepted too, also as ``{"id": "..."}``.
+  shimmer, verse, marin, cedar) map to distinct Kokoro voices when Kokoro is installed
+  (``kokoro.OPENAI_VOICES``: ``alloy`` is ``af_alloy``, ``coral`` ``af_heart``...).
+  Otherwise (and for a name whose Kokoro voice is missing) they map, in that order,
+  round-robin onto the English voices installed here — the neural ones only when there
+  are any, best first as the registry ranks them, each speaker of a multi-speaker voice
+  counting as one voice. With the packaged Piper voice alone, every name speaks with it.
+  Any voice id of ours (``GET /api/v1/voices``) is accepted too, also as
+  ``{"id": "..."}``.
 - ``response_format``: mp3, opus (Ogg Opus, as OpenAI's), flac, wav and pcm; every
   format at 24 kHz like OpenAI's, so ``pcm`` is raw 24 kHz 16-bit little-endian mono as
   OpenAI documents. ``aac`` is ADTS AAC-LC.
@@ -51,6 +54,7 @@ from werkzeug.exceptions import HTTPException
 
 from ...audio import complete_file
 from ...engines.base import Voice
+from ...engines.kokoro import OPENAI_VOICES as KOKORO_OPENAI_VOICES
 from ...engines.registry import UnknownVoiceError
 from ...protocol import (
     AudioConfig,
@@ -65,6 +69,7 @@ from ...protocol import (
     quote,
 )
 from ..runtime import DownloadGate, RequestOutcome, ServerState, Services
+from ..security import Lease
 from ..session import (
     SessionManager,
     SynthesisJob,
@@ -74,6 +79,7 @@ from ..session import (
     run_job,
 )
 from ._errors import openai_error_response, read_body
+from ._security import current_caller
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +155,12 @@ def openai_voice_map(services: Services) -> list[MappedVoice]:
     ]
     if not slots:
         return []
+    installed = {v.id: v for v in english}
     return [
-        MappedVoice(name, *slots[index % len(slots)]) for index, name in enumerate(OPENAI_VOICES)
+        MappedVoice(name, installed[KOKORO_OPENAI_VOICES[name]], None)
+        if KOKORO_OPENAI_VOICES.get(name) in installed
+        else MappedVoice(name, *slots[index % len(slots)])
+        for index, name in enumerate(OPENAI_VOICES)
     ]
 
 
@@ -257,12 +267,17 @@ class _Production:
     failed: bool = False
     #: The download slot this production holds (``DownloadGate``), until released.
     gate: DownloadGate | None = None
+    #: The API key's session slot (``max_sessions``), until released.
+    lease: Lease | None = None
 
     def release_slot(self) -> None:
-        """Give the download slot back (once, whoever gets there first)."""
+        """Give the download slot and the key's slot back (once, whoever gets there
+        first)."""
         gate, self.gate = self.gate, None
         if gate is not None:
             gate.release(self)
+        if self.lease is not None:
+            self.lease.release()
 
 
 async def _produce(
@@ -439,9 +454,18 @@ def register_openai(app: QuartTrio, manager: SessionManager, state: ServerState)
         check_can_start(services, resolved, Priority.NORMAL, None, new_stream=True)
         job = new_job(services, resolved, parsed.text, Priority.NORMAL, received_at)
         stream_format = job.open()
-        production = _Production()
+        production = _Production(
+            # The key's slot and characters (429 too_many_sessions / rate_limited).
+            lease=services.security.quotas.admit_request(
+                current_caller(), len(parsed.text), received_at
+            )
+        )
         # A slot among the downloads (or a short wait for one; busy when that is full).
-        await services.downloads.admit(production)
+        try:
+            await services.downloads.admit(production)
+        except BaseException:
+            production.release_slot()
+            raise
         production.gate = services.downloads
         send, receive = trio.open_memory_channel[bytes](BODY_BUFFER_FRAMES)
         try:

@@ -1,9 +1,9 @@
 """The OpenAPI 3.1 description of the HTTP API, served at ``GET /openapi.json``.
 
 Written by hand (the routes are plain Quart functions, with no schema framework to
-derive it from) and kept honest by ``tests/test_openapi.py``: every route the app has
-must be documented here, with its methods, and nothing else; a new route fails that
-test until it is described here. The WebSocket protocol is not HTTP and lives in
+derive it from) and kept honest by ``tests/unit/server/test_openapi.py``: every route
+the app has must be documented here, with its methods, and nothing else; a new route
+fails that test until it is described here. The WebSocket protocol is not HTTP and lives in
 protocol_docs/websocket.md.
 """
 
@@ -447,6 +447,30 @@ def _paths() -> dict[str, Any]:
                 },
             },
         },
+        "/api/v1/tokens": {
+            "post": {
+                "summary": "A short-lived token for a browser WebSocket",
+                "description": "Needs the API key itself (not a token). The page connects "
+                "with the subprotocols `[\"tts.v1\", \"tts.token.<token>\"]`, or "
+                "`?token=<token>`; a token is also accepted as `Authorization: Bearer`. "
+                "See protocol_docs/security.md.",
+                "tags": ["control"],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["token", "expires_in"],
+                            "properties": {
+                                "token": {"type": "string"},
+                                "expires_in": {"type": "integer", "description": "seconds"},
+                            },
+                        },
+                        "The token.",
+                    ),
+                    "401": _error("unauthorized: no key, a wrong key, or a token."),
+                },
+            }
+        },
         "/api/v1/metrics": {
             "get": {
                 "summary": "Metrics as JSON (percentiles over a recent window)",
@@ -518,6 +542,28 @@ def _paths() -> dict[str, Any]:
     }
 
 
+_SECURITY_SCHEMES: Final = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key, or a token from POST /api/v1/tokens.",
+    },
+    "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+}
+#: Routes open without a key (``/metrics`` and this document unless the config says so
+#: are not among them).
+_PUBLIC_PATHS: Final = ("/", "/web/{name}", "/health", "/health/live")
+
+
+def _public(paths: dict[str, Any]) -> dict[str, Any]:
+    """``paths`` with the open routes marked as needing no credential."""
+    for path in _PUBLIC_PATHS:
+        for method, operation in paths[path].items():
+            if method != "parameters":
+                operation["security"] = []
+    return paths
+
+
 def openapi_document() -> dict[str, Any]:
     """The whole OpenAPI 3.1 document."""
     return {
@@ -536,8 +582,12 @@ def openapi_document() -> dict[str, Any]:
             {"name": "operations", "description": "Health, metrics, this document."},
             {"name": "web", "description": "Browser demo page."},
         ],
-        "paths": _paths(),
-        "components": {"schemas": _SCHEMAS},
+        "paths": _public(_paths()),
+        "components": {"schemas": _SCHEMAS, "securitySchemes": _SECURITY_SCHEMES},
+        # Needed only when the server has API keys (protocol_docs/security.md); refusals
+        # are 401 unauthorized, 403 origin_not_allowed, 429 too_many_sessions or
+        # rate_limited.
+        "security": [{"bearer": []}, {"apiKey": []}],
     }
 
 

@@ -33,11 +33,12 @@ from ...protocol import (
 )
 from ..runtime import ServerState
 from ..session import SessionManager
-from ._errors import error_response, read_body, retry_after_header, status_for
+from ._errors import error_response, read_body, reply_headers, status_for
 from ._openai import MAX_SPEECH_BODY_BYTES, register_openai
 from ._openapi import register_openapi
 from ._page import register_web
 from ._prometheus import register_prometheus
+from ._security import current_caller, register_security
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def create_app(
         # their own, in their shape).
         services.metrics.count_error(error.code)
         return error_response(
-            error.code, error.message, status_for(error), error.details, retry_after_header(error)
+            error.code, error.message, status_for(error), error.details, reply_headers(error)
         )
 
     @app.errorhandler(HTTPException)
@@ -141,20 +142,22 @@ def create_app(
         if unknown:
             raise ClientError(ErrorCode.INVALID_MESSAGE, f"unknown field(s): {sorted(unknown)}")
         config: AudioConfig = parse_audio_config(body.get("config"))
-        session = manager.create(config)
+        caller = current_caller()
+        services.security.quotas.check_room(caller, manager.waiting(caller))
+        session = manager.create(config, caller)
         return jsonify(session.to_json()), 201
 
     @app.get("/api/v1/sessions")
     async def list_sessions() -> Response:
-        return jsonify({"sessions": [s.to_json() for s in manager.sessions.values()]})
+        return jsonify({"sessions": [s.to_json() for s in manager.visible(current_caller())]})
 
     @app.get("/api/v1/sessions/<session_id>")
     async def get_session(session_id: str) -> Response:
-        return jsonify(manager.get(session_id).to_json())
+        return jsonify(manager.get(session_id, current_caller()).to_json())
 
     @app.delete("/api/v1/sessions/<session_id>")
     async def delete_session(session_id: str) -> Response:
-        session = manager.get(session_id)
+        session = manager.get(session_id, current_caller())
         session.close(1000, "session deleted")
         manager.remove(session)
         return jsonify({"deleted": session_id})
@@ -164,7 +167,7 @@ def create_app(
         received_at = trio.current_time()
         body = await _json_body()
         reason = parse_interrupt_reason(body.get("reason"))
-        event = manager.get(session_id).interrupt(reason, received_at)
+        event = manager.get(session_id, current_caller()).interrupt(reason, received_at)
         return jsonify(
             {
                 "session_id": session_id,
@@ -197,6 +200,7 @@ def create_app(
     async def health_live() -> Response:
         return jsonify({"status": "ok", "ready": state.ready})
 
+    register_security(app, services.security)
     register_openai(app, manager, state)
     register_prometheus(app, manager, state)
     register_web(app)

@@ -17,6 +17,7 @@ from ._inference import (
     BULK_NICE_INCREMENT,
     URGENT_NICE_INCREMENT,
     URGENT_WITHIN_S,
+    ChunkRunner,
     InferenceScheduler,
     InferenceStats,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "URGENT_NICE_INCREMENT",
     "URGENT_WITHIN_S",
     "Admission",
+    "ChunkRunner",
     "Distribution",
     "DownloadGate",
     "InferenceScheduler",

@@ -52,7 +52,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final, TypeVar
+from typing import Final, Protocol, TypeVar
 
 import outcome
 import trio
@@ -190,14 +190,29 @@ class InferenceStats:
         }
 
 
+class ChunkRunner(Protocol):
+    """How a chunk runs once the scheduler has granted it a slot.
+
+    The server leaves it unset: the chunk runs in its lane's worker thread. Tests on a
+    virtual clock (``trio.testing.MockClock``) run it inline on the event loop instead,
+    so virtual time cannot race ahead of a real thread; the queueing, lanes and figures
+    stay the scheduler's own.
+    """
+
+    async def __call__(self, fn: Callable[[], T], /) -> T: ...
+
+
 class InferenceScheduler:
     """Grants worker threads to chunks of inference by (priority, deadline, arrival),
     in an urgent and a bulk lane (see the module docstring)."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, *, runner: ChunkRunner | None = None) -> None:
+        """``runner`` replaces the worker threads (see ``ChunkRunner``); None in the
+        server."""
         if workers < 1:
             raise ValueError("workers must be >= 1")
         self.workers = workers
+        self._runner = runner
         self._running = 0
         self._running_urgent = 0
         self._heap: list[_Waiter] = []
@@ -288,7 +303,8 @@ class InferenceScheduler:
         deadline: float,
         background: bool = False,
     ) -> T:
-        """Run ``fn()`` in a worker thread once a slot is granted; return its result.
+        """Run ``fn()`` in a worker thread (or the ``runner``) once a slot is granted;
+        return its result.
 
         A ``background`` chunk (a download: nobody listens in real time) starts only
         when no real-time chunk waits, and never in the urgent lane.
@@ -313,6 +329,8 @@ class InferenceScheduler:
         assert lane is not None
         started = trio.current_time()
         try:
+            if self._runner is not None:
+                return await self._runner(fn)
             return await _run_in(lane, fn)
         finally:
             self.chunks_run += 1

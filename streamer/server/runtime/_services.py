@@ -13,6 +13,7 @@ from ...engines import build_engines
 from ...engines.base import Voice
 from ...engines.registry import VOICE_RESCAN_INTERVAL_S, VoiceRegistry, VoiceSelectionError
 from ...langdetect import default_detector
+from ..security import Security
 from ._admission import Admission
 from ._downloads import DownloadGate
 from ._inference import InferenceScheduler
@@ -33,9 +34,12 @@ class Services:
     admission: Admission = field(default_factory=Admission)
     #: The bound on HTTP speech (sized from the workers).
     downloads: DownloadGate = field(init=False)
+    #: Keys, tokens, origins and per-key quotas (read from the config and environment).
+    security: Security = field(init=False)
 
     def __post_init__(self) -> None:
         self.downloads = DownloadGate(self.inference.workers)
+        self.security = Security.from_config(self.config)
 
     def admission_capacity(self) -> float:
         """CPU-seconds per second admitted real-time streams may need."""
@@ -62,6 +66,8 @@ def build_services(config: Config) -> Services:
         if config.tts.melo.checkpoint_dir
         else None,
         melo_device=config.tts.melo.device,
+        kokoro_model_dir=config.path(config.tts.kokoro.model_dir),
+        kokoro_device=config.tts.kokoro.device,
     )
     return Services(
         config=config,

@@ -9,6 +9,7 @@ from typing import Final
 
 from ...protocol import AudioConfig, ClientError, ErrorCode, quote
 from ..runtime import Services
+from ..security import ANONYMOUS, Caller
 from ._session import Session
 
 log = logging.getLogger(__name__)
@@ -29,19 +30,34 @@ class SessionManager:
     services: Services
     sessions: dict[str, Session] = field(default_factory=dict)
 
-    def create(self, config: AudioConfig) -> Session:
-        """A new session with ``config`` (validated: raises ``ClientError``)."""
+    def create(self, config: AudioConfig, owner: Caller = ANONYMOUS) -> Session:
+        """A new session of ``owner`` with ``config`` (validated: raises ``ClientError``)."""
         session = Session(new_session_id(), self.services, config)
+        session.owner = owner
         self.sessions[session.id] = session
         self.services.metrics.sessions_opened += 1
         return session
 
-    def get(self, session_id: str) -> Session:
-        """Raises ``ClientError(unknown_session)``."""
+    def get(self, session_id: str, caller: Caller = ANONYMOUS) -> Session:
+        """The session, if ``caller`` may see it; raises ``ClientError(unknown_session)``
+        otherwise, exactly as for an id that does not exist (another key's session is
+        not confirmed to exist). ``ANONYMOUS``: the server's own view (no keys)."""
         session = self.sessions.get(session_id)
-        if session is None:
+        if session is None or not caller.can_see(session.owner):
             raise ClientError(ErrorCode.UNKNOWN_SESSION, f"no session {quote(session_id)}")
         return session
+
+    def visible(self, caller: Caller) -> list[Session]:
+        """The sessions ``caller`` may see: its own, or all for an admin."""
+        return [s for s in self.sessions.values() if caller.can_see(s.owner)]
+
+    def waiting(self, caller: Caller) -> int:
+        """Sessions ``caller``'s key created over REST that no WebSocket attached yet."""
+        return sum(
+            1
+            for s in self.sessions.values()
+            if not s.attached and s.owner.key_id is not None and s.owner.key_id == caller.key_id
+        )
 
     def remove(self, session: Session) -> None:
         session.closed = True

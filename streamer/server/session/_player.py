@@ -19,7 +19,7 @@ played everything (the text came slower than speech), the clock restarts at that
 segment's first frame without counting an underrun: the silence was the text's, not
 ours.
 
-A *timed* job asks the engine for word timings (``Engine.stream_with_timings``) and
+A *timed* job asks the engine for word timings (``alignment.timed``) and
 reports each word before the frames of the chunk its start falls in; it keeps every
 word so that an interrupt can say which ones the listener heard.
 """
@@ -39,7 +39,7 @@ from typing import Final
 import trio
 
 from ...audio import AudioPipeline, OutputSpec, StreamFormat
-from ...engines.alignment import word_spans
+from ...engines.alignment import timed, word_spans
 from ...engines.base import Engine, Pcm, SynthesisOptions, Voice
 from ...engines.timings import TimedChunk, WordTiming
 from ...protocol import Priority, Segment, WordTimestamp
@@ -372,7 +372,7 @@ def _open(job: SynthesisJob, segment: Segment, inference: InferenceScheduler) ->
         # Under load the default first chunk is larger, to cover the next one's wait.
         options = replace(options, quick_start=True)
     generator: Iterator[Pcm | TimedChunk] = (
-        job.engine.stream_with_timings(job.voice, segment.text, options)
+        timed(job.engine, job.voice, segment.text, options)
         if job.timed
         else job.engine.stream(job.voice, segment.text, options)
     )

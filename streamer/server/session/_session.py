@@ -51,6 +51,7 @@ from ...protocol import (
     render,
 )
 from ..runtime import RequestOutcome, Services
+from ..security import ANONYMOUS, Caller
 from ._outbox import Outbox, OutboxClosed
 from ._player import ListenerClock, SegmentFeed, SynthesisJob, run_job
 from ._queue import RECENT_REQUEST_IDS, RequestQueue, SynthesisRequest
@@ -87,6 +88,9 @@ class Session:
         self.clock = ListenerClock()
         self.requests_total = 0
         self.closed = False
+        #: Who created it: only that key (or an admin) sees it, and its text is charged
+        #: to that key's ``chars_per_minute``.
+        self.owner: Caller = ANONYMOUS
         #: Streamed-text contexts not yet over, by id (also in the queue or playing).
         self._contexts: dict[str, SynthesisRequest] = {}
         #: Contexts over lately, or refused when they opened, with why: their ids
@@ -199,6 +203,9 @@ class Session:
         # listener's player) continues that stream; only a silent session starts one.
         continues = self.active(trio.current_time())
         check_can_start(services, resolved, priority, request_id, new_stream=not continues)
+        services.security.quotas.charge(
+            self.owner, len(text), trio.current_time(), request_id=request_id
+        )
         return SynthesisRequest(
             id=request_id,
             text=text,
@@ -243,6 +250,13 @@ class Session:
                     self._remember_ended(message.context_id, f"was refused ({error.code})")
                 raise
             queued = self._enqueue(request, received_at)
+        elif request.context is not None and request.context.open and message.text:
+            # Every piece counts against the key's chars_per_minute, as a synthesize's
+            # text does (the opening one was counted with the rest of its admission);
+            # refused (rate_limited), it is not appended and the context goes on.
+            self._services.security.quotas.charge(
+                self.owner, len(message.text), trio.current_time(), request_id=request.id
+            )
         context, feed = self._context_parts(request)
         segments = context.append(message.text, received_at, flush=message.flush)
         feed.put(segments)

@@ -23,6 +23,7 @@ follows the events already queued), and one that leaves a frame unread for
 from __future__ import annotations
 
 import logging
+import time
 from typing import Final
 
 import trio
@@ -46,6 +47,7 @@ from ...protocol import (
     Text,
     render,
 )
+from ..security import REFUSAL_STATUS, Caller, refusal_body, refusal_headers
 from ..session import MAX_QUEUED_EVENTS, CloseRequest, Outbox, OutboxClosed, Session, SessionManager
 from ._connections import Connections
 
@@ -66,9 +68,11 @@ _FULL_BODY: Final = (
 class _Connection:
     """State of one accepted WebSocket connection."""
 
-    def __init__(self, ws: WebSocketConnection, manager: SessionManager) -> None:
+    def __init__(self, ws: WebSocketConnection, manager: SessionManager, caller: Caller) -> None:
         self.ws = ws
         self.manager = manager
+        #: Who authenticated at the handshake: owns the sessions this connection creates.
+        self.caller = caller
         config = manager.services.config
         self.protocol = ServerProtocol(
             max_text_length=config.tts.max_text_length,
@@ -127,7 +131,7 @@ class _Connection:
         self, nursery: trio.Nursery, session_id: str | None, config: AudioConfig
     ) -> Session:
         if session_id is not None:
-            session = self.manager.get(session_id)
+            session = self.manager.get(session_id, self.caller)
             if session.attached:
                 raise ClientError(
                     ErrorCode.SESSION_IN_USE,
@@ -135,7 +139,7 @@ class _Connection:
                 )
             session.configure(config)
         else:
-            session = self.manager.create(config)
+            session = self.manager.create(config, self.caller)
         session.outbox = self.outbox
         self.session = session
         nursery.start_soon(session.run)
@@ -289,10 +293,51 @@ async def _abort(ws: WebSocketConnection) -> None:
         await ws.aclose(CloseCode.INTERNAL_ERROR)
 
 
+async def _refuse(request: WebSocketRequest, refusal: ClientError) -> None:
+    """Answer the handshake with the refusal's status, headers and JSON body."""
+    headers = [(b"content-type", b"application/json")] + [
+        (name.lower().encode(), value.encode()) for name, value in refusal_headers(refusal).items()
+    ]
+    try:
+        await request.reject(
+            REFUSAL_STATUS[refusal.code], extra_headers=headers, body=refusal_body(refusal)
+        )
+    except ConnectionClosed:
+        pass
+
+
 async def serve_connection(
     request: WebSocketRequest, manager: SessionManager, connections: Connections
 ) -> None:
     """Handle one WebSocket connection from handshake to close. Never raises."""
+    # Origin, credentials and the key's session slot, before anything is accepted.
+    try:
+        handshake = manager.services.security.admit_websocket(
+            {name.decode("latin-1").lower(): value.decode("latin-1")
+             for name, value in request.headers},
+            request.path,
+            request.proposed_subprotocols,
+            time.time(),
+        )
+    except ClientError as refusal:
+        log.info("WebSocket handshake from %s refused: %s", request.remote, refusal.code)
+        manager.services.metrics.count_error(refusal.code)
+        await _refuse(request, refusal)
+        return
+    try:
+        await _serve_admitted(request, manager, connections, handshake.caller,
+                              handshake.subprotocol)
+    finally:
+        handshake.lease.release()
+
+
+async def _serve_admitted(
+    request: WebSocketRequest,
+    manager: SessionManager,
+    connections: Connections,
+    caller: Caller,
+    subprotocol: str | None,
+) -> None:
     if not connections.reserve():
         manager.services.metrics.count_error("max_connections")
         try:
@@ -307,10 +352,10 @@ async def serve_connection(
     connection: _Connection | None = None
     try:
         try:
-            ws = await request.accept()
+            ws = await request.accept(subprotocol=subprotocol)
         except ConnectionClosed:
             return
-        connection = _Connection(ws, manager)
+        connection = _Connection(ws, manager, caller)
         connections.add(connection.outbox)
         await connection.serve()
     except Exception:

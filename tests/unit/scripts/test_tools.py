@@ -1,0 +1,193 @@
+"""The measurement tools (``scripts/``): each runs as ``python -m scripts.<tool>``, and the
+probe they measure with routes what the server sends and models a listener's playback
+correctly. No server and no sockets: the probe is fed messages directly."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+
+import pytest
+import trio
+
+import scripts
+from scripts._probe import Probe, ProbeError, RequestTrace
+from streamer.client import Interrupted
+
+#: Every tool the package docstring lists; a new tool must be added there and here.
+TOOLS = (
+    "latency",
+    "agent_latency",
+    "load",
+    "soak_memory",
+    "baseline",
+    "bench_engines",
+    "bench_engines_piper",
+    "bench_melo",
+    "bench_audio",
+    "bench_gil",
+    "bench_voices",
+    "reliability",
+)
+#: A made-up sample rate that makes durations easy to read: 200 bytes of PCM16 = 0.1 s.
+RATE = 1000
+TENTH_S = 200
+#: Bound on the probe's waits in these tests; nothing here waits for real time.
+WAIT_S = 5.0
+
+
+def test_the_package_lists_exactly_its_tools() -> None:
+    found = {m.name for m in pkgutil.iter_modules(scripts.__path__) if not m.name.startswith("_")}
+    assert found == set(TOOLS)
+    assert scripts.__doc__ is not None
+    for tool in TOOLS:
+        assert f"``{tool}``" in scripts.__doc__
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_each_tool_answers_help_under_its_module_name(
+    tool: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = importlib.import_module(f"scripts.{tool}")
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--help"])
+    assert exit_info.value.code == 0
+    assert f"usage: python -m scripts.{tool}" in capsys.readouterr().out
+
+
+def test_the_reliability_tool_has_cases_and_documents_each() -> None:
+    from scripts import reliability
+
+    assert reliability.CASES
+    assert reliability.__doc__ is not None
+    for name, (expected, run) in reliability.CASES.items():
+        assert f"``{name}``" in reliability.__doc__
+        assert expected and callable(run)
+
+
+def _event(**fields: object) -> str:
+    return json.dumps(fields)
+
+
+def _probe_with(*request_ids: str) -> Probe:
+    probe = Probe(None, "test")
+    for request_id in request_ids:
+        probe.traces[request_id] = RequestTrace(request_id, sent_at=0.0)
+    return probe
+
+
+def _audio_start(request_id: str) -> str:
+    return _event(
+        type="audio_start", request_id=request_id, format="pcm", sample_rate=RATE,
+        channels=1, priority="normal", voice="v",
+    )
+
+
+def test_probe_times_each_event_and_gives_frames_to_the_playing_request() -> None:
+    probe = _probe_with("a", "b")
+    probe.record(_event(type="queued", request_id="a", position=0), 0.001)
+    probe.record(_event(type="queued", request_id="b", position=1), 0.002)
+    probe.record(_audio_start("a"), 0.010)
+    probe.record(b"\0" * TENTH_S, 0.011)
+    probe.record(b"\0" * TENTH_S, 0.012)
+    probe.record(_event(type="audio_end", request_id="a", chunks=2, bytes=400, duration_ms=200),
+                 0.013)
+    probe.record(b"\0" * TENTH_S, 0.014)  # nobody's: no request plays now
+    probe.record(_audio_start("b"), 0.020)
+    probe.record(b"\0" * TENTH_S, 0.021)
+
+    a, b = probe.traces["a"], probe.traces["b"]
+    assert (a.queued_at, a.audio_start_at, a.ended_at) == (0.001, 0.010, 0.013)
+    assert a.frames == [(0.011, TENTH_S), (0.012, TENTH_S)]
+    assert a.audio_seconds == pytest.approx(0.2)
+    assert a.first_response_ms == pytest.approx(1.0)
+    assert a.ttfa_ms == pytest.approx(11.0)
+    assert a.done and not b.done
+    assert b.frames == [(0.021, TENTH_S)]
+    assert len(probe.log) == 9  # every message is logged, routed or not
+    assert sum(m.nbytes for m in probe.log) == 4 * TENTH_S
+
+
+def test_probe_ends_the_interrupted_and_the_dropped_requests() -> None:
+    probe = _probe_with("a", "b")
+    probe.record(_audio_start("a"), 0.010)
+    probe.record(_event(type="interrupted", request_id="a", reason="stop", dropped=["b"]), 0.02)
+    probe.record(b"\0" * TENTH_S, 0.03)  # a late frame of nobody's
+
+    assert probe.traces["a"].interrupted_at == 0.02
+    assert probe.traces["b"].interrupted_at == 0.02
+    assert probe.traces["a"].frames == []
+
+
+def test_probe_records_a_refusal_on_its_request() -> None:
+    probe = _probe_with("a")
+    probe.record(
+        _event(type="error", request_id="a", code="busy", message="full",
+               details={"retry_after_ms": 250}),
+        0.01,
+    )
+    error = probe.traces["a"].error
+    assert error is not None and error.code == "busy"
+    assert error.details["retry_after_ms"] == 250
+    assert probe.traces["a"].done
+
+
+async def test_waiting_for_an_event_finds_it_in_the_log() -> None:
+    probe = _probe_with()
+    probe.record(_event(type="interrupted", request_id=None, reason="stop"), 0.5)
+    with trio.fail_after(WAIT_S):
+        message = await probe.wait_event(Interrupted)
+    assert message.at == 0.5
+
+
+async def test_an_error_before_the_awaited_event_is_a_probe_error() -> None:
+    probe = _probe_with()
+    probe.record(_event(type="error", code="bad_request", message="no"), 0.1)
+    with trio.fail_after(WAIT_S), pytest.raises(ProbeError, match="bad_request"):
+        await probe.wait_event(Interrupted)
+
+
+def _trace(frames: list[tuple[float, int]], plays_after: float | None = None) -> RequestTrace:
+    return RequestTrace("r", sent_at=0.0, sample_rate=RATE, frames=frames, plays_after=plays_after)
+
+
+def test_frames_ahead_of_playback_are_no_underrun() -> None:
+    # 0.1 s of audio each, every 0.05 s: the listener's buffer grows.
+    trace = _trace([(1.0, TENTH_S), (1.05, TENTH_S), (1.10, TENTH_S)])
+    underruns, silence, gaps, buffers = trace.playback()
+    assert (underruns, silence) == (0, 0.0)
+    assert gaps == pytest.approx([0.05, 0.05])
+    assert buffers == pytest.approx([0.05, 0.10])
+    assert trace.play_end() == pytest.approx(1.3)
+    assert trace.underrun_offsets() == []
+
+
+def test_a_frame_after_the_audio_ran_out_is_an_underrun_of_its_lateness() -> None:
+    trace = _trace([(1.0, TENTH_S), (1.25, TENTH_S)])  # 0.15 s after the first ran out
+    underruns, silence, _, buffers = trace.playback()
+    assert underruns == 1
+    assert silence == pytest.approx(0.15)
+    assert buffers == pytest.approx([-0.15])
+    assert trace.underrun_offsets() == pytest.approx([0.1])
+    assert trace.play_end() == pytest.approx(1.35)  # the second frame plays from 1.25
+
+
+def test_a_request_queued_behind_audio_plays_after_it() -> None:
+    on_time = _trace([(1.0, TENTH_S)], plays_after=1.5)
+    assert on_time.playback()[:2] == (0, 0.0)
+    assert on_time.play_end() == pytest.approx(1.6)
+
+    late = _trace([(2.0, TENTH_S)], plays_after=1.5)
+    underruns, silence, _, _ = late.playback()
+    assert underruns == 1
+    assert silence == pytest.approx(0.5)
+    assert late.underrun_offsets() == [0.0]
+
+
+def test_a_truncated_trace_keeps_what_arrived_before_the_cut() -> None:
+    trace = _trace([(1.0, TENTH_S), (1.1, TENTH_S), (1.2, TENTH_S)], plays_after=0.9)
+    cut = trace.truncated(1.15)
+    assert cut.frames == [(1.0, TENTH_S), (1.1, TENTH_S)]
+    assert (cut.sample_rate, cut.plays_after) == (RATE, 0.9)
+    assert len(trace.frames) == 3

@@ -1,0 +1,184 @@
+"""The process-wide inference scheduler, in isolation."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import trio
+import trio.testing
+from trio.testing import wait_all_tasks_blocked
+
+from streamer.protocol import Priority
+from streamer.server.runtime import InferenceScheduler
+from tests.support.inline_inference import InlineChunks
+
+
+async def test_grants_by_priority_then_deadline_then_arrival() -> None:
+    scheduler = InferenceScheduler(1)
+    release = threading.Event()
+    order: list[str] = []
+
+    async def job(name: str, priority: Priority, deadline: float) -> None:
+        await scheduler.run(lambda: order.append(name), priority=priority, deadline=deadline)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: scheduler.run(lambda: release.wait(5), priority=Priority.NORMAL, deadline=0)
+        )
+        await trio.sleep(0.05)
+        now = trio.current_time()
+        # Trio starts tasks in random order: let each one queue before the next.
+        for args in (
+            ("late-normal", Priority.NORMAL, now + 5),
+            ("early-normal", Priority.NORMAL, now + 1),
+            ("same-deadline-later", Priority.NORMAL, now + 1),
+            ("critical", Priority.CRITICAL, now + 9),
+            ("high", Priority.HIGH, now + 9),
+        ):
+            nursery.start_soon(job, *args)
+            await wait_all_tasks_blocked()
+        assert scheduler.waiting == 5 and scheduler.running == 1
+        release.set()
+    assert order == ["critical", "high", "early-normal", "same-deadline-later", "late-normal"]
+    assert scheduler.running == 0 and scheduler.chunks_run == 6
+
+
+async def test_cancelled_waiter_gives_up_its_place() -> None:
+    scheduler = InferenceScheduler(1)
+    release = threading.Event()
+    ran: list[str] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: scheduler.run(lambda: release.wait(5), priority=Priority.NORMAL, deadline=0)
+        )
+        await trio.sleep(0.05)
+        nursery.start_soon(
+            lambda: scheduler.run(lambda: ran.append("x"), priority=Priority.HIGH, deadline=0)
+        )
+        waiter_scope = trio.CancelScope()
+
+        async def cancellable() -> None:
+            with waiter_scope:
+                await scheduler.run(
+                    lambda: ran.append("cancelled"), priority=Priority.CRITICAL, deadline=0
+                )
+
+        nursery.start_soon(cancellable)
+        await trio.sleep(0.05)
+        waiter_scope.cancel()
+        await trio.sleep(0.01)
+        release.set()
+    assert ran == ["x"]
+    assert scheduler.lateness() == 0.0
+
+
+async def test_lateness_reports_overdue_waiters() -> None:
+    scheduler = InferenceScheduler(1)
+    release = threading.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: scheduler.run(lambda: release.wait(5), priority=Priority.NORMAL, deadline=0)
+        )
+        await trio.sleep(0.02)
+        nursery.start_soon(
+            lambda: scheduler.run(
+                lambda: None, priority=Priority.NORMAL, deadline=trio.current_time() - 0.5
+            )
+        )
+        await trio.sleep(0.02)
+        assert scheduler.lateness() >= 0.5
+        release.set()
+
+
+def test_workers_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="workers"):
+        InferenceScheduler(0)
+
+
+async def test_a_chunk_runner_replaces_the_threads_and_keeps_the_queue(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # InlineChunks (the session tests' runner on virtual time): chunks run on the event
+    # loop's thread, one worker's slot at a time, in the scheduler's order.
+    chunks = InlineChunks(compute_seconds=0.1)
+    scheduler = InferenceScheduler(1, runner=chunks)
+    ran: list[tuple[str, int, float]] = []
+
+    def chunk(name: str) -> None:
+        ran.append((name, threading.get_ident(), trio.current_time()))
+
+    async with trio.open_nursery() as nursery:
+        chunks.hold()
+        nursery.start_soon(
+            lambda: scheduler.run(lambda: chunk("first"), priority=Priority.NORMAL, deadline=0)
+        )
+        await wait_all_tasks_blocked()
+        assert chunks.held == 1 and scheduler.running == 1 and not scheduler.idle
+        for name, priority in (("normal", Priority.NORMAL), ("critical", Priority.CRITICAL)):
+            nursery.start_soon(
+                lambda n=name, p=priority: scheduler.run(lambda: chunk(n), priority=p, deadline=0)
+            )
+            await wait_all_tasks_blocked()
+        assert scheduler.waiting == 2
+        started = trio.current_time()
+        chunks.release()
+    assert [name for name, _, _ in ran] == ["first", "critical", "normal"]
+    assert {thread for _, thread, _ in ran} == {threading.get_ident()}
+    # Each held its one slot for 0.1 s of virtual time.
+    assert [at - started for _, _, at in ran] == pytest.approx([0.1, 0.2, 0.3])
+    assert scheduler.idle and scheduler.chunks_run == 3
+
+
+# --- downloads (the background class) against a real-time stream, on virtual time -------
+
+#: Virtual compute of one chunk, and the audio it makes.
+CHUNK_COMPUTE_S = 0.01
+CHUNK_AUDIO_S = 0.05
+
+
+async def _flood_and_stream(*, background: bool, downloads: int, chunks: int) -> float:
+    """``downloads`` jobs synthesizing as fast as they can (deadline: their own audio
+    so far, the way a download's clock runs) beside one real-time stream that must make
+    ``chunks`` chunks, each by the moment its listener runs dry. Returns the stream's
+    worst lateness past a deadline (0: never late)."""
+    scheduler = InferenceScheduler(2, runner=InlineChunks(CHUNK_COMPUTE_S))
+    worst = 0.0
+
+    async def download() -> None:
+        started = trio.current_time()
+        for index in range(chunks * 4):
+            deadline = started + index * CHUNK_AUDIO_S
+            await scheduler.run(
+                lambda: None, priority=Priority.NORMAL, deadline=deadline, background=background
+            )
+
+    async def stream() -> None:
+        nonlocal worst
+        dry_at = trio.current_time() + 0.2  # a little audio already buffered
+        for _ in range(chunks):
+            await scheduler.run(lambda: None, priority=Priority.NORMAL, deadline=dry_at)
+            worst = max(worst, trio.current_time() - dry_at)
+            dry_at = max(dry_at, trio.current_time()) + CHUNK_AUDIO_S
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(downloads):
+            nursery.start_soon(download)
+        await trio.testing.wait_all_tasks_blocked()
+        await stream()
+        nursery.cancel_scope.cancel()
+    return worst
+
+
+async def test_downloads_in_the_background_never_make_a_stream_late(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    assert await _flood_and_stream(background=True, downloads=50, chunks=40) == 0.0
+
+
+async def test_downloads_in_the_foreground_would_starve_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The bug the background class fixes: downloads behind real time have the earliest
+    # deadlines, and a listener waits behind all of them.
+    assert await _flood_and_stream(background=False, downloads=50, chunks=40) > 0.1
