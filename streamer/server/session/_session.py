@@ -68,6 +68,9 @@ class Session:
         self.outbox: Outbox | None = None
         #: When the listener runs dry; the next real-time request plays after it.
         self.clock = ListenerClock()
+        #: trio clock of the last change (submit, interrupt, a request's end): idle
+        #: timeouts count from it.
+        self.activity_at = trio.current_time()
         self.requests_total = 0
         self.closed = False
         #: Who created it: only that key (or an admin) sees it, and its text is charged
@@ -82,6 +85,12 @@ class Session:
     @property
     def queue_depth(self) -> int:
         return len(self._queue)
+
+    def idle_since(self) -> float:
+        """When this session last did anything: a request or interrupt arrived, a
+        request ended, or its listener's player ran dry (whichever is latest)."""
+        dry_at = self.clock.dry_at
+        return max(self.activity_at, dry_at if dry_at is not None else self.activity_at)
 
     def active(self, now: float) -> bool:
         """Something is playing, queued, or still in the listener's player at ``now``."""
@@ -174,6 +183,7 @@ class Session:
             received_at=received_at,
         )
         self.requests_total += 1
+        self.activity_at = trio.current_time()
         if self.playing is not None and request.preempts(self.playing):
             self._stop_playing(self.playing, "preempted")
         position = self._queue.push(request) + (self.playing is not None)
@@ -198,6 +208,7 @@ class Session:
         if playing is not None:
             self._cancel(playing)
         self.clock.reset()  # the client stops its player on interrupt
+        self.activity_at = trio.current_time()
         event = Interrupted(
             request_id=playing.id if playing else None, reason=reason, dropped=tuple(dropped)
         )
@@ -317,6 +328,7 @@ class Session:
                 self.clock.reset()
             if self.playing is request:
                 self.playing = None
+            self.activity_at = trio.current_time()
             outbox.forget(request.id)
             self._changed.unpark_all()
 
