@@ -78,6 +78,10 @@ class ErrorCode(StrEnum):
     INVALID_INPUT = "invalid_input"
     INVALID_INSTRUCTIONS = "invalid_instructions"
     INVALID_STREAM_FORMAT = "invalid_stream_format"
+    #: HTTP: request headers over 16 KiB (status 431).
+    HEADERS_TOO_LARGE = "headers_too_large"
+    #: HTTP: a refusal by the HTTP framework of a status we do not otherwise use.
+    HTTP_ERROR = "http_error"
     # Security (protocol_docs/security.md): refusals at the handshake or on a route,
     # except ``rate_limited``, which inside a WebSocket session is an ``error`` event.
     #: No credential, an unknown key, or a token that is expired or tampered with.

@@ -32,6 +32,22 @@ _STATUS: Final[dict[str, int]] = {
     # one table for these, shared with the WebSocket handshake.
     **REFUSAL_STATUS,
 }
+#: Our code for each status the framework (Quart, Hypercorn) refuses a request with.
+FRAMEWORK_CODES: Final[dict[int, str]] = {
+    400: ErrorCode.INVALID_MESSAGE,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    413: ErrorCode.MESSAGE_TOO_BIG,
+    431: ErrorCode.HEADERS_TOO_LARGE,
+}
+
+
+def framework_code(status: int) -> str:
+    """The stable code for a refusal the framework made itself (``http_error`` for a
+    status we never expect from it)."""
+    return str(FRAMEWORK_CODES.get(status, ErrorCode.HTTP_ERROR))
+
+
 #: Retry hint for a 503 whose error carries none.
 DEFAULT_RETRY_AFTER_S: Final = 1
 

@@ -12,7 +12,8 @@ by ``apply()`` when the server starts, guarded by the version they were written 
    keep-alive connection lived for ever; ``_read_data`` is replaced by a loop that
    enforces the idle timeout itself: with no request in progress, a connection that
    sends nothing for ``keep_alive_timeout`` is closed, and a request head must
-   complete within ``read_timeout`` of its first byte. (Hypercorn's own
+   complete within ``read_timeout`` of its first byte, and each part of a request
+   body within ``read_timeout`` of the last. (Hypercorn's own
    ``read_timeout`` bounds every read, also while a long response streams to a client
    that has nothing to send, so it is not used as such.)
 3. **A hard end to shutdown.** Hypercorn writes response bytes inside a shielded cancel
@@ -43,6 +44,7 @@ from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio.tcp_server import TCPServer
 
 from ..runtime import apply_once
+from ._errors import framework_code
 
 WRITTEN_FOR: Final = "0.18.0"
 #: Set on each replaced function (tests check the patch is in place).
@@ -73,7 +75,7 @@ def _error_body(status_code: int) -> bytes:
         phrase = HTTPStatus(status_code).phrase
     except ValueError:
         phrase = "HTTP error"
-    code = phrase.lower().replace(" ", "_")
+    code = framework_code(status_code)
     return json.dumps({"error": {"code": code, "message": phrase}}).encode()
 
 
@@ -145,13 +147,24 @@ def _busy(server: TCPServer) -> bool:
     return getattr(protocol, "stream", None) is not None
 
 
+def _receiving_body(server: TCPServer) -> bool:
+    """The client is still sending a request body (h11: its state is SEND_BODY)."""
+    protocol = getattr(server.protocol, "protocol", None)
+    connection = getattr(protocol, "connection", None)
+    return getattr(connection, "their_state", None) is h11.SEND_BODY
+
+
 async def _read_data(self: TCPServer) -> None:
     config = self.config
     idle_since = trio.current_time()
     head_started: float | None = None
     while True:
         now = trio.current_time()
-        if _busy(self):
+        if _busy(self) and _receiving_body(self):
+            # Each part of a body must come within the read timeout: a client that
+            # stops half-way through its body must not hold the connection.
+            deadline, head_started = now + (config.read_timeout or math.inf), None
+        elif _busy(self):
             deadline, head_started = math.inf, None
         elif head_started is not None:
             deadline = head_started + (config.read_timeout or math.inf)

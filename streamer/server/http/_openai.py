@@ -78,7 +78,7 @@ from ..session import (
     resolve_config,
     run_job,
 )
-from ._errors import openai_error_response, read_body
+from ._errors import framework_code, openai_error_response, read_body
 from ._security import current_caller
 
 log = logging.getLogger(__name__)
@@ -419,7 +419,7 @@ def register_openai(app: QuartTrio, manager: SessionManager, state: ServerState)
     async def _bug(error: Exception) -> Response:
         if isinstance(error, HTTPException):  # the framework's own refusal (413...)
             status = error.code or 400
-            code = (error.name or "http_error").lower().replace(" ", "_")
+            code = framework_code(status)
             kind = ClientError if status < 500 else ServerError
             refusal = kind(ErrorCode.INVALID_MESSAGE, error.description or code)
             return openai_error_response(refusal, status=status, code=code)

@@ -33,7 +33,7 @@ from ...protocol import (
 )
 from ..runtime import ServerState
 from ..session import SessionManager
-from ._errors import error_response, read_body, reply_headers, status_for
+from ._errors import error_response, framework_code, read_body, reply_headers, status_for
 from ._openai import MAX_SPEECH_BODY_BYTES, register_openai
 from ._openapi import register_openapi
 from ._page import register_web
@@ -73,7 +73,7 @@ def create_app(
     async def _http_error(error: HTTPException) -> Response:
         # Refusals the framework makes itself (413 body too large, 400 unreadable...).
         status = error.code or 400
-        code = (error.name or "http_error").lower().replace(" ", "_")
+        code = framework_code(status)
         return error_response(code, error.description or error.name or code, status)
 
     @app.errorhandler(Exception)

@@ -86,6 +86,9 @@ class Session:
         self.outbox: Outbox | None = None
         #: When the listener runs dry; the next real-time request plays after it.
         self.clock = ListenerClock()
+        #: trio clock of the last change (submit, interrupt, a request's end): idle
+        #: timeouts count from it.
+        self.activity_at = trio.current_time()
         self.requests_total = 0
         self.closed = False
         #: Who created it: only that key (or an admin) sees it, and its text is charged
@@ -106,6 +109,12 @@ class Session:
     @property
     def queue_depth(self) -> int:
         return len(self._queue)
+
+    def idle_since(self) -> float:
+        """When this session last did anything: a request or interrupt arrived, a
+        request ended, or its listener's player ran dry (whichever is latest)."""
+        dry_at = self.clock.dry_at
+        return max(self.activity_at, dry_at if dry_at is not None else self.activity_at)
 
     def active(self, now: float) -> bool:
         """Something is playing, queued, or still in the listener's player at ``now``."""
@@ -216,6 +225,7 @@ class Session:
 
     def _enqueue(self, request: SynthesisRequest, received_at: float) -> Queued:
         self.requests_total += 1
+        self.activity_at = trio.current_time()
         if self.playing is not None and request.preempts(self.playing):
             self._stop_playing(self.playing, "preempted")
         position = self._queue.push(request) + (self.playing is not None)
@@ -463,6 +473,7 @@ class Session:
             report = self._listener_report(playing, played_ms)
             self._cancel(playing)
         self.clock.reset()  # the client stops its player on interrupt
+        self.activity_at = trio.current_time()
         event = Interrupted(
             playing.id if playing else None, reason, tuple(dropped), *report
         )
@@ -602,6 +613,7 @@ class Session:
                 self.clock.reset()
             if self.playing is request:
                 self.playing = None
+            self.activity_at = trio.current_time()
             outbox.forget(request.id)
             if request.context is not None and request.state is RequestState.PLAYING:
                 # Left without an outcome (the connection is closing): over all the same.

@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 CLOSE_TIMEOUT_S: Final = 2.0
 #: The close reason (code 1000) of a connection closed for ``server.idle_timeout_s``.
 IDLE_CLOSE_REASON: Final = "idle_timeout"
+#: While its session is busy, the idle watchdog looks again this often (cheap: one
+#: wake-up per busy connection per second).
+IDLE_RECHECK_S: Final = 1.0
 #: Counted (errors_total) when a peer does not answer a ping in time.
 PING_TIMEOUT: Final = "ping_timeout"
 #: The handshake refusal body for a server at ``max_connections``.
@@ -195,20 +198,27 @@ class _Connection:
             )
 
     async def close_when_idle(self) -> None:
-        """Close the connection (1000 ``idle_timeout``) once the client has sent nothing
-        for ``idle_timeout`` and the session has nothing queued, playing, or still in its
-        listener's player: an idle socket must not hold a connection slot forever."""
+        """Close the connection (1000 ``idle_timeout``) once, for ``idle_timeout``, the
+        client has sent nothing and the session has done nothing (nothing queued or
+        playing, its listener's player dry): an idle socket must not hold a connection
+        slot forever. Idleness counts from the latest of the two."""
         while True:
             now = trio.current_time()
-            busy = self.session is not None and self.session.active(now)
-            due = self.last_message_at + self.idle_timeout
-            if not busy and now >= due:
+            session = self.session
+            if session is not None and session.active(now):
+                await trio.sleep(min(self.idle_timeout, IDLE_RECHECK_S))
+                continue
+            since = self.last_message_at
+            if session is not None:
+                since = max(since, session.idle_since())
+            due = since + self.idle_timeout
+            if now >= due:
                 log.info(
                     "session %s: idle for %.0f s; closing", self.session_id, self.idle_timeout
                 )
                 self.outbox.close_with(CloseCode.NORMAL, IDLE_CLOSE_REASON, drop_audio=False)
                 return
-            await trio.sleep_until(due if now < due else now + self.idle_timeout)
+            await trio.sleep_until(due)
 
     async def keep_pinging(self) -> None:
         """Ping every ``ping_interval``; a peer that has not answered the previous ping by
