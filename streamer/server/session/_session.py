@@ -361,6 +361,7 @@ class Session:
             self._services.metrics.count_request(RequestOutcome.DROPPED)
             self._ended(request)
             report = _NOTHING_PLAYED
+        self.activity_at = trio.current_time()
         event = Interrupted(request.id, CANCEL_REASON, (), *report)
         self._send(event)
         self._services.metrics.observe_interrupt(trio.current_time() - received_at)

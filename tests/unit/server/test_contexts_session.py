@@ -474,3 +474,18 @@ async def test_text_slower_than_speech_is_not_an_underrun(paced: Harness) -> Non
     paced.close("c1")
     await paced.wait_for("audio_end", "c1")
     assert paced.services.metrics.underruns == before
+
+
+async def test_every_piece_is_charged_to_the_key(harness: Harness) -> None:
+    from streamer.server.security import ApiKey, Caller
+
+    harness.session.owner = Caller(ApiKey("a", b"", chars_per_minute=30))
+    harness.text("c1", "Twenty characters ok")  # 20, with its admission
+    harness.text("c1", " and ten.")  # 29
+    limited = refused(lambda: harness.text("c1", " Too much"))
+    assert limited.code is ErrorCode.RATE_LIMITED and limited.request_id == "c1"
+    assert "retry_after_ms" in limited.details
+    # Not appended, and the context goes on.
+    assert harness.session._contexts["c1"].context.text == "Twenty characters ok and ten."  # type: ignore[union-attr]
+    harness.close("c1")
+    await harness.wait_for("audio_end", "c1")
