@@ -581,7 +581,9 @@ def _voices(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if not voices:
         err.write("no voices" + (f" for language {args.language}" if args.language else "") + "\n")
         return EXIT_OK
-    rows = [("ID", "LANGUAGE", "ENGINE", "QUALITY", "RATE", "SPEAKERS", "NAME")]
+    # Best quality first (the server's order); DEFAULT marks the voice a request for that
+    # language without a voice gets (the best one that keeps real time on that server).
+    rows = [("ID", "TAG", "ENGINE", "QUALITY", "RATE", "SPEAKERS", "DEFAULT", "LANGUAGE", "NAME")]
     for v in voices:
         rows.append(
             (
@@ -591,6 +593,8 @@ def _voices(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                 str(v.get("quality")),
                 str(v.get("sample_rate")),
                 ",".join(v.get("speakers") or []) or "-",
+                "yes" if v.get("default") else "-",
+                str(v.get("language_name") or v.get("language")),
                 str(v.get("name")),
             )
         )

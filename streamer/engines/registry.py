@@ -29,6 +29,13 @@ id. Resolution:
    before espeak-ng. It is still chosen by voice id, by index, by ``tts.engine``
    (the preferred engine comes first whatever its speed), or by default on a machine
    fast enough (a GPU).
+
+   A voice *list* (``listing()``, what ``GET /api/v1/voices`` shows) is ordered by
+   quality alone: the same keys with every engine counted as real-time, so on a CPU
+   too slow for Kokoro the Spanish list reads Kokoro, Pico, espeak-ng while the
+   default stays Pico. Each listed voice carries its resolution index (the integer
+   ``voice_id`` that picks it) and whether it is the default, so a client never has to
+   guess which entry a request without a voice gets.
 4. The index (0 when no voice is given) picks from that list; out of range (or a
    negative index) raises ``UnknownVoiceError`` listing that language's voice ids.
 
@@ -68,6 +75,7 @@ __all__ = [
     "DEFAULT_LANGUAGE",
     "QUALITY_RANK",
     "VOICE_RESCAN_INTERVAL_S",
+    "ListedVoice",
     "Tier",
     "UnknownLanguageError",
     "UnknownVoiceError",
@@ -146,6 +154,22 @@ class _Catalogue:
 
 
 _EMPTY: Final = _Catalogue((), MappingProxyType({}), ())
+
+
+@dataclass(frozen=True, slots=True)
+class ListedVoice:
+    """One entry of a voice list (``VoiceRegistry.listing``)."""
+
+    voice: Voice
+    #: The integer ``voice_id`` that selects this voice for the listed language (its
+    #: place in resolution order); None in a list of every language.
+    index: int | None
+    #: Whether a request for this language without a voice gets this one: for a list of
+    #: one language, that language's; for a list of all, the voice's own tag's.
+    default: bool
+
+    def to_json(self) -> dict[str, object]:
+        return {**self.voice.to_json(), "index": self.index, "default": self.default}
 
 
 class VoiceRegistry:
@@ -279,6 +303,50 @@ class VoiceRegistry:
         slow = catalogue.slow_engines
         return sorted(
             catalogue.voices, key=lambda voice: (voice.language, self._rank(voice, None, slow))
+        )
+
+    def listing(self, language: str | None = None) -> list[ListedVoice]:
+        """Available voices in order of quality (module docstring, 3), each with its
+        resolution index and whether it is the default. With ``language``: only the
+        voices ``voices(language)`` holds (an unknown tag: an empty list); without: every
+        voice, grouped by language tag."""
+        catalogue = self._catalogue
+        if language is not None:
+            resolution = self._matching(catalogue, language)
+            index = {voice.id: place for place, voice in enumerate(resolution)}
+            requested = _tag_or_none(language)
+            by_quality = sorted(
+                resolution,
+                key=lambda voice: self._quality_key(voice, requested),
+            )
+            return [
+                ListedVoice(voice, index[voice.id], index[voice.id] == 0) for voice in by_quality
+            ]
+        defaults = {
+            tag: candidates[0].id
+            for tag in catalogue.languages
+            if (candidates := self._matching(catalogue, tag))
+        }
+        ordered = sorted(
+            catalogue.voices,
+            key=lambda voice: (voice.language, self._quality_key(voice, None)),
+        )
+        return [
+            ListedVoice(voice, None, defaults.get(voice.language) == voice.id)
+            for voice in ordered
+        ]
+
+    def _quality_key(
+        self, voice: Voice, requested: LanguageTag | None
+    ) -> tuple[int, int, int, str]:
+        """Resolution's keys without speed: the tier as if every engine were real-time."""
+        offered = _tag_or_none(voice.language)
+        match = None if requested is None or offered is None else closeness(requested, offered)
+        return (
+            int(tier(voice, realtime=True)),
+            -1 if match is None else int(match),
+            _quality_rank(voice),
+            voice.id,
         )
 
     def languages(self) -> list[str]:

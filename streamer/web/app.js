@@ -216,7 +216,11 @@
     voices.filter((v) => v.language === language).forEach((v) => {
       const option = document.createElement("option");
       option.value = v.id;
-      option.textContent = `${v.name} (${v.engine}, ${v.quality}, ${v.sample_rate} Hz)`;
+      option.textContent = `${v.name} (${v.engine}, ${v.quality}, ${v.sample_rate} Hz)` +
+        (v.default ? " · default" : "");
+      // The list is in order of quality; the server's default for the language (the
+      // best voice that keeps real time here) is preselected, not the first entry.
+      option.selected = Boolean(v.default);
       select.appendChild(option);
     });
   }

@@ -112,11 +112,20 @@ _SCHEMAS: dict[str, Any] = {
             "id": {"type": "string"},
             "engine": {"type": "string"},
             "language": {"type": "string"},
+            "language_name": {"type": "string"},
             "name": {"type": "string"},
             "sample_rate": {"type": "integer"},
             "quality": {"type": "string"},
             "neural": {"type": "boolean"},
             "speakers": {"type": "array", "items": {"type": "string"}},
+            "index": {
+                "type": ["integer", "null"],
+                "description": "the integer voice_id that selects it (with ?language=)",
+            },
+            "default": {
+                "type": "boolean",
+                "description": "what a request for this language without a voice gets",
+            },
         },
     },
     "Session": {

@@ -126,7 +126,7 @@ def create_app(
     @app.get("/api/v1/voices")
     async def voices() -> Response:
         language = request.args.get("language") or None
-        found = services.registry.voices(language)
+        found = services.registry.listing(language)
         if language is not None and not found:  # as the WebSocket answers it
             raise ClientError(
                 ErrorCode.UNKNOWN_LANGUAGE,

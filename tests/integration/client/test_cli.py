@@ -145,8 +145,15 @@ async def test_voices_and_status(server: RunningServer) -> None:
     run = await run_cli("voices", "--http", http(server))
     assert run.code == 0
     lines = run.out.splitlines()
-    assert lines[0].split() == ["ID", "LANGUAGE", "ENGINE", "QUALITY", "RATE", "SPEAKERS", "NAME"]
-    assert any(line.startswith("fake-es") and "ana,luis" in line for line in lines)
+    assert lines[0].split() == [
+        "ID", "TAG", "ENGINE", "QUALITY", "RATE", "SPEAKERS", "DEFAULT", "LANGUAGE", "NAME"
+    ]
+    # Language names, not bare codes; the default of its tag marked.
+    assert any(
+        line.startswith("fake-es") and "ana,luis" in line and " yes " in line
+        and "Spanish" in line
+        for line in lines
+    )
     spanish = await run_cli("voices", "--language", "es", "--http", http(server))
     assert [line.split()[0] for line in spanish.out.splitlines()[1:]] == ["fake-es"]
     raw = await run_cli("voices", "--json", "--http", http(server))

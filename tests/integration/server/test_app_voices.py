@@ -77,27 +77,38 @@ async def test_fresh_config_spanish_default_and_voice_list(server: RunningServer
     async with rest(server) as http, ws_client(server) as client:
         listed = (await http.get("/api/v1/voices", params={"language": "es"})).json()["voices"]
         engines = [voice["engine"] for voice in listed]
-        # Every engine's Spanish voices, grouped, in order of quality: Kokoro (when it is
-        # installed and fast enough here, else after Pico), Pico, espeak-ng.
-        assert engines[0] in ("kokoro", "pico")
-        assert engines[-1] == "espeak" and "pico" in engines
-        assert [e for e in dict.fromkeys(engines) if e != "kokoro"] == ["pico", "espeak"]
-        assert all(voice["language_name"].startswith("Spanish") for voice in listed)
         status = (await http.get("/api/v1/status")).json()
         by_name = {engine["name"]: engine for engine in status["engines"]}
-        assert by_name["pico"]["available"] and by_name["pico"]["realtime"]
         kokoro = by_name.get("kokoro")
-        if kokoro is not None and kokoro["available"] and not kokoro["realtime"]:
-            # Ranked after Pico, and the status says why.
-            assert engines[0] == "pico" and kokoro["reason"]
+        kokoro_listed = kokoro is not None and kokoro["available"]
+        # Every engine's Spanish voices, grouped, in order of quality: Kokoro (when it
+        # is installed), Pico, espeak-ng, whatever their speed here.
+        expected = ["kokoro", "pico", "espeak"] if kokoro_listed else ["pico", "espeak"]
+        assert list(dict.fromkeys(engines)) == expected
+        assert all(voice["language_name"].startswith("Spanish") for voice in listed)
+        assert by_name["pico"]["available"] and by_name["pico"]["realtime"]
+        defaults = [voice for voice in listed if voice["default"]]
+        assert len(defaults) == 1 and defaults[0]["index"] == 0
+        default = defaults[0]
+        if kokoro_listed and not kokoro["realtime"]:
+            # The default keeps the promises: Pico, and the status says why not Kokoro.
+            assert default["engine"] == "pico" and kokoro["reason"]
+        elif kokoro_listed:
+            assert default["engine"] == "kokoro"
+        # Each entry's index is the integer voice_id that selects it.
+        assert sorted(voice["index"] for voice in listed) == list(range(len(listed)))
 
-        # No language, no voice: config/default.json's Spanish, with the best voice.
+        # No language, no voice: config/default.json's Spanish, with the default voice.
         await client.send(type="connect", config={"format": "wav"})
         connected = await client.next_event("connected")
-        assert connected["config"]["voice"] == listed[0]["id"]
+        assert connected["config"]["voice"] == default["id"]
         audio = await speak(client, "Hola, ¿cómo estás? Muy bien, gracias.", "es")
-        assert client.events("audio_start")[0]["sample_rate"] == listed[0]["sample_rate"]
-        assert len(audio) > listed[0]["sample_rate"] and np.abs(audio).max() > 0.1
+        assert client.events("audio_start")[0]["sample_rate"] == default["sample_rate"]
+        assert len(audio) > default["sample_rate"] and np.abs(audio).max() > 0.1
+        # voice_id by index picks the listed entry: the last one (espeak-ng).
+        last = listed[-1]
+        await speak(client, "Hola.", "es-by-index", voice_id=last["index"])
+        assert client.events("audio_start")[-1]["voice"] == last["id"]
 
 
 async def test_pico_is_intelligible_in_four_languages(server: RunningServer) -> None:

@@ -107,6 +107,41 @@ def test_slow_kokoro_is_offered_after_pico_before_espeak() -> None:
     assert _ids(registry.voices("es-MX"))[2:] == ["espeak-es-419", "espeak-es"]
 
 
+def test_a_list_is_ordered_by_quality_and_marks_the_default() -> None:
+    """On a CPU too slow for Kokoro the Spanish list still reads Kokoro, Pico, espeak-ng
+    (quality), while the default, flagged, is Pico; each entry's index is the integer
+    ``voice_id`` that selects it."""
+    registry = VoiceRegistry(_engines(kokoro_realtime=False))
+    listed = registry.listing("es")
+    assert _ids([entry.voice for entry in listed]) == [
+        "kokoro-ef_dora",
+        "pico-es-ES",
+        "espeak-es",
+        "espeak-es-419",
+    ]
+    assert [entry.default for entry in listed] == [False, True, False, False]
+    for entry in listed:
+        assert entry.index is not None
+        assert registry.resolve("es", entry.index) == entry.voice
+    assert listed[1].to_json()["default"] is True and listed[0].to_json()["index"] == 1
+    assert registry.listing("xx") == []
+
+
+def test_a_list_of_every_language_flags_each_tags_default() -> None:
+    registry = VoiceRegistry(_engines(kokoro_realtime=False))
+    listed = registry.listing()
+    assert {entry.voice.id for entry in listed} == {voice.id for voice in registry.voices()}
+    defaults = {entry.voice.language: entry.voice.id for entry in listed if entry.default}
+    # A voice is flagged when a request for its own tag gets it: "es" and "es-419"
+    # requests get Pico's es-ES voice, so no voice tagged "es" or "es-419" is flagged.
+    assert defaults == {"es-ES": "pico-es-ES", "en-US": "piper-en_US-joe-medium"}
+    assert all(registry.resolve(tag, None).id == voice for tag, voice in defaults.items())
+    assert all(entry.index is None for entry in listed)
+    # Grouped by tag, best quality first within a tag: en-US reads Kokoro, Piper, Pico.
+    english = [entry.voice.id for entry in listed if entry.voice.language == "en-US"]
+    assert english == ["kokoro-af_heart", "piper-en_US-joe-medium", "pico-en-US"]
+
+
 def test_preferred_engine_first_even_when_slow() -> None:
     registry = VoiceRegistry(_engines(kokoro_realtime=False), preferred_engine="kokoro")
     assert registry.resolve("es", None).id == "kokoro-ef_dora"
