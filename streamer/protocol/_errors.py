@@ -75,7 +75,6 @@ class ErrorCode(StrEnum):
     MISSING_MODEL = "missing_model"
     MODEL_NOT_FOUND = "model_not_found"
     MISSING_VOICE = "missing_voice"
-    INVALID_INPUT = "invalid_input"
     INVALID_INSTRUCTIONS = "invalid_instructions"
     INVALID_STREAM_FORMAT = "invalid_stream_format"
     #: HTTP: request headers over 16 KiB (status 431).
