@@ -465,7 +465,7 @@ class BaseStreamingClient(abc.ABC):
         """Close the connection (code 1000) and end every stream; idempotent."""
 
     async def close(self) -> None:
-        """The same as :meth:`aclose` (the seed's name)."""
+        """The same as :meth:`aclose` (the original specification's name)."""
         await self.aclose()
 
     # --- reader side -------------------------------------------------------------
@@ -594,7 +594,8 @@ class BaseStreamingClient(abc.ABC):
         **config: Unpack[AudioOptions],
     ) -> SynthesisStream:
         """Like :meth:`synthesize`, but iterating yields only the audio frames (the
-        seed's name for long texts; every request streams here, clause by clause)::
+        original specification's name for long texts; every request streams here,
+        clause by clause)::
 
             async for chunk in client.synthesize_streaming(long_text):
                 player.feed(chunk)

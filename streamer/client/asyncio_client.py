@@ -7,7 +7,8 @@
         async for item in client.synthesize("Hello there"):
             ...
 
-The seed's form runs too, under its name (``TTSStreamingClient`` here is this class):
+The original specification's form runs too, under its name (``TTSStreamingClient``
+here is this class):
 
     client = TTSStreamingClient("ws://localhost:8081")
     await client.connect()                 # opens the connection, then the session
@@ -215,6 +216,6 @@ class AsyncioTTSStreamingClient(BaseStreamingClient):
         return await asyncio.to_thread(fn, *args)
 
 
-#: The seed's name for its client, which was an asyncio one: its examples run with
+#: The original specification's name for its client, which was an asyncio one: its examples run with
 #: ``from streamer.client.asyncio_client import TTSStreamingClient``.
 TTSStreamingClient = AsyncioTTSStreamingClient

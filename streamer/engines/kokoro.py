@@ -144,7 +144,8 @@ OPENAI_VOICES: Final[dict[str, str]] = {
     "cedar": "kokoro-am_fenrir",
 }
 
-#: The seed's first-audio target for a short sentence, which a default voice must keep.
+#: The original specification's first-audio target for a short sentence, which a
+#: default voice must keep.
 FIRST_AUDIO_TARGET_S: Final = 0.3
 #: Real-time streams one core must carry for Kokoro to be a default: the issue's 4
 #: Spanish streams on the 2-core machine.
