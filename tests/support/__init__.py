@@ -2,6 +2,8 @@
 
 - ``services``: the one factory for a test's ``Config`` and ``Services``.
 - ``fake_engine``: the deterministic fake engine (never the server default).
+- ``engine_streams``: driving a real engine's streams (a voice by id, a stream's audio,
+  the same texts from several threads at once).
 - ``inline_inference``: runs inference on the event loop, for tests on a virtual clock.
 - ``server_harness``: the real server on 127.0.0.1 port 0, and a recording client.
 - ``polling``: waiting for state that no event announces.
