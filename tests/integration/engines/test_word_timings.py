@@ -16,6 +16,8 @@ from streamer.engines.alignment import (
     word_spans,
 )
 from streamer.engines.base import Engine, SynthesisOptions
+from streamer.engines.espeak import EspeakEngine
+from streamer.engines.piper import PiperEngine
 from streamer.engines.timings import TimedChunk, TimedEngine, WordTiming, words_of
 from tests.support.fake_engine import FAKE_RATE, FakeEngine
 
@@ -92,20 +94,14 @@ def test_the_default_validates_at_the_call() -> None:
 
 
 def test_engines_declare_their_word_timing() -> None:
-    from streamer.engines.espeak import EspeakEngine
-    from streamer.engines.piper import PiperEngine
-
     assert Engine.word_timing == "estimated"
     assert EspeakEngine.word_timing in ("estimated", "aligned")
     assert PiperEngine.word_timing == "aligned"
 
 
 @pytest.mark.slow
-def test_piper_times_every_word_from_its_durations() -> None:
-    from streamer.engines.piper import PiperEngine
-
-    engine = PiperEngine(None)
-    engine.load()
+def test_piper_times_every_word_from_its_durations(piper_windowed_engine: PiperEngine) -> None:
+    engine = piper_windowed_engine  # windowed: Piper's default mode
     voice = next(v for v in engine.voices() if v.id == "piper-en_US-joe-medium")
     text = (
         "Hello there, how are you today? Dr. Smith paid $3.50 for 1,000 apples at "
@@ -130,11 +126,8 @@ def test_piper_times_every_word_from_its_durations() -> None:
     assert by_word["$3.50"] > 3 * by_word["for"]
 
 
-def test_espeak_times_words_by_its_word_events() -> None:
-    from streamer.engines.espeak import EspeakEngine
-
-    engine = EspeakEngine()
-    engine.load()
+def test_espeak_times_words_by_its_word_events(espeak_engine: EspeakEngine) -> None:
+    engine = espeak_engine
     voice = next(v for v in engine.voices() if v.id == "espeak-en")
     text = "Héllo there, Dr. Smith paid $3.50 today. 😀 Good—bye! One more sentence here."
     chunks = list(engine.stream_with_timings(voice, text, SynthesisOptions()))
