@@ -5,7 +5,8 @@
 - ``engine_streams``: driving a real engine's streams (a voice by id, a stream's audio,
   the same texts from several threads at once).
 - ``inline_inference``: runs inference on the event loop, for tests on a virtual clock.
-- ``server_harness``: the real server on 127.0.0.1 port 0, and a recording client.
+- ``server_harness``: the real server on 127.0.0.1 port 0 (also as production wires it),
+  and a recording client.
 - ``polling``: waiting for state that no event announces.
 - ``audio_streams``: independent parsers and decoders for checking encoded audio.
 - ``audio_files``: what three independent readers say a saved audio file holds.

@@ -6,6 +6,7 @@ code with the encoders they check.
 
 from __future__ import annotations
 
+import io
 import shutil
 import struct
 import subprocess
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import pytest
+import soundfile as sf
 
 Pcm = npt.NDArray[np.float32]
 
@@ -37,6 +39,16 @@ def speech_like(seconds: float, rate: int, seed: int = 0) -> Pcm:
     envelope = np.clip(np.sin(2 * np.pi * 4 * t), 0, None) ** 0.5
     signal = envelope * (0.25 * voiced + 0.08 * noise)
     return (0.6 * signal / np.max(np.abs(signal))).astype(np.float32)
+
+
+def decode_streamed(audio: bytes) -> tuple[Pcm, int]:
+    """A streamed mono file's samples (float32) and sample rate.
+
+    A stream's header carries an unknown total length, so the blocks are read until the
+    data ends instead of trusting the header's frame count."""
+    with sf.SoundFile(io.BytesIO(audio)) as f:
+        blocks = list(f.blocks(blocksize=4096, dtype="float32"))
+        return np.concatenate(blocks), f.samplerate
 
 
 # -- Ogg -----------------------------------------------------------------------------------

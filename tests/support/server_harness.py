@@ -1,6 +1,7 @@
 """Start the real server on 127.0.0.1 port 0 inside a test, and talk to it.
 
-Configs and services come from ``tests.support.services``."""
+Configs and services come from ``tests.support.services``; ``production_server`` wires
+them as production does instead (``build_services``), for the tests of that wiring."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 from streamer.config import Config
+from streamer.server import build_services
 from streamer.server.app import RunningServer, run_server
 from streamer.server.runtime import Services
+from tests.support.services import make_config
 
 WAIT = 30.0
 
@@ -34,6 +37,22 @@ async def running_server(
             yield server
         finally:
             server.shutdown()
+
+
+@asynccontextmanager
+async def production_server(
+    *, warm_up: bool, **sections: dict[str, Any]
+) -> AsyncIterator[RunningServer]:
+    """The server with its services built as production builds them (``build_services``
+    from the config), every model loaded before it listens (and run once first with
+    ``warm_up``), and audio sent as fast as it is made (``realtime_lead_ms`` 0: tests
+    want all the audio now, not paced to playback). ``sections`` go to ``make_config``."""
+    config = make_config(
+        performance={"realtime_lead_ms": 0, "preload_models": True, "warm_up": warm_up},
+        **sections,
+    )
+    async with running_server(config, build_services(config)) as running:
+        yield running
 
 
 @dataclass

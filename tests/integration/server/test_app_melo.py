@@ -3,18 +3,16 @@ random-weight checkpoint (noise, not speech: plumbing, not intelligibility)."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
-from streamer.server import RunningServer, build_services
+from streamer.server import RunningServer
 from streamer.testing import TINY_SAMPLE_RATE, checkpoint_dir
-from tests.support.server_harness import Client, running_server, ws_client
-from tests.support.services import make_config
+from tests.support.audio_streams import decode_streamed
+from tests.support.server_harness import Client, production_server, ws_client
 
 pytestmark = [
     pytest.mark.melo,
@@ -29,26 +27,16 @@ ENGLISH = "Hello there, my friend. The weather is lovely today."
 
 @pytest.fixture
 async def server(tiny_melo_root: Path) -> AsyncIterator[RunningServer]:
-    config = make_config(
-        tts={
-            "default_language": "es",
-            "melo": {
-                "enabled": True,
-                "languages": ["EN", "ES"],
-                "checkpoint_dir": str(checkpoint_dir(tiny_melo_root)),
-                "device": "cpu",
-            },
-        },
-        performance={"realtime_lead_ms": 0, "preload_models": True, "warm_up": False},
-    )
-    async with running_server(config, build_services(config)) as running:
+    melo = {
+        "enabled": True,
+        "languages": ["EN", "ES"],
+        "checkpoint_dir": str(checkpoint_dir(tiny_melo_root)),
+        "device": "cpu",
+    }
+    async with production_server(
+        warm_up=False, tts={"default_language": "es", "melo": melo}
+    ) as running:
         yield running
-
-
-def decode_wav(audio: bytes) -> np.ndarray:
-    with sf.SoundFile(io.BytesIO(audio)) as f:
-        assert f.samplerate == TINY_SAMPLE_RATE
-        return np.concatenate(list(f.blocks(blocksize=4096, dtype="float32")))
 
 
 async def say(client: Client, text: str, request_id: str, language: str) -> np.ndarray:
@@ -62,7 +50,9 @@ async def say(client: Client, text: str, request_id: str, language: str) -> np.n
     start = next(e for e in client.events("audio_start") if e["request_id"] == request_id)
     assert start["voice"].startswith("melo-")
     assert start["sample_rate"] == TINY_SAMPLE_RATE
-    return decode_wav(client.audio(request_id))
+    audio, rate = decode_streamed(client.audio(request_id))
+    assert rate == TINY_SAMPLE_RATE
+    return audio
 
 
 async def test_melo_speaks_spanish_and_english_over_websocket(server: RunningServer) -> None:

@@ -6,7 +6,6 @@ on 127.0.0.1 port 0.
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from collections.abc import AsyncIterator
@@ -14,11 +13,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import trio
 
 from streamer.server import RunningServer, build_services
-from tests.support.server_harness import Client, rest, running_server, ws_client
+from tests.support.audio_streams import decode_streamed
+from tests.support.server_harness import (
+    Client,
+    production_server,
+    rest,
+    running_server,
+    ws_client,
+)
 from tests.support.services import make_config
 
 pytestmark = pytest.mark.slow
@@ -32,20 +37,8 @@ LONG = (
 
 @pytest.fixture
 async def server() -> AsyncIterator[RunningServer]:
-    # realtime_lead 0: tests want all the audio now, not paced to playback.
-    config = make_config(
-        performance={"realtime_lead_ms": 0, "preload_models": True, "warm_up": True}
-    )
-    async with running_server(config, build_services(config)) as running:
+    async with production_server(warm_up=True) as running:
         yield running
-
-
-def decode(audio: bytes) -> tuple[np.ndarray, int]:
-    """Decode a streamed file. Streams carry an unknown total length, so read blocks
-    until the data ends instead of trusting the header's frame count."""
-    with sf.SoundFile(io.BytesIO(audio)) as f:
-        blocks = list(f.blocks(blocksize=4096, dtype="float32"))
-        return np.concatenate(blocks), f.samplerate
 
 
 async def speak(client: Client, text: str, request_id: str, **config: object) -> dict[str, object]:
@@ -63,7 +56,7 @@ async def test_english_is_intelligible_wav(server: RunningServer) -> None:
         end = await speak(client, "Hello world, this is a streaming test.", "hello")
         start = client.events("audio_start")[0]
         assert start["sample_rate"] == 22050 and start["format"] == "wav"
-        audio, rate = decode(client.audio("hello"))
+        audio, rate = decode_streamed(client.audio("hello"))
         assert rate == 22050
         assert len(audio) / rate == pytest.approx(end["duration_ms"] / 1000, abs=0.01)
         assert np.all(np.isfinite(audio)) and np.abs(audio).max() > 0.1
@@ -86,7 +79,7 @@ async def test_fresh_config_speaks_spanish_with_espeak_by_id(server: RunningServ
         )
         await client.until("audio_end", "es")
         assert client.events("audio_start")[0]["voice"] == "espeak-es"
-        audio, rate = decode(client.audio("es"))
+        audio, rate = decode_streamed(client.audio("es"))
         assert rate == 22050 and len(audio) / rate > 1.0 and np.abs(audio).max() > 0.1
 
 
@@ -184,7 +177,7 @@ async def test_twenty_concurrent_sessions_all_get_their_audio(server: RunningSer
                 else f"La sesión número {index} dice hola."
             )
             end = await speak(client, text, f"r{index}", language=language, format="wav")
-            audio, rate = decode(client.audio(f"r{index}"))
+            audio, rate = decode_streamed(client.audio(f"r{index}"))
             results[index] = (rate, len(audio) / rate)
             assert len(audio) / rate == pytest.approx(end["duration_ms"] / 1000, abs=0.01)
 
@@ -233,7 +226,7 @@ async def test_voice_dropped_into_voices_dir_is_served_without_restart(tmp_path:
                 "piper-es_MX-dropped-medium"
             )
             await speak(client, "Hola, buenos días.", "mx")
-            audio, rate = decode(client.audio("mx"))
+            audio, rate = decode_streamed(client.audio("mx"))
             assert rate == 22050 and len(audio) / rate > 0.5
 
 

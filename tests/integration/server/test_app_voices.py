@@ -4,17 +4,15 @@ Kokoro, Spanish and more, intelligible to the multilingual Whisper base model.""
 
 from __future__ import annotations
 
-import io
 from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
 import pytest
-import soundfile as sf
 
-from streamer.server import RunningServer, build_services
-from tests.support.server_harness import Client, rest, running_server, ws_client
-from tests.support.services import make_config
+from streamer.server import RunningServer
+from tests.support.audio_streams import decode_streamed
+from tests.support.server_harness import Client, production_server, rest, ws_client
 
 pytestmark = pytest.mark.slow
 
@@ -33,25 +31,15 @@ SENTENCES = {
 
 @pytest.fixture
 async def server() -> AsyncIterator[RunningServer]:
-    # realtime_lead 0: tests want all the audio now, not paced to playback.
-    config = make_config(
-        performance={"realtime_lead_ms": 0, "preload_models": True, "warm_up": False}
-    )
-    async with running_server(config, build_services(config)) as running:
+    async with production_server(warm_up=False) as running:
         yield running
-
-
-def decode(audio: bytes) -> tuple[np.ndarray, int]:
-    """A streamed WAV (unknown length in its header), read block by block."""
-    with sf.SoundFile(io.BytesIO(audio)) as f:
-        return np.concatenate(list(f.blocks(blocksize=4096, dtype="float32"))), f.samplerate
 
 
 async def speak(client: Client, text: str, request_id: str, **config: Any) -> np.ndarray:
     """Synthesize ``text`` as WAV; its audio, checked against the announced rate."""
     await client.send(type="synthesize", text=text, request_id=request_id, config=config)
     await client.until("audio_end", request_id)
-    audio, rate = decode(client.audio(request_id))
+    audio, rate = decode_streamed(client.audio(request_id))
     start = next(e for e in client.events("audio_start") if e["request_id"] == request_id)
     assert start["sample_rate"] == rate
     return audio
