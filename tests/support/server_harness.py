@@ -105,6 +105,19 @@ class Client:
                 self.closed_code = exc.reason.code
                 self.close_reason = exc.reason.reason
 
+    async def interrupt_once_audio_flows(self, request_id: str, quiet_s: float) -> dict[str, Any]:
+        """Wait for ``request_id``'s first audio, interrupt it, and return the
+        ``interrupted`` reply, having checked that nothing at all (no audio, no event)
+        arrives in the ``quiet_s`` after it."""
+        while not self.audio(request_id):
+            await self.receive_one()
+        await self.send(type="interrupt", reason="user_request")
+        reply = await self.next_event("interrupted")
+        mark = len(self.received)
+        await self.drain(quiet_s)
+        assert self.received[mark:] == [], "something arrived after the interrupted reply"
+        return reply
+
     def audio(self, request_id: str) -> bytes:
         """The binary frames between ``request_id``'s audio_start and its end."""
         out: list[bytes] = []
