@@ -24,6 +24,14 @@ from ._protocol import (
     VoiceChoice,
     WyomingProtocol,
 )
+from ._run import (
+    DEFAULT_PORT,
+    DEFAULT_URI,
+    WyomingAddress,
+    check_wyoming_exposure,
+    parse_uri,
+    run_wyoming,
+)
 from ._server import (
     CLOSE_FLUSH_S,
     EVENT_TIMEOUT_S,
@@ -36,6 +44,8 @@ from ._wire import MAX_DATA_BYTES, MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES, EventRea
 
 __all__ = [
     "CLOSE_FLUSH_S",
+    "DEFAULT_PORT",
+    "DEFAULT_URI",
     "EVENT_TIMEOUT_S",
     "IDLE_TIMEOUT_S",
     "MAX_DATA_BYTES",
@@ -56,10 +66,14 @@ __all__ = [
     "StreamSegments",
     "StreamState",
     "VoiceChoice",
+    "WyomingAddress",
     "WyomingCode",
     "WyomingError",
     "WyomingProtocol",
+    "check_wyoming_exposure",
     "encode_event",
     "info_event",
+    "parse_uri",
+    "run_wyoming",
     "serve_wyoming",
 ]
