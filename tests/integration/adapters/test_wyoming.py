@@ -30,7 +30,12 @@ from wyoming.tts import (
     SynthesizeVoice,
 )
 
-from streamer.adapters.wyoming import MAX_HEADER_BYTES, encode_event
+from streamer.adapters.wyoming import (
+    MAX_HEADER_BYTES,
+    WyomingAddress,
+    encode_event,
+    run_wyoming,
+)
 from streamer.server import RunningServer, build_services
 from streamer.server.runtime import RequestOutcome
 from tests.support.fake_engine import FakeEngine
@@ -176,6 +181,23 @@ async def test_one_connection_serves_requests_in_order(piper: RunningServer) -> 
     assert kinds.count("info") == 1 and kinds.count("error") == 1
     requests = [k for k in kinds if k.startswith("audio-")]
     assert requests == ["audio-start", "audio-stop", "audio-start", "audio-stop"]
+
+
+@pytest.mark.slow
+async def test_tts_streamer_wyoming_serves_alone() -> None:
+    # What `tts-streamer wyoming` runs: its own engines, no WebSocket or HTTP server.
+    config = make_config(tts={"default_language": "en"})
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(
+            lambda task_status: run_wyoming(
+                config, WyomingAddress("127.0.0.1", 0), task_status=task_status
+            )
+        )
+        request = Synthesize(text="Hi there.").event()
+        events = await converse(port, [request], ends_with("audio-stop"))
+        audio, rate = audio_of(events)
+        assert rate == 22050 and len(audio) > rate // 4
+        nursery.cancel_scope.cancel()
 
 
 # --- the fake engine: errors and hostile clients -----------------------------------------
