@@ -145,6 +145,12 @@ async def serve_wyoming(
     the bound port (``port`` 0 picks one). ``ready``: False while models load (requests
     then get ``not_ready``; ``describe`` works). No connection's failure ends it."""
     listeners = await trio.open_tcp_listeners(port, host=host)
+    if port == 0 and len(listeners) > 1:
+        # A name with several addresses ("localhost": ::1 and 127.0.0.1) would get a
+        # different free port on each; serve the first, whose port we report.
+        for extra in listeners[1:]:
+            await extra.aclose()
+        listeners = listeners[:1]
     bound = listeners[0].socket.getsockname()[1]
     stats = WyomingStats(limit=services.config.server.max_connections)
     log.info("serving Wyoming on tcp://%s:%d", host, bound)
@@ -444,6 +450,9 @@ class _Connection:
             )
             check_can_start(services, resolved, PRIORITY, None, new_stream=True)
             job = new_job(services, resolved, text or "", PRIORITY, received_at, feed=feed)
+            # A context job asks the engine for word timings (for timestamps and the
+            # heard text of an interrupt); Wyoming has neither, so a stream does not.
+            job.timed = False
             if not streaming:
                 borrower = object()
                 await services.downloads.admit(borrower)
