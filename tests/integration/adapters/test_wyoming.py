@@ -406,6 +406,27 @@ async def test_a_client_that_never_finishes_an_event_is_cut_off(
         assert await client.next() is None
 
 
+async def test_the_server_shuts_down_with_a_wyoming_stream_open() -> None:
+    # An open stream waits for text that never comes: shutdown must not wait for it.
+    config = make_config(
+        server={"wyoming_port": 0, "shutdown_timeout_s": 1.0}, tts={"context_idle_s": 0}
+    )
+    with trio.fail_after(WAIT):
+        async with running_server(config, make_services(config, [FakeEngine()])) as server:
+            client = await raw(server)
+            await client.send(
+                encode_event(SynthesizeStart().event())
+                + encode_event(SynthesizeChunk(text="Still talking, ").event())
+            )
+            assert (await client.next()) == Event(
+                "audio-start", {"rate": 16000, "width": 2, "channels": 1, "timestamp": 0}
+            )
+        # The server is gone: its end of the connection closed.
+        while (event := await client.next()) is not None:
+            assert event.type == "audio-chunk"
+        await client.stream.aclose()
+
+
 async def test_the_adapter_is_not_imported_unless_used() -> None:
     code = (
         "import sys, streamer.cli, streamer.server.app;"
