@@ -109,11 +109,10 @@ class _Closed(Exception):
 
 @dataclass(slots=True)
 class WyomingStats:
-    """Connections now, for the connection limit and the tests."""
+    """Connections open now, against the limit."""
 
     limit: int
     open: int = 0
-    served: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -182,7 +181,6 @@ async def _handle(
                 await stream.send_all(encode_event(Error(refusal.text, refusal.code).event()))
             return
         stats.open += 1
-        stats.served += 1
         try:
             log.debug("%s: connected from %s", name, peer)
             await _Connection(stream, services, ready, name).run()
@@ -237,7 +235,8 @@ class _Connection:
                 nursery.start_soon(self._worker)
                 nursery.start_soon(self._ticker)
                 try:
-                    if await self._read():
+                    finished = await self._read()
+                    if finished:
                         # The peer has sent everything: answer what it asked, then close.
                         while self.requests:
                             await self.changed.park()
@@ -248,7 +247,21 @@ class _Connection:
                 await self.send.aclose()  # the writer sends what is queued, then ends
                 with trio.move_on_after(CLOSE_FLUSH_S):
                     await self.writer_done.wait()
+                    if not finished:
+                        await self._linger()
                 nursery.cancel_scope.cancel()  # the ticker
+
+    async def _linger(self) -> None:
+        """After a fatal error: end our side, then read (and drop) what the client
+        still sends until it closes. Closing a socket with unread input sends a reset,
+        which can destroy the error event before the client reads it. The caller
+        bounds this with ``CLOSE_FLUSH_S``."""
+        try:
+            await self.stream.send_eof()
+            while await self.stream.receive_some(RECEIVE_BYTES):
+                pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
 
     def _gone(self) -> None:
         """The socket failed: end every task of the connection."""
