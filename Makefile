@@ -15,7 +15,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	# torch is never pulled here; MeloTTS (which needs it) is `make install-melo`.
-	$(PIP) install --quiet -e '.[dev,client]'
+	$(PIP) install --quiet -e '.[dev,client,wyoming]'
 	touch $@
 
 install: $(VENV)/.installed install-kokoro

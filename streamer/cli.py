@@ -5,6 +5,7 @@
     python -m streamer --config config/default.json
     tts-streamer say "Hola" -o hola.mp3                  # client commands:
     tts-streamer voices | tts-streamer status            # streamer.client.cli
+    tts-streamer wyoming --uri tcp://127.0.0.1:10200     # a Wyoming server alone
 
 One argparse parser holds every subcommand, so ``tts-streamer --help`` lists them all.
 ``serve`` imports the server only when it runs, and the client commands never import
@@ -24,6 +25,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, NoReturn
 
@@ -39,6 +41,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG: Final = "config/default.json"
+#: ``tts-streamer wyoming``'s default address (Home Assistant's usual Wyoming TTS port);
+#: as ``streamer.adapters.wyoming.DEFAULT_URI``, which is not imported before it is used.
+WYOMING_URI: Final = "tcp://127.0.0.1:10200"
 EXIT_USAGE: Final = 2
 #: What a shell reports for a process killed by SIGPIPE (128 + 13); we exit with it,
 #: without the traceback, when the reader of our standard output has gone.
@@ -88,6 +93,19 @@ def build_parser(out: IO[str], err: IO[str]) -> CommandParser:
     )
     # SUPPRESS: `tts-streamer --config X serve` must keep X, not the subparser's default.
     serve.add_argument("--config", default=argparse.SUPPRESS, help="JSON config file")
+    wyoming = commands.add_parser(
+        "wyoming", help="run a Wyoming server (Home Assistant) alone", out=out, err=err,
+        description="Serve the Wyoming protocol (Home Assistant's voice services) with the "
+        "config's engines until SIGINT or SIGTERM. Needs the [wyoming] extra.",
+    )
+    wyoming.add_argument("--config", default=argparse.SUPPRESS, help="JSON config file")
+    wyoming.add_argument(
+        "--uri", default=WYOMING_URI, help=f"where to listen, tcp://HOST:PORT ({WYOMING_URI})"
+    )
+    wyoming.add_argument(
+        "--allow-unauthenticated", action="store_true",
+        help="serve a non-loopback host (Wyoming has no authentication: a trusted network)",
+    )
     client_cli.add_commands(commands, out=out, err=err)
     keys = commands.add_parser(
         "keys", help="API keys: keys create --id NAME", out=out, err=err,
@@ -121,6 +139,8 @@ def main(
             return _serve_command(args.config, err)
         if args.command == "keys":
             return run_keys(args, out, err)
+        if args.command == "wyoming":
+            return _wyoming_command(args.config, args.uri, args.allow_unauthenticated, err)
         status = client_cli.run(args, out, err, sink)
         out.flush()  # a closed pipe surfaces here, inside the handler below
         return status
@@ -173,7 +193,45 @@ def serve_main(config_path: str, err: IO[str] | None = None) -> int:
     return 0
 
 
-def _startup_failure(exc: BaseException, config: Config) -> str | None:
+def _wyoming_command(config_path: str, uri: str, allow_unauthenticated: bool, err: IO[str]) -> int:
+    """``tts-streamer wyoming``: the Wyoming server alone, until a signal."""
+    if not Path(config_path).exists():
+        err.write(f"tts-streamer: config file {config_path} not found\n")
+        return EXIT_USAGE
+    try:
+        from .adapters.wyoming import parse_uri, run_wyoming
+    except ImportError as exc:
+        err.write(f"tts-streamer: wyoming needs the [wyoming] extra ({exc})\n")
+        return EXIT_USAGE
+    import trio
+
+    from .config import ConfigError, load_config
+    from .logs import setup_logging
+
+    try:
+        address = parse_uri(uri)
+        config = load_config(config_path)
+    except (ValueError, ConfigError) as exc:
+        err.write(f"tts-streamer: {exc}\n")
+        return EXIT_USAGE
+    log_file = config.path(config.server.log_file) if config.server.log_file else None
+    setup_logging(config.server.log_level, log_file)
+    try:
+        trio.run(
+            partial(run_wyoming, config, address, allow_unauthenticated=allow_unauthenticated)
+        )
+    except BaseException as exc:
+        reason = _startup_failure(exc, config, wyoming_port=address.port)
+        if reason is None:
+            raise
+        err.write(f"tts-streamer: {reason}\n")
+        return EXIT_USAGE
+    return 0
+
+
+def _startup_failure(
+    exc: BaseException, config: Config, *, wyoming_port: int | None = None
+) -> str | None:
     """One line for a failure that is the operator's to fix (a config value the server
     cannot honour, a port it cannot bind), or None for anything else (a bug: the
     traceback is then the right report)."""
@@ -194,11 +252,15 @@ def _startup_failure(exc: BaseException, config: Config) -> str | None:
             return str(leaf)
         if isinstance(leaf, OSError) and leaf.errno in (errno.EADDRINUSE, errno.EACCES):
             server = config.server
+            if wyoming_port is not None:  # tts-streamer wyoming: that port alone
+                return f"cannot listen on port {wyoming_port} (Wyoming): {leaf.strerror} (--uri)"
             ports = f"{server.http_port} (HTTP) or {server.websocket_port} (WebSocket)"
-            return (
-                f"cannot listen on {server.host} port {ports}: {leaf.strerror} "
-                "(server.host, server.http_port, server.websocket_port)"
-            )
+            keys = "server.host, server.http_port, server.websocket_port"
+            if server.wyoming_port is not None:
+                ports = f"{server.http_port} (HTTP), {server.websocket_port} (WebSocket) or "
+                ports += f"{server.wyoming_port} (Wyoming)"
+                keys += ", server.wyoming_port"
+            return f"cannot listen on {server.host} port {ports}: {leaf.strerror} ({keys})"
     return None
 
 

@@ -63,6 +63,10 @@ class ServerConfig:
     #: wss://). Both or neither.
     tls_certfile: str | None = None
     tls_keyfile: str | None = None
+    #: A Wyoming protocol server (Home Assistant) on this port of ``host``, sharing the
+    #: engines and admission; null = off. Wyoming has no authentication: on a
+    #: non-loopback host it needs ``security.allow_unauthenticated``.
+    wyoming_port: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +344,13 @@ def _validate(config: Config) -> Config:
     s, t, p = config.server, config.tts, config.performance
     for key, port in (("http_port", s.http_port), ("websocket_port", s.websocket_port)):
         _check(0 <= port <= 65535, f"server.{key}", "must be a port number 0-65535")
+    if s.wyoming_port is not None:
+        _check(0 <= s.wyoming_port <= 65535, "server.wyoming_port", "must be a port number 0-65535")
+        _check(
+            s.wyoming_port == 0 or s.wyoming_port not in (s.http_port, s.websocket_port),
+            "server.wyoming_port",
+            "must differ from server.http_port and server.websocket_port",
+        )
     _check(
         s.http_port == 0 or s.http_port != s.websocket_port,
         "server.websocket_port",

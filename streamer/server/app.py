@@ -63,6 +63,8 @@ class RunningServer:
     connections: Connections
     http_port: int
     websocket_port: int
+    #: The Wyoming server's port (``server.wyoming_port``); None when it is off.
+    wyoming_port: int | None = None
     _shutdown: trio.Event = field(default_factory=trio.Event)
 
     def shutdown(self) -> None:
@@ -86,6 +88,11 @@ async def run_server(
     services = services or build_services(config)
     check_defaults(services)  # before binding: a bad default is a config error
     check_exposure(config, services.security)  # no keys: loopback only, unless allowed
+    if config.server.wyoming_port is not None:
+        # Imported only when used: the wyoming package is an optional extra.
+        from ..adapters.wyoming import check_wyoming_exposure
+
+        check_wyoming_exposure(config, config.server.host, allow_unauthenticated=False)
     with tuned_process(config.performance.event_loop_realtime_priority):
         await _serve(config, services, task_status)
 
@@ -139,11 +146,25 @@ async def _serve(
         )
         http_port = int(binds[0].rsplit(":", 1)[1])
         services.security.origins.page_port = http_port  # the page's own origin
+        wyoming_port: int | None = None
+        if config.server.wyoming_port is not None:
+            from ..adapters.wyoming import serve_wyoming
+
+            wyoming_port = await nursery.start(
+                partial(
+                    serve_wyoming,
+                    services,
+                    config.server.host,
+                    config.server.wyoming_port,
+                    ready=lambda: state.ready,
+                )
+            )
         running = RunningServer(
             manager=manager,
             connections=connections,
             http_port=http_port,
             websocket_port=ws_server.port,
+            wyoming_port=wyoming_port,
         )
         # Ports are bound first so /health answers (503, not ready) while models load;
         # callers of nursery.start() still get a server that is ready to speak.

@@ -2,9 +2,9 @@
 
 A fenced block's info string says how it is checked:
 
-- ``python runnable`` / ``sh runnable``: run, unchanged but for the ports (8080/8081 →
-  the test server's), in a scratch directory, against a server on the fake engine; it
-  must exit 0. Playback goes to a recording (``TTS_STREAMER_PLAYBACK=record``).
+- ``python runnable`` / ``sh runnable``: run, unchanged but for the ports (8080/8081 and
+  Wyoming's 10200 → the test server's), in a scratch directory, against a server on the
+  fake engine; it must exit 0. Playback goes to a recording (``TTS_STREAMER_PLAYBACK=record``).
 - ``python runnable keyed`` / ``sh runnable keyed``: the same against a server that
   asks for an API key, with the key in ``$TTS_STREAMER_API_KEY``.
 - ``sh norun``: a command about the machine (``make``, ``docker``), or a set-up that
@@ -101,6 +101,7 @@ def _with_ports(code: str, server: RunningServer) -> str:
     for host in ("127.0.0.1", "localhost"):
         code = code.replace(f"{host}:8081", f"127.0.0.1:{server.websocket_port}")
         code = code.replace(f"{host}:8080", f"127.0.0.1:{server.http_port}")
+        code = code.replace(f"{host}:10200", f"127.0.0.1:{server.wyoming_port}")
     return code
 
 
@@ -110,8 +111,14 @@ RUNNABLE = [b for b in CODE if "runnable" in b.info]
 @pytest.mark.parametrize("block", RUNNABLE, ids=[b.id for b in RUNNABLE])
 async def test_runnable_examples_run_against_a_server(block: Block, tmp_path: Path) -> None:
     key, entry = create_key("docs")
-    # The default language (es) and format, as a user gets them.
-    config = make_config(security={"api_keys": [entry]}) if "keyed" in block.info else make_config()
+    # The default language (es) and format, as a user gets them; Wyoming on too
+    # (protocol_docs/wyoming.md).
+    server = {"wyoming_port": 0}
+    config = (
+        make_config(server=server, security={"api_keys": [entry]})
+        if "keyed" in block.info
+        else make_config(server=server)
+    )
     async with running_server(config, make_services(config, [FakeEngine()])) as server:
         code = _with_ports(block.code, server)
         env = os.environ | {

@@ -24,6 +24,13 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "streamer.audio": ("streamer.engines", "streamer.server", "streamer.client"),
     "streamer.client": ("streamer.server",),
     "streamer.server": ("streamer.client",),
+    # The Wyoming server is a surface of the server (it shares its runtime), not a client.
+    "streamer.adapters.wyoming": ("streamer.client",),
+    # Only the composition root (app.py) may start an adapter, and only when configured.
+    "streamer.server.session": ("streamer.adapters",),
+    "streamer.server.runtime": ("streamer.adapters",),
+    "streamer.server.websocket": ("streamer.adapters",),
+    "streamer.server.http": ("streamer.adapters",),
     # Security knows no transport and no session: they ask it, it never calls them.
     "streamer.server.security": ("streamer.server.session", "streamer.server.runtime",
                                  "streamer.server.websocket", "streamer.server.http", "trio"),
@@ -40,6 +47,7 @@ PARTS = (
     "streamer.server.websocket",
     "streamer.server.http",
     "streamer.server.app",
+    "streamer.adapters.wyoming",
     "streamer.config",
 )
 

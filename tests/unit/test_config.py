@@ -28,6 +28,11 @@ def test_empty_config_means_defaults() -> None:
     assert config.inference_workers() >= 1
 
 
+def test_wyoming_is_off_unless_given_a_port() -> None:
+    assert parse_config({}).server.wyoming_port is None
+    assert parse_config({"server": {"wyoming_port": 10200}}).server.wyoming_port == 10200
+
+
 def test_melotts_alias() -> None:
     assert parse_config({"tts": {"engine": "melotts"}}).tts.engine == "melo"
 
@@ -45,6 +50,9 @@ def test_melotts_alias() -> None:
         ({"server": {"http_port": 70000}}, "server.http_port"),
         ({"server": {"http_port": 9000, "websocket_port": 9000}}, "server.websocket_port"),
         ({"server": {"max_connections": 0}}, "server.max_connections"),
+        ({"server": {"wyoming_port": 70000}}, "server.wyoming_port"),
+        ({"server": {"wyoming_port": "10200"}}, "server.wyoming_port"),
+        ({"server": {"wyoming_port": 8080}}, "server.wyoming_port"),
         ({"server": "x"}, "server"),
         ({"performance": {"preload_models": "yes"}}, "performance.preload_models"),
         ({"performance": {"max_queue_size": 0}}, "performance.max_queue_size"),

@@ -8,7 +8,14 @@ drain its ``Outbox``.
 
 from ._manager import UNATTACHED_SESSION_TTL_S, SessionManager, new_session_id
 from ._outbox import MAX_QUEUED_AUDIO_BYTES, MAX_QUEUED_EVENTS, CloseRequest, Outbox, OutboxClosed
-from ._player import UNDERRUN_TOLERANCE_S, Emit, ListenerClock, SynthesisJob, run_job
+from ._player import (
+    UNDERRUN_TOLERANCE_S,
+    Emit,
+    ListenerClock,
+    SegmentFeed,
+    SynthesisJob,
+    run_job,
+)
 from ._queue import RECENT_REQUEST_IDS, RequestQueue, SynthesisRequest
 from ._resolve import ResolvedConfig, resolve_config
 from ._session import REPLY_FLUSH_WAIT_S, Session
@@ -28,6 +35,7 @@ __all__ = [
     "OutboxClosed",
     "RequestQueue",
     "ResolvedConfig",
+    "SegmentFeed",
     "Session",
     "SessionManager",
     "SynthesisJob",

@@ -1,0 +1,1 @@
+"""Framework adapters: each subpackage is optional and imported only when used."""
