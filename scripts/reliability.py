@@ -68,7 +68,9 @@ effects inside the case's window (its run plus ``SETTLE_S``): underruns (the lis
 model of ``scripts/_probe.py``), errors, ``interrupted`` events and closes (each must be
 0, but the 1001 closes of ``sigterm``), and the server's side: underruns and
 ``internal_error``/``synthesis_failed`` counted in ``/api/v1/metrics``, and tracebacks
-in its log (``--spawn`` only). A case passes when its expectation holds and nothing
+in its log (``--spawn`` only). The server logs whose each underrun was; with its log
+(``--spawn``) the report says whose they were (a witness, ``target``, ``other``
+sessions) and how many happened to a request already interrupted (``cancelled``). A case passes when its expectation holds and nothing
 else was noticed. ``--spawn`` runs the server with short timeouts (``SPAWN_SERVER``)
 so each case takes seconds.
 """
@@ -78,6 +80,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import signal
 import subprocess
 from collections import Counter
@@ -178,6 +181,67 @@ IDLE_REASON: Final = "idle_timeout"
 #: largest any route reads (``MAX_SPEECH_BODY_BYTES``).
 MAX_REST_BODY_BYTES: Final = 64 * 1024
 MAX_SPEECH_BODY_BYTES: Final = 1024 * 1024
+#: The server's log line for each underrun it counts (``Metrics.count_underrun``).
+UNDERRUN_LINE: Final = re.compile(
+    rb"underrun session=(?P<session>\S+) request=(?P<request>\S+) "
+    rb"silence_ms=(?P<silence_ms>[\d.]+) frame=(?P<frame>\d+) audio_s=(?P<audio_s>[\d.]+) "
+    rb"cancelled=(?P<cancelled>yes|no) suppressed=(?P<suppressed>\d+)"
+)
+
+
+@dataclass(frozen=True)
+class LoggedUnderrun:
+    """One underrun as the server logged it."""
+
+    session: str
+    request: str
+    silence_ms: float
+    frame: int
+    audio_s: float
+    cancelled: bool
+    #: Lines the server's rate limit left out before this one.
+    suppressed: int
+
+
+def parse_underruns(log: bytes) -> list[LoggedUnderrun]:
+    """Every underrun line in ``log`` (the server's output), in order."""
+    return [
+        LoggedUnderrun(
+            session=m["session"].decode(),
+            request=m["request"].decode(),
+            silence_ms=float(m["silence_ms"]),
+            frame=int(m["frame"]),
+            audio_s=float(m["audio_s"]),
+            cancelled=m["cancelled"] == b"yes",
+            suppressed=int(m["suppressed"]),
+        )
+        for m in UNDERRUN_LINE.finditer(log)
+    ]
+
+
+def attribute_underruns(
+    underruns: Sequence[LoggedUnderrun], owners: Mapping[str, str]
+) -> dict[str, dict[str, Any]]:
+    """Underruns per owner (``owners``: session id → witness name; any other session is
+    ``other``, an underrun of no session ``-``): count, how many of them happened to a
+    cancelled (interrupted) request, silence, and the lines the log left out."""
+    by_owner: dict[str, dict[str, Any]] = {}
+    for underrun in underruns:
+        owner = "-" if underrun.session == "-" else owners.get(underrun.session, "other")
+        entry = by_owner.setdefault(
+            owner, {"underruns": 0, "cancelled": 0, "silence_ms": 0.0, "unlogged": 0,
+                    "examples": []}
+        )
+        entry["underruns"] += 1
+        entry["cancelled"] += underrun.cancelled
+        entry["silence_ms"] = round(entry["silence_ms"] + underrun.silence_ms, 1)
+        entry["unlogged"] += underrun.suppressed
+        if len(entry["examples"]) < MAX_EXAMPLES:
+            entry["examples"].append(
+                f"{underrun.request} frame {underrun.frame} at {underrun.audio_s:g} s: "
+                f"{underrun.silence_ms:g} ms{' (cancelled)' if underrun.cancelled else ''}"
+            )
+    return by_owner
 
 
 # --- the server under test -------------------------------------------------------------
@@ -214,6 +278,14 @@ class Target:
     def log_size(self) -> int:
         return self.log_path.stat().st_size if self.log_path else 0
 
+    def underruns_since(self, offset: int) -> list[LoggedUnderrun] | None:
+        """Underruns the server logged after byte ``offset``; None without its log."""
+        if self.log_path is None:
+            return None
+        with self.log_path.open("rb") as log:
+            log.seek(offset)
+            return parse_underruns(log.read())
+
     def tracebacks_since(self, offset: int) -> int | None:
         """Tracebacks the server logged after byte ``offset``; None without its log."""
         if self.log_path is None:
@@ -246,6 +318,8 @@ class Witness:
 
     name: str
     session_id: str = ""
+    #: Every session it had (a new one after each reconnect).
+    session_ids: list[str] = field(default_factory=list)
     probes: list[Probe] = field(default_factory=list)
     traces: list[RequestTrace] = field(default_factory=list)
     #: Connections that could not be opened: (client time, why).
@@ -269,6 +343,7 @@ class Witness:
                         try:
                             connected = await probe.connect(WITNESS_CONFIG)
                             self.session_id = connected.session_id
+                            self.session_ids.append(connected.session_id)
                             if not started:
                                 started = True
                                 task_status.started()
@@ -1337,6 +1412,10 @@ async def run_cases(target: Target, args: argparse.Namespace) -> list[CaseResult
                 result.server = _server_delta(metrics_before, metrics_after) | {
                     "tracebacks": target.tracebacks_since(log_offset)
                 }
+                logged = target.underruns_since(log_offset)
+                if logged is not None:
+                    owners = {sid: w.name for w in (*witnesses, victim) for sid in w.session_ids}
+                    result.server["underruns_by_session"] = attribute_underruns(logged, owners)
             results.append(result)
             print(f"   {result.observed}")
         nursery.cancel_scope.cancel()
@@ -1372,8 +1451,13 @@ def _server_cell(result: CaseResult) -> str:
         return "-"
     server = result.server
     tracebacks = server.get("tracebacks")
+    by_session = server.get("underruns_by_session")
+    whose = "" if not by_session else " ({})".format(", ".join(
+        f"{owner} {e['underruns']}" + (f", {e['cancelled']} cancelled" if e["cancelled"] else "")
+        for owner, e in sorted(by_session.items())
+    ))
     parts = [] if "underruns" not in server else [
-        f"underruns {server['underruns']}",
+        f"underruns {server['underruns']}{whose}",
         f"internal_error {server['internal_error']}",
         f"synthesis_failed {server['synthesis_failed']}",
     ]
@@ -1416,6 +1500,8 @@ def report(results: Sequence[CaseResult]) -> str:
             lines.append(f"  - failed: {failure}")
         for noticed in r.witnesses.get("noticed", []):
             lines.append(f"  - witness noticed: {noticed}")
+        for owner, entry in sorted(r.server.get("underruns_by_session", {}).items()):
+            lines.append(f"  - server underruns of {owner}: {json.dumps(entry)}")
     return "\n".join(lines)
 
 
