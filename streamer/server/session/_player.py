@@ -501,6 +501,10 @@ async def run_job(
                 deadline=deadline,
                 background=not paced,  # a download takes what real-time streams leave
             )
+            # A chunk already in the engine is waited for, not cancelled: one that comes
+            # back after an interrupt is dropped here, before it can start, move or count
+            # on the listener's clock (which the session's next request may own by now).
+            await trio.lowlevel.checkpoint_if_cancelled()
             if pulled.item is None or pulled.switched:
                 ended(current)
                 current, successor = (successor, None) if pulled.switched else (None, None)
