@@ -68,10 +68,11 @@ effects inside the case's window (its run plus ``SETTLE_S``): underruns (the lis
 model of ``scripts/_probe.py``), errors, ``interrupted`` events and closes (each must be
 0, but the 1001 closes of ``sigterm``), and the server's side: underruns and
 ``internal_error``/``synthesis_failed`` counted in ``/api/v1/metrics``, and tracebacks
-in its log (``--spawn`` only). The server logs whose each underrun was; with its log
-(``--spawn``) the report says whose they were (a witness, ``target``, ``other``
-sessions) and how many happened to a request already interrupted (``cancelled``). A case passes when its expectation holds and nothing
-else was noticed. ``--spawn`` runs the server with short timeouts (``SPAWN_SERVER``)
+in its log (``--spawn`` only). The server logs whose each underrun was and why its
+chunk came late; with its log (``--spawn``) the report says whose they were (a witness,
+``target``, ``other`` sessions), how many happened to a request already interrupted
+(``cancelled``), and the late chunks' figures. A case passes when its expectation holds
+and nothing else was noticed. ``--spawn`` runs the server with short timeouts (``SPAWN_SERVER``)
 so each case takes seconds.
 """
 
@@ -186,6 +187,8 @@ UNDERRUN_LINE: Final = re.compile(
     rb"underrun session=(?P<session>\S+) request=(?P<request>\S+) "
     rb"silence_ms=(?P<silence_ms>[\d.]+) frame=(?P<frame>\d+) audio_s=(?P<audio_s>[\d.]+) "
     rb"cancelled=(?P<cancelled>yes|no) suppressed=(?P<suppressed>\d+)"
+    rb"(?: chunk: held_ms=(?P<held_ms>\d+) wait_ms=(?P<wait_ms>-?\d+) "
+    rb"compute_ms=(?P<compute_ms>\d+) cpu_ms=(?P<cpu_ms>\d+))?"
 )
 
 
@@ -201,6 +204,9 @@ class LoggedUnderrun:
     cancelled: bool
     #: Lines the server's rate limit left out before this one.
     suppressed: int
+    #: The late chunk: audio the listener held when it was asked for, its wait for a
+    #: worker, its wall and CPU time there (ms; None in an older server's log).
+    chunk_ms: tuple[int, int, int, int] | None = None
 
 
 def parse_underruns(log: bytes) -> list[LoggedUnderrun]:
@@ -214,6 +220,9 @@ def parse_underruns(log: bytes) -> list[LoggedUnderrun]:
             audio_s=float(m["audio_s"]),
             cancelled=m["cancelled"] == b"yes",
             suppressed=int(m["suppressed"]),
+            chunk_ms=None if m["held_ms"] is None else (
+                int(m["held_ms"]), int(m["wait_ms"]), int(m["compute_ms"]), int(m["cpu_ms"])
+            ),
         )
         for m in UNDERRUN_LINE.finditer(log)
     ]
@@ -237,9 +246,14 @@ def attribute_underruns(
         entry["silence_ms"] = round(entry["silence_ms"] + underrun.silence_ms, 1)
         entry["unlogged"] += underrun.suppressed
         if len(entry["examples"]) < MAX_EXAMPLES:
+            chunk = "" if underrun.chunk_ms is None else (
+                " (chunk asked with {} ms left: waited {} ms, {} ms in the worker, {} ms "
+                "CPU)".format(*underrun.chunk_ms)
+            )
             entry["examples"].append(
                 f"{underrun.request} frame {underrun.frame} at {underrun.audio_s:g} s: "
                 f"{underrun.silence_ms:g} ms{' (cancelled)' if underrun.cancelled else ''}"
+                + chunk
             )
     return by_owner
 

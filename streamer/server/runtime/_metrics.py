@@ -103,6 +103,13 @@ class Underrun:
     audio_s: float
     #: The request's scope was cancelled (interrupted) when it happened.
     cancelled: bool
+    #: The chunk that came late: the audio its listener still held when the player
+    #: asked for it, its wait for an inference worker, its wall and CPU seconds there
+    #: (wall well over CPU: the worker thread was starved of a core).
+    held_s: float = 0.0
+    wait_s: float = 0.0
+    compute_s: float = 0.0
+    cpu_s: float = 0.0
 
 
 class _RateLimit:
@@ -203,7 +210,8 @@ class Metrics:
         suppressed, self._underrun_log.suppressed = self._underrun_log.suppressed, 0
         log.warning(
             "underrun session=%s request=%s silence_ms=%.1f frame=%d audio_s=%.2f "
-            "cancelled=%s suppressed=%d",
+            "cancelled=%s suppressed=%d chunk: held_ms=%.0f wait_ms=%.0f compute_ms=%.0f "
+            "cpu_ms=%.0f",
             underrun.session_id or "-",
             underrun.request_id or "-",
             underrun.silence_s * 1000,
@@ -211,6 +219,10 @@ class Metrics:
             underrun.audio_s,
             "yes" if underrun.cancelled else "no",
             suppressed,
+            underrun.held_s * 1000,
+            underrun.wait_s * 1000,
+            underrun.compute_s * 1000,
+            underrun.cpu_s * 1000,
         )
 
     def to_json(self) -> dict[str, object]:

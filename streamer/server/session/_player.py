@@ -409,8 +409,13 @@ async def run_job(
     paced = job.paced
     clock = job.clock
 
+    #: The last chunk's (audio the listener held when it was asked for, its wait for
+    #: a worker, its wall and CPU seconds in the worker): why it came late.
+    last_chunk = (0.0, 0.0, 0.0, 0.0)
+
     def count_underrun(silence_s: float) -> None:
         job.underruns += 1
+        held_s, wait_s, compute_s, cpu_s = last_chunk
         metrics.count_underrun(
             Underrun(
                 session_id=job.session_id,
@@ -419,6 +424,10 @@ async def run_job(
                 frame=job.chunks,
                 audio_s=job.audio_seconds,
                 cancelled=trio.current_effective_deadline() == -math.inf,
+                held_s=held_s,
+                wait_s=wait_s,
+                compute_s=compute_s,
+                cpu_s=cpu_s,
             )
         )
 
@@ -495,6 +504,9 @@ async def run_job(
             deadline = job.playback_end
             if deadline is None:
                 deadline = max(job.received_at, job.carried or job.received_at)
+            asked_at = trio.current_time()
+            runs_dry = clock.dry_at if job.first_audio_at is not None else job.carried
+            held_s = max(0.0, runs_dry - asked_at) if paced and runs_dry is not None else 0.0
             pulled = await inference.run(
                 partial(_pull, current, successor),
                 priority=job.priority,
@@ -505,6 +517,8 @@ async def run_job(
             # back after an interrupt is dropped here, before it can start, move or count
             # on the listener's clock (which the session's next request may own by now).
             await trio.lowlevel.checkpoint_if_cancelled()
+            waited_s = trio.current_time() - asked_at - pulled.seconds
+            last_chunk = (held_s, waited_s, pulled.seconds, pulled.cpu_seconds)
             if pulled.item is None or pulled.switched:
                 ended(current)
                 current, successor = (successor, None) if pulled.switched else (None, None)

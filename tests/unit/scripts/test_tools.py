@@ -206,7 +206,9 @@ def test_the_reliability_tool_reads_whose_underruns_the_server_logged(
             ("s-target", "target-16", True), ("s-w1", "witness-1-3", False),
             ("s-gone", "x", False), (None, None, False),
         ):
-            metrics.count_underrun(Underrun(session, request, 0.0052, 12, 0.56, cancelled))
+            metrics.count_underrun(
+                Underrun(session, request, 0.0052, 12, 0.56, cancelled, 0.3, 0.02, 0.29, 0.1)
+            )
     log = "".join(f"INFO x: {r.getMessage()}\n" for r in caplog.records).encode()
     underruns = parse_underruns(b"noise\n" + log)
     assert [(u.session, u.request, u.cancelled) for u in underruns] == [
@@ -214,8 +216,12 @@ def test_the_reliability_tool_reads_whose_underruns_the_server_logged(
         ("s-gone", "x", False), ("-", "-", False),
     ]
     assert underruns[0].silence_ms == 5.2 and underruns[0].frame == 12
+    assert underruns[0].chunk_ms == (300, 20, 290, 100)
     by_owner = attribute_underruns(underruns, {"s-target": "target", "s-w1": "witness-1"})
     assert {owner: (e["underruns"], e["cancelled"]) for owner, e in by_owner.items()} == {
         "target": (1, 1), "witness-1": (1, 0), "other": (1, 0), "-": (1, 0),
     }
-    assert by_owner["target"]["examples"] == ["target-16 frame 12 at 0.56 s: 5.2 ms (cancelled)"]
+    assert by_owner["target"]["examples"] == [
+        "target-16 frame 12 at 0.56 s: 5.2 ms (cancelled) (chunk asked with 300 ms left: "
+        "waited 20 ms, 290 ms in the worker, 100 ms CPU)"
+    ]

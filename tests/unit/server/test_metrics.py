@@ -21,6 +21,10 @@ def _underrun(request_id: str = "r1", *, cancelled: bool = False) -> Underrun:
         frame=12,
         audio_s=0.56,
         cancelled=cancelled,
+        held_s=0.3,
+        wait_s=0.0201,
+        compute_s=0.29,
+        cpu_s=0.1,
     )
 
 
@@ -35,7 +39,7 @@ def test_an_underrun_is_logged_with_its_session_request_and_silence(
     assert record.levelno == logging.WARNING
     assert record.getMessage() == (
         "underrun session=s1 request=r1 silence_ms=5.2 frame=12 audio_s=0.56 "
-        "cancelled=yes suppressed=0"
+        "cancelled=yes suppressed=0 chunk: held_ms=300 wait_ms=20 compute_ms=290 cpu_ms=100"
     )
 
 
