@@ -71,9 +71,10 @@ model of ``scripts/_probe.py``), errors, ``interrupted`` events and closes (each
 in its log (``--spawn`` only). The server logs whose each underrun was and why its
 chunk came late; with its log (``--spawn``) the report says whose they were (a witness,
 ``target``, ``other`` sessions), how many happened to a request already interrupted
-(``cancelled``), and the late chunks' figures. A case passes when its expectation holds
-and nothing else was noticed. ``--spawn`` runs the server with short timeouts (``SPAWN_SERVER``)
-so each case takes seconds.
+(``cancelled``), and the late chunks' figures; after the table, whose were the underruns
+logged outside every case's window (the witnesses starting, the pauses between cases).
+A case passes when its expectation holds and nothing else was noticed. ``--spawn`` runs
+the server with short timeouts (``SPAWN_SERVER``) so each case takes seconds.
 """
 
 from __future__ import annotations
@@ -292,13 +293,14 @@ class Target:
     def log_size(self) -> int:
         return self.log_path.stat().st_size if self.log_path else 0
 
-    def underruns_since(self, offset: int) -> list[LoggedUnderrun] | None:
-        """Underruns the server logged after byte ``offset``; None without its log."""
+    def underruns_between(self, start: int, end: int | None = None) -> list[LoggedUnderrun]:
+        """Underruns the server logged between byte ``start`` and ``end`` (its end);
+        none without its log."""
         if self.log_path is None:
-            return None
+            return []
         with self.log_path.open("rb") as log:
-            log.seek(offset)
-            return parse_underruns(log.read())
+            log.seek(start)
+            return parse_underruns(log.read(-1 if end is None else end - start))
 
     def tracebacks_since(self, offset: int) -> int | None:
         """Tracebacks the server logged after byte ``offset``; None without its log."""
@@ -1375,13 +1377,19 @@ def _server_delta(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[s
     }
 
 
-async def run_cases(target: Target, args: argparse.Namespace) -> list[CaseResult]:
-    """Start the witnesses, run the selected cases one after another, judge each."""
+async def run_cases(
+    target: Target, args: argparse.Namespace
+) -> tuple[list[CaseResult], dict[str, dict[str, Any]]]:
+    """Start the witnesses, run the selected cases one after another, judge each.
+    Also returns whose were the underruns the server logged outside the cases'
+    windows (the witnesses starting, the pauses between cases)."""
     names = [n for n in CASES if n in args.cases]
     witnesses = [Witness(f"witness-{i + 1}") for i in range(args.witnesses)]
     victim = Witness("target")
     ctx = Context(target, witnesses, victim, args)
     results: list[CaseResult] = []
+    outside: list[LoggedUnderrun] = []
+    scanned = 0  # of the server's log, bytes already given to a case or to ``outside``
     async with trio.open_nursery() as nursery:
         for witness in (*witnesses, victim):
             await nursery.start(witness.run, target.ws_url, lambda: ctx.reconnect)
@@ -1400,6 +1408,7 @@ async def run_cases(target: Target, args: argparse.Namespace) -> list[CaseResult
             result.figures["other_cpu_pct_before"] = round(other)
             metrics_before = await target.get("/api/v1/metrics")
             log_offset = target.log_size()
+            outside += target.underruns_between(scanned, log_offset)
             cpu_before = CpuSample.take(target.pid)
             result.began = now()
             try:
@@ -1426,17 +1435,25 @@ async def run_cases(target: Target, args: argparse.Namespace) -> list[CaseResult
                 result.server = _server_delta(metrics_before, metrics_after) | {
                     "tracebacks": target.tracebacks_since(log_offset)
                 }
-                logged = target.underruns_since(log_offset)
-                if logged is not None:
-                    owners = {sid: w.name for w in (*witnesses, victim) for sid in w.session_ids}
-                    result.server["underruns_by_session"] = attribute_underruns(logged, owners)
+            scanned = target.log_size()
+            if target.log_path is not None:
+                logged = target.underruns_between(log_offset, scanned)
+                result.server["underruns_by_session"] = attribute_underruns(
+                    logged, _owners(witnesses, victim)
+                )
             results.append(result)
             print(f"   {result.observed}")
         nursery.cancel_scope.cancel()
     for result in results:
         if not result.skipped:
             _judge(result, witnesses, victim)
-    return results
+    outside += target.underruns_between(scanned)
+    return results, attribute_underruns(outside, _owners(witnesses, victim))
+
+
+def _owners(witnesses: Sequence[Witness], victim: Witness) -> dict[str, str]:
+    """Session id → witness name, for every session each had."""
+    return {sid: w.name for w in (*witnesses, victim) for sid in w.session_ids}
 
 
 # --- report ----------------------------------------------------------------------------
@@ -1556,17 +1573,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = parse_config({"server": SPAWN_SERVER}).server
             target = Target(server.ws_url, server.http_url, config, server.process,
                             server.log_path, server.pid)
-            results = trio.run(run_cases, target, args)
+            results, outside = trio.run(run_cases, target, args)
     else:
         if not args.url or not args.http_url:
             parser.error("--url and --http-url (or --spawn)")
         config = load_config(args.config).server if args.config else ServerConfig()
         target = Target(args.url, args.http_url, config, pid=args.pid)
-        results = trio.run(run_cases, target, args)
+        results, outside = trio.run(run_cases, target, args)
     print()
     print(report(results))
+    if outside:
+        print("- server underruns outside the cases' windows (witnesses starting, between "
+              f"cases): {json.dumps(outside)}")
     write_json(args.json, {
         "machine": machine,
+        "underruns_outside_cases": outside,
         "cases": [
             {k: v for k, v in vars(r).items() if k not in {"began", "ended"}}
             | {"verdict": _verdict(r)}
