@@ -68,9 +68,13 @@ effects inside the case's window (its run plus ``SETTLE_S``): underruns (the lis
 model of ``scripts/_probe.py``), errors, ``interrupted`` events and closes (each must be
 0, but the 1001 closes of ``sigterm``), and the server's side: underruns and
 ``internal_error``/``synthesis_failed`` counted in ``/api/v1/metrics``, and tracebacks
-in its log (``--spawn`` only). A case passes when its expectation holds and nothing
-else was noticed. ``--spawn`` runs the server with short timeouts (``SPAWN_SERVER``)
-so each case takes seconds.
+in its log (``--spawn`` only). The server logs whose each underrun was and why its
+chunk came late; with its log (``--spawn``) the report says whose they were (a witness,
+``target``, ``other`` sessions), how many happened to a request already interrupted
+(``cancelled``), and the late chunks' figures; after the table, whose were the underruns
+logged outside every case's window (the witnesses starting, the pauses between cases).
+A case passes when its expectation holds and nothing else was noticed. ``--spawn`` runs
+the server with short timeouts (``SPAWN_SERVER``) so each case takes seconds.
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import signal
 import subprocess
 from collections import Counter
@@ -178,6 +183,80 @@ IDLE_REASON: Final = "idle_timeout"
 #: largest any route reads (``MAX_SPEECH_BODY_BYTES``).
 MAX_REST_BODY_BYTES: Final = 64 * 1024
 MAX_SPEECH_BODY_BYTES: Final = 1024 * 1024
+#: The server's log line for each underrun it counts (``Metrics.count_underrun``).
+UNDERRUN_LINE: Final = re.compile(
+    rb"underrun session=(?P<session>\S+) request=(?P<request>\S+) "
+    rb"silence_ms=(?P<silence_ms>[\d.]+) frame=(?P<frame>\d+) audio_s=(?P<audio_s>[\d.]+) "
+    rb"cancelled=(?P<cancelled>yes|no) suppressed=(?P<suppressed>\d+)"
+    rb"(?: chunk: held_ms=(?P<held_ms>\d+) wait_ms=(?P<wait_ms>-?\d+) "
+    rb"compute_ms=(?P<compute_ms>\d+) cpu_ms=(?P<cpu_ms>\d+))?"
+)
+
+
+@dataclass(frozen=True)
+class LoggedUnderrun:
+    """One underrun as the server logged it."""
+
+    session: str
+    request: str
+    silence_ms: float
+    frame: int
+    audio_s: float
+    cancelled: bool
+    #: Lines the server's rate limit left out before this one.
+    suppressed: int
+    #: The late chunk: audio the listener held when it was asked for, its wait for a
+    #: worker, its wall and CPU time there (ms; None in an older server's log).
+    chunk_ms: tuple[int, int, int, int] | None = None
+
+
+def parse_underruns(log: bytes) -> list[LoggedUnderrun]:
+    """Every underrun line in ``log`` (the server's output), in order."""
+    return [
+        LoggedUnderrun(
+            session=m["session"].decode(),
+            request=m["request"].decode(),
+            silence_ms=float(m["silence_ms"]),
+            frame=int(m["frame"]),
+            audio_s=float(m["audio_s"]),
+            cancelled=m["cancelled"] == b"yes",
+            suppressed=int(m["suppressed"]),
+            chunk_ms=None if m["held_ms"] is None else (
+                int(m["held_ms"]), int(m["wait_ms"]), int(m["compute_ms"]), int(m["cpu_ms"])
+            ),
+        )
+        for m in UNDERRUN_LINE.finditer(log)
+    ]
+
+
+def attribute_underruns(
+    underruns: Sequence[LoggedUnderrun], owners: Mapping[str, str]
+) -> dict[str, dict[str, Any]]:
+    """Underruns per owner (``owners``: session id → witness name; any other session is
+    ``other``, an underrun of no session ``-``): count, how many of them happened to a
+    cancelled (interrupted) request, silence, and the lines the log left out."""
+    by_owner: dict[str, dict[str, Any]] = {}
+    for underrun in underruns:
+        owner = "-" if underrun.session == "-" else owners.get(underrun.session, "other")
+        entry = by_owner.setdefault(
+            owner, {"underruns": 0, "cancelled": 0, "silence_ms": 0.0, "unlogged": 0,
+                    "examples": []}
+        )
+        entry["underruns"] += 1
+        entry["cancelled"] += underrun.cancelled
+        entry["silence_ms"] = round(entry["silence_ms"] + underrun.silence_ms, 1)
+        entry["unlogged"] += underrun.suppressed
+        if len(entry["examples"]) < MAX_EXAMPLES:
+            chunk = "" if underrun.chunk_ms is None else (
+                " (chunk asked with {} ms left: waited {} ms, {} ms in the worker, {} ms "
+                "CPU)".format(*underrun.chunk_ms)
+            )
+            entry["examples"].append(
+                f"{underrun.request} frame {underrun.frame} at {underrun.audio_s:g} s: "
+                f"{underrun.silence_ms:g} ms{' (cancelled)' if underrun.cancelled else ''}"
+                + chunk
+            )
+    return by_owner
 
 
 # --- the server under test -------------------------------------------------------------
@@ -214,6 +293,15 @@ class Target:
     def log_size(self) -> int:
         return self.log_path.stat().st_size if self.log_path else 0
 
+    def underruns_between(self, start: int, end: int | None = None) -> list[LoggedUnderrun]:
+        """Underruns the server logged between byte ``start`` and ``end`` (its end);
+        none without its log."""
+        if self.log_path is None:
+            return []
+        with self.log_path.open("rb") as log:
+            log.seek(start)
+            return parse_underruns(log.read(-1 if end is None else end - start))
+
     def tracebacks_since(self, offset: int) -> int | None:
         """Tracebacks the server logged after byte ``offset``; None without its log."""
         if self.log_path is None:
@@ -246,6 +334,8 @@ class Witness:
 
     name: str
     session_id: str = ""
+    #: Every session it had (a new one after each reconnect).
+    session_ids: list[str] = field(default_factory=list)
     probes: list[Probe] = field(default_factory=list)
     traces: list[RequestTrace] = field(default_factory=list)
     #: Connections that could not be opened: (client time, why).
@@ -269,6 +359,7 @@ class Witness:
                         try:
                             connected = await probe.connect(WITNESS_CONFIG)
                             self.session_id = connected.session_id
+                            self.session_ids.append(connected.session_id)
                             if not started:
                                 started = True
                                 task_status.started()
@@ -1286,13 +1377,19 @@ def _server_delta(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[s
     }
 
 
-async def run_cases(target: Target, args: argparse.Namespace) -> list[CaseResult]:
-    """Start the witnesses, run the selected cases one after another, judge each."""
+async def run_cases(
+    target: Target, args: argparse.Namespace
+) -> tuple[list[CaseResult], dict[str, dict[str, Any]]]:
+    """Start the witnesses, run the selected cases one after another, judge each.
+    Also returns whose were the underruns the server logged outside the cases'
+    windows (the witnesses starting, the pauses between cases)."""
     names = [n for n in CASES if n in args.cases]
     witnesses = [Witness(f"witness-{i + 1}") for i in range(args.witnesses)]
     victim = Witness("target")
     ctx = Context(target, witnesses, victim, args)
     results: list[CaseResult] = []
+    outside: list[LoggedUnderrun] = []
+    scanned = 0  # of the server's log, bytes already given to a case or to ``outside``
     async with trio.open_nursery() as nursery:
         for witness in (*witnesses, victim):
             await nursery.start(witness.run, target.ws_url, lambda: ctx.reconnect)
@@ -1311,6 +1408,7 @@ async def run_cases(target: Target, args: argparse.Namespace) -> list[CaseResult
             result.figures["other_cpu_pct_before"] = round(other)
             metrics_before = await target.get("/api/v1/metrics")
             log_offset = target.log_size()
+            outside += target.underruns_between(scanned, log_offset)
             cpu_before = CpuSample.take(target.pid)
             result.began = now()
             try:
@@ -1337,13 +1435,25 @@ async def run_cases(target: Target, args: argparse.Namespace) -> list[CaseResult
                 result.server = _server_delta(metrics_before, metrics_after) | {
                     "tracebacks": target.tracebacks_since(log_offset)
                 }
+            scanned = target.log_size()
+            if target.log_path is not None:
+                logged = target.underruns_between(log_offset, scanned)
+                result.server["underruns_by_session"] = attribute_underruns(
+                    logged, _owners(witnesses, victim)
+                )
             results.append(result)
             print(f"   {result.observed}")
         nursery.cancel_scope.cancel()
     for result in results:
         if not result.skipped:
             _judge(result, witnesses, victim)
-    return results
+    outside += target.underruns_between(scanned)
+    return results, attribute_underruns(outside, _owners(witnesses, victim))
+
+
+def _owners(witnesses: Sequence[Witness], victim: Witness) -> dict[str, str]:
+    """Session id → witness name, for every session each had."""
+    return {sid: w.name for w in (*witnesses, victim) for sid in w.session_ids}
 
 
 # --- report ----------------------------------------------------------------------------
@@ -1372,8 +1482,13 @@ def _server_cell(result: CaseResult) -> str:
         return "-"
     server = result.server
     tracebacks = server.get("tracebacks")
+    by_session = server.get("underruns_by_session")
+    whose = "" if not by_session else " ({})".format(", ".join(
+        f"{owner} {e['underruns']}" + (f", {e['cancelled']} cancelled" if e["cancelled"] else "")
+        for owner, e in sorted(by_session.items())
+    ))
     parts = [] if "underruns" not in server else [
-        f"underruns {server['underruns']}",
+        f"underruns {server['underruns']}{whose}",
         f"internal_error {server['internal_error']}",
         f"synthesis_failed {server['synthesis_failed']}",
     ]
@@ -1416,6 +1531,8 @@ def report(results: Sequence[CaseResult]) -> str:
             lines.append(f"  - failed: {failure}")
         for noticed in r.witnesses.get("noticed", []):
             lines.append(f"  - witness noticed: {noticed}")
+        for owner, entry in sorted(r.server.get("underruns_by_session", {}).items()):
+            lines.append(f"  - server underruns of {owner}: {json.dumps(entry)}")
     return "\n".join(lines)
 
 
@@ -1456,17 +1573,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = parse_config({"server": SPAWN_SERVER}).server
             target = Target(server.ws_url, server.http_url, config, server.process,
                             server.log_path, server.pid)
-            results = trio.run(run_cases, target, args)
+            results, outside = trio.run(run_cases, target, args)
     else:
         if not args.url or not args.http_url:
             parser.error("--url and --http-url (or --spawn)")
         config = load_config(args.config).server if args.config else ServerConfig()
         target = Target(args.url, args.http_url, config, pid=args.pid)
-        results = trio.run(run_cases, target, args)
+        results, outside = trio.run(run_cases, target, args)
     print()
     print(report(results))
+    if outside:
+        print("- server underruns outside the cases' windows (witnesses starting, between "
+              f"cases): {json.dumps(outside)}")
     write_json(args.json, {
         "machine": machine,
+        "underruns_outside_cases": outside,
         "cases": [
             {k: v for k, v in vars(r).items() if k not in {"began", "ended"}}
             | {"verdict": _verdict(r)}

@@ -38,6 +38,12 @@ class InlineChunks:
         if self._gate is None:
             self._gate = trio.Event()
 
+    def set_aside(self) -> Callable[[], None]:
+        """Keep the chunks held now waiting, let later ones run; returns what releases
+        the chunks kept."""
+        gate, self._gate = self._gate, None
+        return gate.set if gate is not None else (lambda: None)
+
     def release(self) -> None:
         gate, self._gate = self._gate, None
         if gate is not None:

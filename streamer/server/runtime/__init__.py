@@ -21,7 +21,7 @@ from ._inference import (
     InferenceScheduler,
     InferenceStats,
 )
-from ._metrics import Distribution, MetricName, Metrics, Observer, RequestOutcome
+from ._metrics import Distribution, MetricName, Metrics, Observer, RequestOutcome, Underrun
 from ._patching import apply_once
 from ._process import GIL_SWITCH_INTERVAL_S, frozen_startup_objects, tuned_process, watch_event_loop
 from ._services import Services, build_services, check_defaults, load_models, rescan_voices
@@ -50,6 +50,7 @@ __all__ = [
     "RequestOutcome",
     "ServerState",
     "Services",
+    "Underrun",
     "apply_once",
     "build_services",
     "check_defaults",

@@ -7,15 +7,25 @@ things from a client. Percentiles come from a bounded window of recent samples.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
 from ...protocol import Priority
 
+log = logging.getLogger(__name__)
+
 #: Samples kept per distribution: enough for a stable p99, bounded memory.
 WINDOW: Final = 2048
+#: Underrun log lines per second, at most (the counter stays exact): a starved server
+#: underruns every listener at once, and its log must stay readable.
+UNDERRUN_LOG_PER_S: Final = 10.0
+#: Lines the underrun log may write at once after a quiet spell.
+UNDERRUN_LOG_BURST: Final = 20.0
 
 
 class Distribution:
@@ -77,6 +87,57 @@ class RequestOutcome(StrEnum):
     ABANDONED = "abandoned"
 
 
+@dataclass(frozen=True, slots=True)
+class Underrun:
+    """One audible gap: a frame of a real-time request left after its listener had
+    played everything before it. The counter has no labels (a session id would be an
+    unbounded label); the log line says whose it was."""
+
+    #: The session and request (None: not a session's request, e.g. HTTP speech).
+    session_id: str | None
+    request_id: str | None
+    #: How long the listener had been silent when the frame left.
+    silence_s: float
+    #: Frames and seconds of audio the request had sent before it (0: its first frame).
+    frame: int
+    audio_s: float
+    #: The request's scope was cancelled (interrupted) when it happened.
+    cancelled: bool
+    #: The chunk that came late: the audio its listener still held when the player
+    #: asked for it, its wait for an inference worker, its wall and CPU seconds there
+    #: (wall well over CPU: the worker thread was starved of a core).
+    held_s: float = 0.0
+    wait_s: float = 0.0
+    compute_s: float = 0.0
+    cpu_s: float = 0.0
+
+
+class _RateLimit:
+    """A token bucket on the monotonic clock: ``allow()`` at most ``per_s`` times a
+    second on average, ``burst`` at once; ``suppressed`` counts the refusals since the
+    last allowed one."""
+
+    def __init__(
+        self, per_s: float, burst: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._per_s = per_s
+        self._burst = burst
+        self._clock = clock
+        self._tokens = burst
+        self._at = clock()
+        self.suppressed = 0
+
+    def allow(self) -> bool:
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._per_s)
+        self._at = now
+        if self._tokens < 1.0:
+            self.suppressed += 1
+            return False
+        self._tokens -= 1.0
+        return True
+
+
 #: Hook signature for exporters (Prometheus): (metric, labels, value).
 Observer = Callable[[MetricName, dict[str, str], float], None]
 
@@ -98,6 +159,7 @@ class Metrics:
         self.underruns = 0
         self.sessions_opened = 0
         self._observers: list[Observer] = []
+        self._underrun_log = _RateLimit(UNDERRUN_LOG_PER_S, UNDERRUN_LOG_BURST)
 
     def add_observer(self, observer: Observer) -> None:
         self._observers.append(observer)
@@ -138,9 +200,30 @@ class Metrics:
         self.errors[code] += 1
         self._emit(MetricName.ERRORS, {"code": code}, 1)
 
-    def count_underrun(self) -> None:
+    def count_underrun(self, underrun: Underrun | None = None) -> None:
+        """Count an underrun and log whose it was (rate-limited: ``suppressed`` says
+        how many lines were left out before this one)."""
         self.underruns += 1
         self._emit(MetricName.UNDERRUNS, {}, 1)
+        if underrun is None or not self._underrun_log.allow():
+            return
+        suppressed, self._underrun_log.suppressed = self._underrun_log.suppressed, 0
+        log.warning(
+            "underrun session=%s request=%s silence_ms=%.1f frame=%d audio_s=%.2f "
+            "cancelled=%s suppressed=%d chunk: held_ms=%.0f wait_ms=%.0f compute_ms=%.0f "
+            "cpu_ms=%.0f",
+            underrun.session_id or "-",
+            underrun.request_id or "-",
+            underrun.silence_s * 1000,
+            underrun.frame,
+            underrun.audio_s,
+            "yes" if underrun.cancelled else "no",
+            suppressed,
+            underrun.held_s * 1000,
+            underrun.wait_s * 1000,
+            underrun.compute_s * 1000,
+            underrun.cpu_s * 1000,
+        )
 
     def to_json(self) -> dict[str, object]:
         return {

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 import time
 import unicodedata
 from collections import deque
@@ -43,7 +44,7 @@ from ...engines.alignment import timed, word_spans
 from ...engines.base import Engine, Pcm, SynthesisOptions, Voice
 from ...engines.timings import TimedChunk, WordTiming
 from ...protocol import Priority, Segment, WordTimestamp
-from ..runtime import Admission, InferenceScheduler, Metrics
+from ..runtime import Admission, InferenceScheduler, Metrics, Underrun
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +252,9 @@ class SynthesisJob:
     marks: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=FRAME_MARKS))
     #: A context's first segment, once it came (time to first audio counts from it).
     started_speaking: bool = False
+    #: Whose job it is (the underrun log says): a session's request, or None.
+    session_id: str | None = None
+    request_id: str | None = None
 
     def sent_seconds(self, unsent_bytes: int) -> float:
         """Seconds of this job's audio in the frames emitted, less the last
@@ -405,9 +409,27 @@ async def run_job(
     paced = job.paced
     clock = job.clock
 
-    def count_underrun() -> None:
+    #: The last chunk's (audio the listener held when it was asked for, its wait for
+    #: a worker, its wall and CPU seconds in the worker): why it came late.
+    last_chunk = (0.0, 0.0, 0.0, 0.0)
+
+    def count_underrun(silence_s: float) -> None:
         job.underruns += 1
-        metrics.count_underrun()
+        held_s, wait_s, compute_s, cpu_s = last_chunk
+        metrics.count_underrun(
+            Underrun(
+                session_id=job.session_id,
+                request_id=job.request_id,
+                silence_s=silence_s,
+                frame=job.chunks,
+                audio_s=job.audio_seconds,
+                cancelled=trio.current_effective_deadline() == -math.inf,
+                held_s=held_s,
+                wait_s=wait_s,
+                compute_s=compute_s,
+                cpu_s=cpu_s,
+            )
+        )
 
     resync = False  # the listener went dry waiting for text: not an underrun
 
@@ -420,14 +442,15 @@ async def run_job(
             if not frame:
                 continue
             now = trio.current_time()
+            dry_at = job.carried if job.first_audio_at is None else clock.dry_at
             if job.first_audio_at is None:
                 job.first_audio_at = now
                 metrics.observe_ttfa(now - job.received_at)
                 if clock.start(now, job.carried if paced else None, job.audio_seconds):
-                    count_underrun()
+                    count_underrun(now - (dry_at or now))
             elif first_of_chunk and paced and clock.resume(now) and not resync:
                 # Audible silence before this chunk (real-time consumers only).
-                count_underrun()
+                count_underrun(now - (dry_at or now))
             first_of_chunk = False
             resync = False
             if not await emit(frame):
@@ -481,12 +504,21 @@ async def run_job(
             deadline = job.playback_end
             if deadline is None:
                 deadline = max(job.received_at, job.carried or job.received_at)
+            asked_at = trio.current_time()
+            runs_dry = clock.dry_at if job.first_audio_at is not None else job.carried
+            held_s = max(0.0, runs_dry - asked_at) if paced and runs_dry is not None else 0.0
             pulled = await inference.run(
                 partial(_pull, current, successor),
                 priority=job.priority,
                 deadline=deadline,
                 background=not paced,  # a download takes what real-time streams leave
             )
+            # A chunk already in the engine is waited for, not cancelled: one that comes
+            # back after an interrupt is dropped here, before it can start, move or count
+            # on the listener's clock (which the session's next request may own by now).
+            await trio.lowlevel.checkpoint_if_cancelled()
+            waited_s = trio.current_time() - asked_at - pulled.seconds
+            last_chunk = (held_s, waited_s, pulled.seconds, pulled.cpu_seconds)
             if pulled.item is None or pulled.switched:
                 ended(current)
                 current, successor = (successor, None) if pulled.switched else (None, None)

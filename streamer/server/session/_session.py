@@ -561,6 +561,7 @@ class Session:
             feed=request.feed,
         )
         request.job = job
+        job.session_id, job.request_id = self.id, request.id  # for the underrun log
         timestamps = request.resolved.timestamps
 
         async def emit(frame: bytes) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import pkgutil
 
 import pytest
@@ -192,3 +193,36 @@ def test_a_truncated_trace_keeps_what_arrived_before_the_cut() -> None:
     assert cut.frames == [(1.0, TENTH_S), (1.1, TENTH_S)]
     assert (cut.sample_rate, cut.plays_after) == (RATE, 0.9)
     assert len(trace.frames) == 3
+
+
+def test_the_reliability_tool_reads_whose_underruns_the_server_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from scripts.reliability import attribute_underruns, parse_underruns
+    from streamer.server.runtime import Metrics, Underrun
+
+    metrics = Metrics()
+    with caplog.at_level(logging.INFO):
+        for session, request, cancelled in (
+            ("s-target", "target-16", True), ("s-w1", "witness-1-3", False),
+            ("s-gone", "x", False), (None, None, False),
+        ):
+            metrics.count_underrun(
+                Underrun(session, request, 0.0052, 12, 0.56, cancelled, 0.3, 0.02, 0.29, 0.1)
+            )
+    log = "".join(f"INFO x: {r.getMessage()}\n" for r in caplog.records).encode()
+    underruns = parse_underruns(b"noise\n" + log)
+    assert [(u.session, u.request, u.cancelled) for u in underruns] == [
+        ("s-target", "target-16", True), ("s-w1", "witness-1-3", False),
+        ("s-gone", "x", False), ("-", "-", False),
+    ]
+    assert underruns[0].silence_ms == 5.2 and underruns[0].frame == 12
+    assert underruns[0].chunk_ms == (300, 20, 290, 100)
+    by_owner = attribute_underruns(underruns, {"s-target": "target", "s-w1": "witness-1"})
+    assert {owner: (e["underruns"], e["cancelled"]) for owner, e in by_owner.items()} == {
+        "target": (1, 1), "witness-1": (1, 0), "other": (1, 0), "-": (1, 0),
+    }
+    assert by_owner["target"]["examples"] == [
+        "target-16 frame 12 at 0.56 s: 5.2 ms (cancelled) (chunk asked with 300 ms left: "
+        "waited 20 ms, 290 ms in the worker, 100 ms CPU)"
+    ]

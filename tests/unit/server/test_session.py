@@ -342,6 +342,8 @@ async def test_busy_when_inference_is_far_behind() -> None:
         release.set()
 
 
+#: One chunk of the fake engine, in samples: each chunk leaves as one frame of its own.
+FAKE_CHUNK_SAMPLES = round(FAKE_RATE * FakeEngine().chunk_seconds)
 #: Seconds the paced harness synthesizes ahead of its listener.
 PACED_LEAD_S = 0.2
 
@@ -465,6 +467,57 @@ async def test_an_interrupt_resets_the_listener_clock(
     paced.chunks.release()
     await paced.wait_for("audio_end", "r2")
     assert paced.manager.services.metrics.underruns == 0
+
+
+async def test_a_first_chunk_that_returns_after_an_interrupt_counts_nothing(
+    paced: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    # r2 is queued behind r1's audio (carried); its first chunk is in the engine when
+    # the interrupt comes, and returns after r1's audio would have run out. The
+    # listener stopped at the interrupt: no underrun, no first audio, no clock.
+    assert paced.chunks is not None
+    metrics = paced.manager.services.metrics
+    paced.submit(THREE_TENTHS, request_id="r1")
+    await paced.wait_for("audio_end", "r1")
+    paced.chunks.hold()
+    paced.submit(THREE_TENTHS, request_id="r2", chunk_size=FAKE_CHUNK_SAMPLES)
+    with trio.fail_after(WAIT):
+        await wait_until(lambda: paced.chunks is not None and paced.chunks.held == 1)
+    assert paced.session.playing is not None and paced.session.playing.job is not None
+    assert paced.session.playing.job.carried is not None
+    first_audio = metrics.time_to_first_audio.count
+    paced.session.interrupt("barge_in")
+    await trio.sleep(0.5)  # past the end of r1's audio
+    paced.chunks.release()
+    await inference_quiet(paced)
+    assert metrics.underruns == 0
+    assert metrics.time_to_first_audio.count == first_audio
+    assert paced.session.clock.dry_at is None
+
+
+async def test_a_chunk_that_returns_after_an_interrupt_leaves_the_next_requests_clock(
+    paced: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    # r1 is interrupted with a chunk in the engine; r2 plays at once and its listener
+    # has heard it all when r1's chunk comes back. That chunk was never to be heard:
+    # not a gap in r2's audio, and r2's clock stays where r2 left it.
+    chunks = paced.chunks
+    assert chunks is not None
+    paced.submit(THREE_TENTHS, request_id="r1", chunk_size=FAKE_CHUNK_SAMPLES)
+    await paced.wait_binary()
+    chunks.hold()
+    with trio.fail_after(WAIT):
+        await wait_until(lambda: chunks.held == 1)
+    paced.session.interrupt("barge_in")
+    release_r1 = chunks.set_aside()
+    paced.submit("One.", request_id="r2")
+    await paced.wait_for("audio_end", "r2")
+    await trio.sleep(0.3)  # r2's 0.1 s has played
+    dry_at = paced.session.clock.dry_at
+    release_r1()
+    await inference_quiet(paced)
+    assert paced.manager.services.metrics.underruns == 0
+    assert paced.session.clock.dry_at == dry_at
 
 
 async def test_a_request_after_the_listener_finished_starts_its_own_clock(
