@@ -43,10 +43,13 @@ class Connected:
 
 @dataclass(frozen=True, slots=True)
 class Queued:
-    """The request was accepted; ``position`` requests play before it."""
+    """The request was accepted; ``position`` requests play before it.
+    ``admission_wait_ms``: set when it waits for room to start, at most this long
+    (then it plays, or an ``error`` ``busy`` for it follows)."""
 
     request_id: str
     position: int
+    admission_wait_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +175,11 @@ def parse_event(obj: dict[str, Any]) -> Event:
         config = obj.get("config")
         return Connected(str(obj.get("session_id", "")), config if isinstance(config, dict) else {})
     if kind == "queued":
-        return Queued(str(obj.get("request_id", "")), _int_or_none(obj.get("position")) or 0)
+        return Queued(
+            str(obj.get("request_id", "")),
+            _int_or_none(obj.get("position")) or 0,
+            _int_or_none(obj.get("admission_wait_ms")),
+        )
     if kind == "audio_start":
         return AudioStart(
             request_id=str(obj.get("request_id", "")),

@@ -30,6 +30,9 @@ class Connected:
 class Queued:
     request_id: str
     position: int
+    #: Present when the request does not fit now: it waits for room to start at most
+    #: this long (``performance.max_start_delay_ms``), then plays or gets ``busy``.
+    admission_wait_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

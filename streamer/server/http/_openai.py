@@ -436,7 +436,7 @@ def register_openai(app: QuartTrio, manager: SessionManager, state: ServerState)
             ),
             None,
         )
-        check_can_start(services, resolved, Priority.NORMAL, None, new_stream=True)
+        check_can_start(services, resolved, Priority.NORMAL, None, parsed.text, new_stream=True)
         job = new_job(services, resolved, parsed.text, Priority.NORMAL, received_at)
         stream_format = job.open()
         production = _Production()

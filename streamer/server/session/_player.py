@@ -15,7 +15,6 @@ holds), and every job reads and moves it as it sends audio.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Final
@@ -25,7 +24,7 @@ import trio
 from ...audio import AudioPipeline, OutputSpec, StreamFormat
 from ...engines.base import Engine, Pcm, SynthesisOptions, Voice
 from ...protocol import Priority
-from ..runtime import Admission, InferenceScheduler, Metrics
+from ..runtime import Admission, InferenceScheduler, Metrics, Reservation
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +91,7 @@ class ListenerClock:
         self._dry_at = None
 
 
-@dataclass(slots=True, eq=False)  # identity: admission keeps running jobs in a set
+@dataclass(slots=True, eq=False)
 class SynthesisJob:
     """What to say, how, to which listener, and the figures gathered while saying it."""
 
@@ -111,6 +110,9 @@ class SynthesisJob:
     #: When the listener's earlier audio runs out, as seen at creation (None: idle).
     #: This job's audio plays after it, so its clock starts there.
     carried: float | None = None
+    #: Its claim on the workers (real-time jobs), kept up to date as audio is made and
+    #: given back when synthesis ends.
+    reservation: Reservation | None = None
     # Filled in while running:
     pipeline: AudioPipeline | None = None
     first_audio_at: float | None = None
@@ -146,13 +148,10 @@ class SynthesisJob:
         return round(self.pipeline.samples_out * 1000 / self.pipeline.stream_format.sample_rate)
 
 
-def _timed_next(generator: object) -> tuple[Pcm | None, float, float]:
-    """(chunk, wall seconds, CPU seconds) of one ``next()``. Runs in a worker thread:
-    times only the inference, not the wait for a slot; CPU time is this thread's, so
-    it does not grow when chunks share a core (admission's cost estimate)."""
-    started, cpu_started = time.perf_counter(), time.thread_time()
+def _next_chunk(generator: object) -> Pcm | None:
+    """One ``next()`` of an engine's generator (in a worker); None at its end."""
     chunk: Pcm | None = next(generator, None)  # type: ignore[call-overload]
-    return chunk, time.perf_counter() - started, time.thread_time() - cpu_started
+    return chunk
 
 
 async def run_job(
@@ -165,8 +164,10 @@ async def run_job(
     """Speak ``job`` through ``emit``. Returns True if every frame was delivered,
     False if ``emit`` refused one (the consumer dropped the request).
 
-    A real-time job counts in ``admission``'s load while it runs, and every job's
-    chunks teach it what its voice costs."""
+    A real-time job's chunks teach ``admission`` what its voice costs (wall time per
+    chunk, as the scheduler measured it), its progress keeps its reservation up to
+    date, an underrun tells admission it was too generous, and the reservation is
+    given back when synthesis ends, however it ends."""
     pipeline = job.pipeline
     if pipeline is None:
         job.open()
@@ -183,9 +184,12 @@ async def run_job(
     paced = job.paced
     clock = job.clock
 
+    reservation = job.reservation
+
     def count_underrun() -> None:
         job.underruns += 1
         metrics.count_underrun()
+        admission.underrun(trio.current_time())
 
     async def send(frames: Iterable[bytes]) -> bool:
         """Emit one engine chunk's frames (they leave together: only the first can be
@@ -210,8 +214,7 @@ async def run_job(
             job.bytes += len(frame)
         return True
 
-    if paced:
-        admission.started(job)
+    completed = False
     try:
         while True:
             # Earliest-deadline-first: the moment the listener runs out of audio. Before
@@ -220,16 +223,22 @@ async def run_job(
             deadline = job.playback_end
             if deadline is None:
                 deadline = max(job.received_at, job.carried or job.received_at)
-            chunk, seconds, cpu_seconds = await inference.run(
-                lambda: _timed_next(generator),
+            timed = await inference.run_timed(
+                lambda: _next_chunk(generator),
                 priority=job.priority,
                 deadline=deadline,
                 background=not paced,  # a download takes what real-time streams leave
             )
+            chunk = timed.value
             if chunk is None:
                 break
-            job.compute_seconds += seconds
-            admission.observe(job.voice_id, cpu_seconds, len(chunk) / rate)
+            job.compute_seconds += timed.seconds
+            if paced:
+                # Only real-time chunks teach the cost: a download's run in the
+                # background at a low OS priority, their wall time says little.
+                admission.observe_chunk(
+                    job.voice_id, timed.seconds, len(chunk) / rate, first=job.audio_seconds == 0
+                )
             # push_iter encodes lazily: the first frame leaves after one slice of
             # encoding, not after the whole chunk (matters for Opus and MP3).
             if not await send(pipeline.push_iter(chunk)):
@@ -238,20 +247,26 @@ async def run_job(
             job.audio_seconds += len(chunk) / rate
             clock.add(len(chunk) / rate)
             playback_end = job.playback_end
+            if reservation is not None:
+                reservation.produced_s = job.audio_seconds
+                reservation.playback_end = playback_end
             if paced and playback_end is not None:
                 # Stay no more than ``realtime_lead`` ahead of the listener.
                 await trio.sleep_until(playback_end - job.realtime_lead)
         if not await send(pipeline.finish()):
             return False
+        completed = True
     except BaseException:
         pipeline.close()  # interrupted mid-chunk: drop encoder state
         raise
     finally:
-        admission.ended(job)
+        if reservation is not None:
+            admission.ended(reservation)
         # Safe: no next() is running (the scheduler waits for its thread on cancel).
         close = getattr(generator, "close", None)
         if close is not None:
             close()
-    if job.audio_seconds > 0:
+    if completed and job.audio_seconds > 0:
         metrics.observe_rtf(job.compute_seconds / job.audio_seconds)
+        admission.observe_text(job.voice_id, len(job.text), job.audio_seconds, options.speed)
     return True

@@ -19,6 +19,7 @@ import trio
 from ...protocol import Priority, RequestState, check_request_transition
 from ._player import SynthesisJob
 from ._resolve import ResolvedConfig
+from ._start import StartDecision
 
 #: Finished request ids remembered per session, so a reused id is caught a while.
 RECENT_REQUEST_IDS: Final = 256
@@ -39,6 +40,8 @@ class SynthesisRequest:
     #: The scope its playing task runs in; cancelling it is the interrupt.
     scope: trio.CancelScope | None = None
     job: SynthesisJob | None = None
+    #: How admission lets it start (``check_can_start``).
+    start: StartDecision = field(default_factory=StartDecision)
 
     def sort_key(self) -> tuple[int, int]:
         return (-int(self.priority), self.seq)

@@ -39,7 +39,7 @@ from ._outbox import Outbox, OutboxClosed
 from ._player import ListenerClock, SynthesisJob, run_job
 from ._queue import RequestQueue, SynthesisRequest
 from ._resolve import resolve_config
-from ._start import check_can_start, new_job
+from ._start import check_can_start, new_job, release, wait_to_start
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +156,9 @@ class Session:
         # A request behind this session's own (playing, queued, or still in its
         # listener's player) continues that stream; only a silent session starts one.
         continues = self.active(trio.current_time())
-        check_can_start(
-            services, resolved, message.priority, request_id, new_stream=not continues
+        decision = check_can_start(
+            services, resolved, message.priority, request_id, message.text,
+            new_stream=not continues,
         )
         request = SynthesisRequest(
             id=request_id,
@@ -165,12 +166,15 @@ class Session:
             priority=message.priority,
             resolved=resolved,
             received_at=received_at,
+            start=decision,
         )
         self.requests_total += 1
         if self.playing is not None and request.preempts(self.playing):
             self._stop_playing(self.playing, "preempted")
         position = self._queue.push(request) + (self.playing is not None)
-        queued = Queued(request_id=request_id, position=position)
+        queued = Queued(
+            request_id=request_id, position=position, admission_wait_ms=decision.wait_ms
+        )
         self._send(queued)
         services.metrics.observe_first_response(trio.current_time() - received_at)
         self._changed.unpark_all()
@@ -185,6 +189,7 @@ class Session:
         dropped: list[str] = []
         for request in self._queue.drain():
             request.advance(RequestState.DROPPED)
+            release(self._services, request.start)
             dropped.append(request.id)
             self._services.metrics.count_request(RequestOutcome.DROPPED)
         playing = self.playing
@@ -275,6 +280,7 @@ class Session:
             request.priority,
             request.received_at,
             clock=self.clock if realtime else None,
+            reservation=request.start.reservation,
         )
         request.job = job
 
@@ -287,6 +293,12 @@ class Session:
                 task_status.started()
                 if request.state is not RequestState.PLAYING:
                     return  # interrupted before it could start
+                try:
+                    # Admission: may wait for room (``queued`` said how long at most).
+                    await wait_to_start(services, request.start, request.id, job)
+                except ClientError as refusal:
+                    self._refused(request, refusal)
+                    return
                 self._send(_audio_start(request, job.open()), request.id)
                 with trio.move_on_after(REPLY_FLUSH_WAIT_S):
                     await outbox.wait_flushed()
@@ -305,6 +317,7 @@ class Session:
         except OutboxClosed:
             pass  # the connection is closing; its nursery ends us all
         finally:
+            release(services, request.start)
             if not realtime:
                 # A download does not play in real time: nothing for the next to follow.
                 self.clock.reset()
@@ -312,6 +325,12 @@ class Session:
                 self.playing = None
             outbox.forget(request.id)
             self._changed.unpark_all()
+
+    def _refused(self, request: SynthesisRequest, refusal: ClientError) -> None:
+        """No room within ``max_start_delay_ms``: ``busy``, and the session goes on."""
+        request.advance(RequestState.REFUSED)
+        self._services.metrics.count_request(RequestOutcome.REFUSED)
+        self.send_error(refusal)
 
     def _failed(self, request: SynthesisRequest) -> None:
         if request.state is not RequestState.PLAYING:

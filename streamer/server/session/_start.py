@@ -1,14 +1,39 @@
 """Starting a synthesis: the one admission rule and the one way a job is built, shared
-by WebSocket sessions and the HTTP speech routes (one policy, one place)."""
+by WebSocket sessions and the HTTP speech routes (one policy, one place).
+
+A start is decided in two steps. ``check_can_start`` runs where the request arrives,
+synchronously, before its ``queued`` reply: it refuses at once what can never start
+soon (inference already late, or the line of waiting starts full), admits a new
+real-time stream that fits now, and otherwise says the request will wait for room
+(the reply carries ``admission_wait_ms``). ``wait_to_start`` runs where the request
+starts playing: it waits in admission's line for a request that must, for at most
+``performance.max_start_delay_ms``, then refuses it with ``busy``; it also admits
+continuations and ``critical`` requests without asking, so that their work counts.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import trio
 
 from ...protocol import ClientError, ErrorCode, Priority
-from ..runtime import Services
+from ..runtime import Refusal, Reservation, Services
 from ._player import ListenerClock, SynthesisJob
 from ._resolve import ResolvedConfig
+
+
+@dataclass(frozen=True, slots=True)
+class StartDecision:
+    """What ``check_can_start`` decided for one request."""
+
+    #: The request's claim on the workers; None for a download (not admitted here).
+    reservation: Reservation | None = None
+    #: Admitted when it starts, without asking: it continues its session's stream, or
+    #: it is ``critical``.
+    forced: bool = False
+    #: It did not fit: it waits for room when it starts, this long at most.
+    wait_ms: int | None = None
 
 
 def check_can_start(
@@ -16,16 +41,19 @@ def check_can_start(
     resolved: ResolvedConfig,
     priority: Priority,
     request_id: str | None,
+    text: str,
     *,
     new_stream: bool,
-) -> None:
-    """Raise ``ClientError(busy)`` (with ``retry_after_ms``) when the server cannot take
-    this request now.
+) -> StartDecision:
+    """Decide how this request may start; raise ``ClientError(busy)`` (with
+    ``retry_after_ms``) when the server cannot take it now.
 
-    Two rules: the inference scheduler already runs late (every new request would be
-    late too), or the request starts a new real-time stream (``new_stream``: its listener
-    is silent) that admission control says the cores cannot keep real-time. ``critical``
-    requests skip the second rule: an alert must get through.
+    Refused at once: the inference scheduler already runs late (every new request
+    would be late too), or a new real-time stream does not fit and the line of those
+    waiting for room is full. A new real-time stream (``new_stream``: its listener is
+    silent) that fits is admitted now; one that does not will wait. A real-time
+    request that continues its session's stream, or a ``critical`` one, is admitted
+    when it starts. Downloads (``realtime`` false) are not admitted here.
     """
     lateness = services.inference.lateness()
     if lateness * 1000 > services.config.performance.busy_lateness_ms:
@@ -35,22 +63,63 @@ def check_can_start(
             request_id=request_id,
             details={"retry_after_ms": round(lateness * 1000)},
         )
-    if not (new_stream and resolved.realtime and priority is not Priority.CRITICAL):
-        return
-    refusal = services.admission.check(
-        resolved.voice.id, trio.current_time(), services.admission_capacity()
+    if not resolved.realtime:
+        return StartDecision()
+    admission = services.admission
+    reservation = Reservation(
+        resolved.voice.id, admission.estimate(resolved.voice.id, text, resolved.options.speed)
     )
+    if not new_stream or priority is Priority.CRITICAL:
+        return StartDecision(reservation, forced=True)
+    now = trio.current_time()
+    if admission.try_admit(reservation, now):
+        return StartDecision(reservation)
+    patience_ms = services.config.performance.max_start_delay_ms
+    if patience_ms == 0 or admission.line_full():
+        raise _busy(admission.refusal(now), request_id)
+    return StartDecision(reservation, wait_ms=patience_ms)
+
+
+async def wait_to_start(
+    services: Services, decision: StartDecision, request_id: str, job: SynthesisJob
+) -> None:
+    """Make ``decision`` good as ``job`` starts: admit a forced request, or wait in
+    line for room (raising ``ClientError(busy)`` after ``max_start_delay_ms``).
+    Cancellation gives the place up."""
+    reservation = decision.reservation
+    if reservation is None:
+        return
+    admission = services.admission
+    if decision.forced:
+        reservation.carried = job.carried
+        admission.force(reservation)
+        return
+    if admission.admitted(reservation):
+        return
+    patience_s = services.config.performance.max_start_delay_ms / 1000
+    refusal = await admission.wait(reservation, patience_s)
     if refusal is not None:
-        raise ClientError(
-            ErrorCode.BUSY,
-            "the server cannot keep another real-time stream real-time now; retry",
-            request_id=request_id,
-            details={
-                "retry_after_ms": round(refusal.retry_after_s * 1000),
-                "load": round(refusal.load, 3),
-                "capacity": round(refusal.capacity, 3),
-            },
-        )
+        raise _busy(refusal, request_id)
+
+
+def release(services: Services, decision: StartDecision) -> None:
+    """The request ends or never starts: its claim is given back (idempotent)."""
+    if decision.reservation is not None:
+        services.admission.ended(decision.reservation)
+
+
+def _busy(refusal: Refusal, request_id: str | None) -> ClientError:
+    return ClientError(
+        ErrorCode.BUSY,
+        "the server cannot keep another real-time stream real-time now; retry",
+        request_id=request_id,
+        details={
+            "retry_after_ms": round(refusal.retry_after_s * 1000),
+            "waited_ms": round(refusal.waited_s * 1000),
+            "load": round(refusal.load, 3),
+            "capacity": round(refusal.capacity, 3),
+        },
+    )
 
 
 def new_job(
@@ -61,13 +130,15 @@ def new_job(
     received_at: float,
     *,
     clock: ListenerClock | None = None,
+    reservation: Reservation | None = None,
 ) -> SynthesisJob:
     """The job that speaks ``text`` as ``resolved`` says.
 
     A real-time job plays to ``clock`` (the session's listener; a new clock when None):
     it is paced ``realtime_lead_ms`` ahead of the listener and, if the listener still
     plays earlier audio, starts after it. A download (``realtime`` false) runs as fast
-    as the scheduler allows.
+    as the scheduler allows. ``reservation``: its claim on the workers, which the
+    player keeps up to date.
     """
     clock = clock or ListenerClock()
     lead = services.config.performance.realtime_lead_ms / 1000 if resolved.realtime else 0.0
@@ -82,4 +153,5 @@ def new_job(
         realtime_lead=lead,
         clock=clock,
         carried=clock.playing_until(trio.current_time()) if resolved.realtime else None,
+        reservation=reservation,
     )
