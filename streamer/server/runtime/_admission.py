@@ -19,8 +19,10 @@ counts as needing a whole worker (``UNMEASURED_COST``) until its first chunk.
 
 **What a request needs, known from its text.** A request is bounded work: its audio is
 about its length in characters times the voice's measured seconds per character
-(learned from the requests it finished; a prior until then), divided by its speed. A
-short sentence is a few tenths of a worker-second, not an open-ended stream.
+(learned from the requests it finished; a prior until then), divided by its speed,
+with a margin (``ESTIMATE_MARGIN``; a request that makes more than estimated is taken
+to make that much more than it has). A short sentence is a few tenths of a
+worker-second, not an open-ended stream.
 
 **Deadline feasibility (earliest-deadline-first demand).** For every admitted stream
 and the newcomer, a demand curve: the worker-seconds that must be finished within the
@@ -41,7 +43,8 @@ real time even on an idle server, refusing it would help nobody.
 underrun, the bound drops to ``TIGHTEN_FACTOR`` of itself (once per overload:
 ``TIGHTEN_COOLDOWN_S``), down to ``BOUND_FLOOR``; after ``RELAX_QUIET_S`` without an
 underrun it creeps back up by ``RELAX_PER_S`` per second while streams are admitted,
-never above ``performance.max_inference_load``.
+to just below the bound that last underran (``RELAX_BELOW``), and after ``FORGET_S``
+without one back to ``performance.max_inference_load``, never above it.
 
 **Waiting instead of refusing.** A newcomer that does not fit joins a FIFO line
 (bounded: ``MAX_WAITING_PER_WORKER``) and starts as soon as it fits: re-checked whenever
@@ -81,6 +84,11 @@ PRIOR_SECONDS_PER_CHAR: Final = 0.07
 #: Seconds per character is averaged with weights halving every this many characters
 #: (a few paragraphs).
 CHARS_HALF_LIFE: Final = 2000.0
+#: A request's audio is taken to be this much more than the average rate says, and a
+#: request that has already made more than its estimate is taken to make this much more
+#: than it has: texts differ (numbers, abbreviations), and underestimated work is
+#: admitted work that is not there.
+ESTIMATE_MARGIN: Final = 1.25
 #: The first chunk's figures are averaged with this weight for the newest.
 FIRST_CHUNK_WEIGHT: Final = 0.2
 #: Demand and capacity are compared with this much slack (worker-seconds): float noise.
@@ -94,6 +102,12 @@ TIGHTEN_COOLDOWN_S: Final = 2.0
 BOUND_FLOOR: Final = 0.25
 #: No relaxing this soon after an underrun.
 RELAX_QUIET_S: Final = 10.0
+#: Relaxing stops short of the bound that last underran, at this fraction of it: going
+#: back to where it failed would only fail again (a sawtooth of underruns).
+RELAX_BELOW: Final = 0.95
+#: ... until this long without an underrun: then the machine may have changed (a noisy
+#: neighbour gone) and the bound may grow back to ``performance.max_inference_load``.
+FORGET_S: Final = 600.0
 #: The bound grows back by this much per second of underrun-free load: a 15 % cut
 #: heals in about a minute, slowly enough that the next overload is seen first.
 RELAX_PER_S: Final = 0.0025
@@ -202,6 +216,8 @@ class Admission:
         self.workers = workers
         self.max_load = max_load
         self._bound = max_load
+        #: The bound at the last underrun: relaxing stops short of it.
+        self._failed_at = max_load
         self._voices: dict[str, VoiceCost] = {}
         self._admitted: set[Reservation] = set()
         self._waiting: deque[_Waiter] = deque()
@@ -209,6 +225,8 @@ class Admission:
         self._last_tighten = -math.inf
         self._relaxed_at: float | None = None
         self._poked_at = -math.inf
+        #: (when, worker-seconds) each refused request was told to come back with.
+        self._promised: deque[tuple[float, float]] = deque()
         self.tightenings = 0
         self.waited = 0
         self.refused = 0
@@ -251,10 +269,11 @@ class Admission:
         return v.cost if v is not None else UNMEASURED_COST
 
     def estimate(self, voice_id: str, text: str, speed: float) -> float:
-        """Seconds of audio ``text`` will make (from the voice's measured rate)."""
+        """Seconds of audio ``text`` will make, at most (the voice's measured rate,
+        with ``ESTIMATE_MARGIN``)."""
         v = self._voices.get(voice_id)
         per_char = v.seconds_per_char if v is not None else PRIOR_SECONDS_PER_CHAR
-        return len(text) * per_char / speed
+        return len(text) * per_char * ESTIMATE_MARGIN / speed
 
     # --- the bound and its feedback ----------------------------------------------------
     @property
@@ -272,14 +291,20 @@ class Admission:
         if now - self._last_tighten < TIGHTEN_COOLDOWN_S:
             return
         self._last_tighten = now
+        self._failed_at = self._bound
         self._bound = max(BOUND_FLOOR, self._bound * TIGHTEN_FACTOR)
         self.tightenings += 1
 
     def _relax(self, now: float) -> None:
         last, self._relaxed_at = self._relaxed_at, now
-        if last is None or not self._admitted or now - self._last_underrun < RELAX_QUIET_S:
+        quiet = now - self._last_underrun
+        if last is None or not self._admitted or quiet < RELAX_QUIET_S:
             return
-        self._bound = min(self.max_load, self._bound + RELAX_PER_S * (now - last))
+        limit = self.max_load
+        if quiet < FORGET_S:
+            limit = min(limit, self._failed_at * RELAX_BELOW)
+        grown = min(limit, self._bound + RELAX_PER_S * (now - last))
+        self._bound = max(self._bound, grown)
 
     # --- streams ------------------------------------------------------------------------
     @property
@@ -348,34 +373,47 @@ class Admission:
                     with trio.move_on_after(RECHECK_S if head else math.inf):
                         await waiter.wake.wait()
                     waiter.wake = trio.Event()
-            self._pump(trio.current_time())
+            now = trio.current_time()
+            self._pump(now)
             if reservation in self._admitted:
                 return None
+            self.refused += 1
+            return Refusal(
+                load=self.load(),
+                capacity=self.capacity,
+                retry_after_s=self.retry_after(now, reservation),  # while still in line
+                waited_s=now - since,
+            )
         except BaseException:
             self.ended(reservation)
             raise
         finally:
             self._leave(waiter)
-        now = trio.current_time()
-        self.refused += 1
-        return Refusal(
-            load=self.load(),
-            capacity=self.capacity,
-            retry_after_s=self.retry_after(now),
-            waited_s=now - since,
-        )
 
-    def refusal(self, now: float) -> Refusal:
+    def refusal(self, now: float, reservation: Reservation) -> Refusal:
         """The answer for a newcomer refused without waiting (the line is full)."""
         self.refused += 1
-        return Refusal(self.load(), self.capacity, self.retry_after(now), 0.0)
+        return Refusal(self.load(), self.capacity, self.retry_after(now, reservation), 0.0)
 
-    def retry_after(self, now: float) -> float:
-        """When room is likely: the soonest an admitted stream's synthesis ends (paced
-        streams make about one second of audio per second)."""
-        ends = [max(0.0, r.expected_audio_s - r.produced_s) for r in self._admitted]
-        soonest = min(ends, default=MIN_RETRY_S)
-        return min(MAX_RETRY_S, max(MIN_RETRY_S, soonest))
+    def retry_after(self, now: float, reservation: Reservation) -> float:
+        """When ``reservation`` is likely to fit: once the workers have done what the
+        admitted streams still need, what waits ahead of it, and what the requests
+        refused before it were told to come back with. Each refusal adds its own work
+        to that last sum, so a refused burst comes back spread, not all at once."""
+        while self._promised and self._promised[0][0] < now:
+            self._promised.popleft()
+        ahead = [w.reservation for w in self._waiting]
+        if reservation in ahead:
+            ahead = ahead[: ahead.index(reservation)]
+        work = sum(self._work(r) for r in (*self._admitted, *ahead))
+        work += sum(w for _, w in self._promised) + self._work(reservation)
+        retry = min(MAX_RETRY_S, max(MIN_RETRY_S, work / self.capacity))
+        self._promised.append((now + retry + RECHECK_S, self._work(reservation)))
+        return retry
+
+    def _work(self, r: Reservation) -> float:
+        """Worker-seconds ``r`` still needs."""
+        return self.cost(r.voice_id) * max(0.0, r.expected_audio_s - r.produced_s)
 
     def poke(self) -> None:
         """Something finished (a chunk): re-check the line, at most every
@@ -416,7 +454,8 @@ class Admission:
         first_audio = v.first_audio if v.first_audio is not None else UNMEASURED_FIRST_CHUNK_S
         first_wall = v.first_wall if v.first_wall is not None else cost * first_audio
         largest = max(v.largest_chunk, first_audio)
-        remaining = r.expected_audio_s - r.produced_s
+        expected = max(r.expected_audio_s, r.produced_s * ESTIMATE_MARGIN)
+        remaining = expected - r.produced_s
         pieces: list[_Demand] = []
         if r.playback_end is None:
             # No audio yet: the first chunk runs now and its listener starts when it
@@ -435,8 +474,6 @@ class Admission:
         # Engines grow their windows: the next chunk is about as long as the audio made
         # so far (plus a first window), never longer than the voice's largest.
         chunk = min(largest, produced + first_audio)
-        if remaining <= 0:
-            remaining = chunk  # longer than expected: at least one more chunk
         if remaining <= chunk:
             pieces.append(_Demand(buffered, cost * remaining))
         else:

@@ -76,7 +76,7 @@ def check_can_start(
         return StartDecision(reservation)
     patience_ms = services.config.performance.max_start_delay_ms
     if patience_ms == 0 or admission.line_full():
-        raise _busy(admission.refusal(now), request_id)
+        raise _busy(admission.refusal(now, reservation), request_id)
     return StartDecision(reservation, wait_ms=patience_ms)
 
 
