@@ -94,11 +94,18 @@ class SynthesisOptions:
     engine may make its first chunk as small as it can for the lowest first audio (the
     next chunk's inference will not wait behind other work). It never changes the
     audio, only how it is chunked; engines without a cheaper small chunk ignore it.
+
+    ``whole_segments`` is the opposite hint: the caller's workers are saturated (the
+    request waited for room to start), so total work matters more than how soon the
+    first audio comes; the engine may make each text segment (clause or sentence) in
+    as few chunks as it can, which costs least. It never changes the audio either, and
+    wins over ``quick_start``.
     """
 
     speed: float = 1.0
     speaker: str | None = None
     quick_start: bool = False
+    whole_segments: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,8 @@ Synthesis streams in one of two modes:
   of the latent, each with the context it needs for the audio to equal the one-call
   model's. First audio
   waits only for the encoder and one small window (smaller still with
-  ``SynthesisOptions.quick_start``). If the cut fails for a voice, that voice falls back
+  ``SynthesisOptions.quick_start``; with ``whole_segments`` every window is as large as
+  it may be, which costs least). If the cut fails for a voice, that voice falls back
   to ``clause`` (logged).
 
 The leak fixes to piper-tts's espeak-ng bridge live in ``patches.piper_tts``, applied
@@ -485,6 +486,10 @@ class PiperEngine(Engine):
                 raise UnknownSpeakerError(voice.id, options.speaker, files.voice.speakers)
             speaker_id = files.speaker_ids[options.speaker]
         first_frames = QUICK_FIRST_WINDOW_FRAMES if options.quick_start else FIRST_WINDOW_FRAMES
+        if options.whole_segments:
+            # Small windows each pay their decoder context again: for a short
+            # sentence that is about twice the decoding of one window.
+            first_frames = MAX_WINDOW_FRAMES
         return engine_errors(
             self._generate(files, text, speed, speaker_id, first_frames), f"Piper {voice.id}"
         )

@@ -19,6 +19,7 @@ from ._admission import (
     Refusal,
     Reservation,
     VoiceCost,
+    cost_key,
 )
 from ._cpu_priority import make_event_loop_realtime, realtime_supported, restore
 from ._downloads import DownloadGate
@@ -87,6 +88,7 @@ __all__ = [
     "build_services",
     "calibrate",
     "check_defaults",
+    "cost_key",
     "frozen_startup_objects",
     "load_models",
     "make_event_loop_realtime",

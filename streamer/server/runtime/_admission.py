@@ -169,10 +169,18 @@ class Reservation:
     #: When the listener's earlier audio runs out, for a request that continues its
     #: session's stream (its first chunk is due then); None for a new stream.
     carried: float | None = None
+    #: It waited for room, so it asks the engine for whole segments (cheaper, larger
+    #: chunks: ``SynthesisOptions.whole_segments``), whose costs are measured apart.
+    whole_segments: bool = False
     #: Audio synthesized so far.
     produced_s: float = 0.0
     #: When the listener will have played everything sent (None before first audio).
     playback_end: float | None = None
+
+
+def cost_key(voice_id: str, whole_segments: bool) -> str:
+    """Chunks made in whole segments cost less and come larger: measured apart."""
+    return f"{voice_id} (whole segments)" if whole_segments else voice_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,13 +244,13 @@ class Admission:
         return self._voices.setdefault(voice_id, VoiceCost())
 
     def observe_chunk(
-        self, voice_id: str, wall_s: float, audio_s: float, *, first: bool = False
+        self, key: str, wall_s: float, audio_s: float, *, first: bool = False
     ) -> None:
-        """One chunk of ``voice_id`` held a worker ``wall_s`` seconds for ``audio_s``
-        seconds of audio; ``first``: the first chunk of its request."""
+        """One chunk of a voice (``cost_key``) held a worker ``wall_s`` seconds for
+        ``audio_s`` seconds of audio; ``first``: the first chunk of its request."""
         if audio_s <= 0:
             return
-        v = self.voice(voice_id)
+        v = self.voice(key)
         keep = 0.5 ** (audio_s / COST_HALF_LIFE_AUDIO_S)
         v.wall = v.wall * keep + wall_s
         v.audio = v.audio * keep + audio_s
@@ -263,10 +271,17 @@ class Admission:
         v.chars = v.chars * keep + chars
         v.chars_audio = v.chars_audio * keep + audio_s * speed
 
-    def cost(self, voice_id: str) -> float:
+    def cost(self, voice_id: str, whole_segments: bool = False) -> float:
         """Worker wall-seconds per second of speech of ``voice_id``."""
-        v = self._voices.get(voice_id)
-        return v.cost if v is not None else UNMEASURED_COST
+        return self._stats(voice_id, whole_segments).cost
+
+    def _stats(self, voice_id: str, whole_segments: bool) -> VoiceCost:
+        """The voice's figures in that chunking; a voice never measured in whole
+        segments is taken at its streamed figures (dearer: on the safe side)."""
+        v = self._voices.get(cost_key(voice_id, whole_segments))
+        if v is None or v.audio <= 0:
+            v = self._voices.get(voice_id)
+        return v if v is not None else VoiceCost()
 
     def estimate(self, voice_id: str, text: str, speed: float) -> float:
         """Seconds of audio ``text`` will make, at most (the voice's measured rate,
@@ -320,7 +335,7 @@ class Admission:
 
     def load(self) -> float:
         """Worker-seconds per second the admitted streams need while they all run."""
-        return sum(self.cost(r.voice_id) for r in self._admitted)
+        return sum(self.cost(r.voice_id, r.whole_segments) for r in self._admitted)
 
     def force(self, reservation: Reservation) -> None:
         """Admit without asking (a continuation, a critical request): its work counts."""
@@ -413,7 +428,8 @@ class Admission:
 
     def _work(self, r: Reservation) -> float:
         """Worker-seconds ``r`` still needs."""
-        return self.cost(r.voice_id) * max(0.0, r.expected_audio_s - r.produced_s)
+        cost = self.cost(r.voice_id, r.whole_segments)
+        return cost * max(0.0, r.expected_audio_s - r.produced_s)
 
     def poke(self) -> None:
         """Something finished (a chunk): re-check the line, at most every
@@ -449,7 +465,7 @@ class Admission:
 
     def _demand(self, r: Reservation, now: float) -> list[_Demand]:
         """``r``'s demand curve (see the module docstring), from ``now``."""
-        v = self._voices.get(r.voice_id) or VoiceCost()
+        v = self._stats(r.voice_id, r.whole_segments)
         cost = v.cost
         first_audio = v.first_audio if v.first_audio is not None else UNMEASURED_FIRST_CHUNK_S
         first_wall = v.first_wall if v.first_wall is not None else cost * first_audio

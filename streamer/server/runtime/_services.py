@@ -16,7 +16,7 @@ from ...engines import build_engines
 from ...engines.base import Engine, SynthesisOptions, Voice
 from ...engines.registry import VOICE_RESCAN_INTERVAL_S, VoiceRegistry, VoiceSelectionError
 from ...langdetect import default_detector
-from ._admission import Admission
+from ._admission import Admission, cost_key
 from ._downloads import DownloadGate
 from ._inference import InferenceScheduler, ThreadRunner
 from ._metrics import Metrics
@@ -155,27 +155,28 @@ def load_models(services: Services) -> None:
 
 def calibrate(services: Services, engine: Engine, voice: Voice) -> None:
     """The start-up probe (blocking, before the server is ready): synthesize
-    ``CALIBRATION_TEXT`` chunk by chunk, timing each in wall time as the scheduler
-    does (with the bench slowdown, if any), and teach admission what it cost. Under
-    load, the live figures take over within a few seconds of audio."""
+    ``CALIBRATION_TEXT`` chunk by chunk, streamed and in whole segments, timing each
+    chunk in wall time as the scheduler does (with the bench slowdown, if any), and
+    teach admission what it cost. Under load, the live figures take over within a few
+    seconds of audio."""
     runner = services.inference.runner
     slowdown = runner.slowdown if isinstance(runner, ThreadRunner) else 0.0
     admission = services.admission
-    chunks = engine.stream(voice, CALIBRATION_TEXT, SynthesisOptions())
-    audio = 0.0
-    first = True
-    while True:
-        started = time.perf_counter()
-        chunk = next(chunks, None)
-        if chunk is None:
-            break
-        if slowdown:
-            time.sleep(slowdown * (time.perf_counter() - started))
-        seconds = len(chunk) / voice.sample_rate
-        admission.observe_chunk(voice.id, time.perf_counter() - started, seconds, first=first)
-        audio += seconds
-        first = False
-    admission.observe_text(voice.id, len(CALIBRATION_TEXT), audio, 1.0)
+    for whole in (False, True):
+        key = cost_key(voice.id, whole)
+        chunks = engine.stream(voice, CALIBRATION_TEXT, SynthesisOptions(whole_segments=whole))
+        audio = 0.0
+        while True:
+            started = time.perf_counter()
+            chunk = next(chunks, None)
+            if chunk is None:
+                break
+            if slowdown:
+                time.sleep(slowdown * (time.perf_counter() - started))
+            seconds = len(chunk) / voice.sample_rate
+            admission.observe_chunk(key, time.perf_counter() - started, seconds, first=not audio)
+            audio += seconds
+        admission.observe_text(voice.id, len(CALIBRATION_TEXT), audio, 1.0)
 
 
 def check_defaults(services: Services) -> None:

@@ -24,7 +24,7 @@ import trio
 from ...audio import AudioPipeline, OutputSpec, StreamFormat
 from ...engines.base import Engine, Pcm, SynthesisOptions, Voice
 from ...protocol import Priority
-from ..runtime import Admission, InferenceScheduler, Metrics, Reservation
+from ..runtime import Admission, InferenceScheduler, Metrics, Reservation, cost_key
 
 log = logging.getLogger(__name__)
 
@@ -174,17 +174,21 @@ async def run_job(
         pipeline = job.pipeline
         assert pipeline is not None
     options = job.options
-    if job.carried is None and inference.idle:
+    reservation = job.reservation
+    whole = reservation is not None and reservation.whole_segments
+    if whole:
+        # It waited for room: the workers are saturated, and whole segments cost least.
+        options = replace(options, whole_segments=True)
+    elif job.carried is None and inference.idle:
         # Nothing else computes, so the second chunk will not queue behind other work:
         # the engine may make the first one as small as it can (lowest first audio).
         # Under load the default first chunk is larger, to cover the next one's wait.
         options = replace(options, quick_start=True)
+    key = cost_key(job.voice_id, whole)
     generator = job.engine.stream(job.voice, job.text, options)
     rate = job.voice.sample_rate
     paced = job.paced
     clock = job.clock
-
-    reservation = job.reservation
 
     def count_underrun() -> None:
         job.underruns += 1
@@ -237,7 +241,7 @@ async def run_job(
                 # Only real-time chunks teach the cost: a download's run in the
                 # background at a low OS priority, their wall time says little.
                 admission.observe_chunk(
-                    job.voice_id, timed.seconds, len(chunk) / rate, first=job.audio_seconds == 0
+                    key, timed.seconds, len(chunk) / rate, first=job.audio_seconds == 0
                 )
             # push_iter encodes lazily: the first frame leaves after one slice of
             # encoding, not after the whole chunk (matters for Opus and MP3).

@@ -77,6 +77,9 @@ def check_can_start(
     patience_ms = services.config.performance.max_start_delay_ms
     if patience_ms == 0 or admission.line_full():
         raise _busy(admission.refusal(now, reservation), request_id)
+    # The workers are saturated: when it starts, it asks for whole segments (the least
+    # work), and its demand is judged at that chunking's cost.
+    reservation.whole_segments = True
     return StartDecision(reservation, wait_ms=patience_ms)
 
 
