@@ -467,11 +467,17 @@ async def test_continuations_and_critical_requests_do_not_wait(
                 Synthesize(SENTENCE, Priority.CRITICAL, "c1", AudioConfig()), trio.current_time()
             )
             assert alert.admission_wait_ms is None
+            # Queued behind b1, so it looked like a continuation; but b1 will be
+            # refused and b's listener stays silent: b2 is judged as a new stream then.
+            behind = b.submit("b1-next", SENTENCE)
+            assert behind.queued == {"admission_wait_ms": None}
             await b.until_done(waiting)
             assert waiting.error is not None and waiting.error["code"] == ErrorCode.BUSY
-            assert sim.services.metrics.requests["refused"] == 1
+            await b.until_done(behind)
+            assert behind.error is not None and behind.error["code"] == ErrorCode.BUSY
+            assert sim.services.metrics.requests["refused"] == 2
             # Interrupted while waiting: its place in line is given up.
-            again = b.submit("b2", PARAGRAPH)
+            again = b.submit("b3", PARAGRAPH)
             assert again.queued == {"admission_wait_ms": 1000}
             await trio.sleep(0.1)
             assert sim.services.admission.waiting == 1

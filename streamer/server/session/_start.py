@@ -7,8 +7,11 @@ soon (inference already late, or the line of waiting starts full), admits a new
 real-time stream that fits now, and otherwise says the request will wait for room
 (the reply carries ``admission_wait_ms``). ``wait_to_start`` runs where the request
 starts playing: it waits in admission's line for a request that must, for at most
-``performance.max_start_delay_ms``, then refuses it with ``busy``; it also admits
-continuations and ``critical`` requests without asking, so that their work counts.
+``performance.max_start_delay_ms``, then refuses it with ``busy``; it admits
+``critical`` requests and those that continue a stream its listener still plays
+without asking, so that their work counts; and a request that was queued behind its
+session's own but finds its listener silent when it starts is judged as a new stream
+then.
 """
 
 from __future__ import annotations
@@ -29,9 +32,12 @@ class StartDecision:
 
     #: The request's claim on the workers; None for a download (not admitted here).
     reservation: Reservation | None = None
-    #: Admitted when it starts, without asking: it continues its session's stream, or
-    #: it is ``critical``.
-    forced: bool = False
+    #: Admitted when it starts, without asking: it is ``critical``.
+    critical: bool = False
+    #: Its session was not silent when it arrived: if its listener still plays when it
+    #: starts, it continues that stream and is admitted without asking; if not (what
+    #: was before it ended, or was refused), it is judged as a new stream then.
+    continues: bool = False
     #: It did not fit: it waits for room when it starts, this long at most.
     wait_ms: int | None = None
 
@@ -69,8 +75,10 @@ def check_can_start(
     reservation = Reservation(
         resolved.voice.id, admission.estimate(resolved.voice.id, text, resolved.options.speed)
     )
-    if not new_stream or priority is Priority.CRITICAL:
-        return StartDecision(reservation, forced=True)
+    if priority is Priority.CRITICAL:
+        return StartDecision(reservation, critical=True)
+    if not new_stream:
+        return StartDecision(reservation, continues=True)
     now = trio.current_time()
     if admission.try_admit(reservation, now):
         return StartDecision(reservation)
@@ -86,19 +94,26 @@ def check_can_start(
 async def wait_to_start(
     services: Services, decision: StartDecision, request_id: str, job: SynthesisJob
 ) -> None:
-    """Make ``decision`` good as ``job`` starts: admit a forced request, or wait in
-    line for room (raising ``ClientError(busy)`` after ``max_start_delay_ms``).
-    Cancellation gives the place up."""
+    """Make ``decision`` good as ``job`` starts: admit a critical request or one that
+    continues a stream its listener still plays, or wait in line for room (raising
+    ``ClientError(busy)`` after ``max_start_delay_ms``). Cancellation gives the place
+    up."""
     reservation = decision.reservation
     if reservation is None:
         return
     admission = services.admission
-    if decision.forced:
+    if decision.critical or (decision.continues and job.carried is not None):
         reservation.carried = job.carried
         admission.force(reservation)
         return
     if admission.admitted(reservation):
         return
+    if decision.continues:
+        # Queued behind a request that ended (or was refused) before its listener
+        # had audio: this starts a new stream after all, judged as one now.
+        if admission.try_admit(reservation, trio.current_time()):
+            return
+        reservation.whole_segments = True
     patience_s = services.config.performance.max_start_delay_ms / 1000
     refusal = await admission.wait(reservation, patience_s)
     if refusal is not None:
