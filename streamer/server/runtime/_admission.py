@@ -34,7 +34,8 @@ needs its first chunk's wall time now (due when it would be done, stretched by t
 bound: one first chunk per worker fits), then the same from when its listener starts,
 which is when that chunk arrives. EDF meets every deadline on one processor iff the
 summed demand never exceeds the capacity times ``t``; the curves are piecewise linear,
-so checking at their corners is exact. Capacity is the workers times a *bound* below
+so checking at their corners is exact. And a chunk runs on one worker: each stream's
+next chunk must also fit before it is due on its own. Capacity is the workers times a *bound* below
 1 that covers what the single-processor test does not (several workers, chunks that
 cannot be pre-empted). A request alone is always admitted: if its voice is slower than
 real time even on an idle server, refusing it would help nobody.
@@ -120,6 +121,11 @@ RECHECK_S: Final = 0.05
 #: Chunk completions re-check the line at most this often (each check sorts every
 #: admitted stream's demand corners; at ~100 chunks a second that would add up).
 POKE_INTERVAL_S: Final = 0.01
+#: The quick start (``SynthesisOptions.quick_start``: a first window half the usual) is
+#: asked for only at or below this cost: the next window is twice as long (engines
+#: double their windows) and must be ready before the first has played, at half a core
+#: in the worst case (an urgent chunk sharing its core): 2 x 2 x cost <= 1.
+QUICK_START_MAX_COST: Final = 0.25
 #: Bounds of the retry hint given with ``busy``.
 MIN_RETRY_S: Final = 0.5
 MAX_RETRY_S: Final = 5.0
@@ -283,6 +289,10 @@ class Admission:
             v = self._voices.get(voice_id)
         return v if v is not None else VoiceCost()
 
+    def quick_start_safe(self, voice_id: str) -> bool:
+        """Whether a quick first window of ``voice_id`` is safe at its measured cost."""
+        return self.cost(voice_id) <= QUICK_START_MAX_COST
+
     def estimate(self, voice_id: str, text: str, speed: float) -> float:
         """Seconds of audio ``text`` will make, at most (the voice's measured rate,
         with ``ESTIMATE_MARGIN``)."""
@@ -355,7 +365,7 @@ class Admission:
             return True
         pieces = [d for r in self._admitted for d in self._demand(r, now)]
         pieces += self._demand(reservation, now)
-        return _feasible(pieces, self.capacity)
+        return _feasible(pieces, self.capacity, self._bound)
 
     def try_admit(self, reservation: Reservation, now: float) -> bool:
         """Admit at once if nobody waits ahead and it fits; else False (``wait``)."""
@@ -515,14 +525,17 @@ class Admission:
         }
 
 
-def _feasible(pieces: list[_Demand], capacity: float) -> bool:
-    """Whether the summed demand stays within ``capacity`` x ``t`` at every ``t``.
+def _feasible(pieces: list[_Demand], capacity: float, bound: float) -> bool:
+    """Whether the summed demand stays within ``capacity`` x ``t`` at every ``t``, and
+    each stream's next chunk fits before its due time on the one worker it runs on.
 
     Demand is piecewise linear (jumps at each piece's ``due``, slopes until ``until``)
     and the capacity line is straight, so the corners are the only places to look.
     """
     events: list[tuple[float, float, float]] = []  # (t, work added, rate change)
     for d in pieces:
+        if d.work > bound * d.due + EPSILON:
+            return False  # a chunk cannot be shared out among the workers
         events.append((d.due, d.work, d.rate))
         if d.rate:
             events.append((d.until, 0.0, -d.rate))
@@ -535,4 +548,3 @@ def _feasible(pieces: list[_Demand], capacity: float) -> bool:
         if demand > capacity * t + EPSILON:
             return False
     return True
-

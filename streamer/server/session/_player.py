@@ -179,10 +179,12 @@ async def run_job(
     if whole:
         # It waited for room: the workers are saturated, and whole segments cost least.
         options = replace(options, whole_segments=True)
-    elif job.carried is None and inference.idle:
+    elif job.carried is None and inference.idle and admission.quick_start_safe(job.voice_id):
         # Nothing else computes, so the second chunk will not queue behind other work:
-        # the engine may make the first one as small as it can (lowest first audio).
-        # Under load the default first chunk is larger, to cover the next one's wait.
+        # the engine may make the first one as small as it can (lowest first audio),
+        # if the voice is cheap enough here that the next is ready in time even if a
+        # burst of others arrives meanwhile. Under load the default first chunk is
+        # larger, to cover the next one's wait.
         options = replace(options, quick_start=True)
     key = cost_key(job.voice_id, whole)
     generator = job.engine.stream(job.voice, job.text, options)
