@@ -114,8 +114,11 @@ class PerformanceConfig:
     #: back to this value slowly.
     max_inference_load: float = 0.9
     #: A new real-time stream that does not fit waits this long at most for room
-    #: (its ``queued`` reply says so), then gets ``busy``; 0 = refuse at once.
-    max_start_delay_ms: int = 2000
+    #: (its ``queued`` reply says so), then gets ``busy``; 0 = refuse at once. Measured
+    #: (BENCHMARKS.md, section 6): 20 short sentences started at once on 2 vCPUs are
+    #: all admitted within ~1.4 s, within ~3 s on a CPU made 3x slower; at 2000 the
+    #: slower case refused a third of them and their retries doubled its p95.
+    max_start_delay_ms: int = 5000
     #: ``SCHED_FIFO`` priority of the event loop thread (Linux; 0 = normal scheduling),
     #: so protocol replies never wait for a core behind inference. Needs permission
     #: (``LimitRTPRIO=1`` in the systemd unit); without it the server logs and goes on.

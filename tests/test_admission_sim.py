@@ -341,10 +341,11 @@ async def test_a_burst_beyond_patience_is_told_busy_and_retries_once(
 async def test_sustained_speakers_beyond_capacity_wait_or_are_refused_never_underrun(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    # 0.3 worker-s per audio-s: 2 workers carry about six speakers; twelve try.
+    # 0.3 worker-s per audio-s: 2 workers carry about six speakers; twelve try, and
+    # wait at most 2 s (half a paragraph) for room.
     with trio.fail_after(LIMIT_S):
         async with trio.open_nursery() as nursery:
-            sim = make_sim(nursery, seconds_per_chunk=0.03)
+            sim = make_sim(nursery, seconds_per_chunk=0.03, max_start_delay_ms=2000)
             stop_at = trio.current_time() + 60
             async with trio.open_nursery() as speakers:
                 for i in range(12):
