@@ -125,3 +125,27 @@ def test_the_probe_reads_the_wait_from_queued() -> None:
     trace = probe.traces.setdefault("r1", RequestTrace("r1", 0.0))
     probe.record('{"type":"queued","request_id":"r1","position":0,"admission_wait_ms":2000}', 0.1)
     assert trace.admission_wait_ms == 2000 and trace.queued_at == 0.1
+
+
+@pytest.mark.slow
+def test_piper_windows_grow_smoothly_across_segments_and_whole_segments_are_one_window() -> None:
+    # What admission's demand model assumes of an engine: a stream's next chunk is at
+    # most about twice what came before it, so the audio buffered covers its decoding.
+    from streamer.engines.base import SynthesisOptions
+    from streamer.engines.piper import PiperEngine
+    from streamer.engines.piper_split import MAX_WINDOW_FRAMES, MIN_TAIL_FRAMES, WINDOW_GROWTH
+
+    engine = PiperEngine(None, intra_op_threads=1)
+    engine.load()
+    voice = engine.voices()[0]
+    hop = 256
+    text = "Hello there, how are you today? I hope the weather is kind to you."
+    streamed = [len(c) // hop for c in engine.stream(voice, text, SynthesisOptions())]
+    assert len(split_for_streaming(text)) >= 2 and len(streamed) > 3
+    for index, frames in enumerate(streamed[1:], start=1):
+        assert frames <= WINDOW_GROWTH * max(streamed[:index]) + MIN_TAIL_FRAMES
+    # Durations are sampled (noise_w), so only the chunking is compared, not the frames.
+    options = SynthesisOptions(whole_segments=True)
+    whole = [len(c) // hop for c in engine.stream(voice, text, options)]
+    assert len(whole) == len(split_for_streaming(text))  # each segment < MAX_WINDOW_FRAMES
+    assert max(whole) <= MAX_WINDOW_FRAMES

@@ -68,6 +68,7 @@ from streamer.engines.piper_split import (
     FIRST_WINDOW_FRAMES,
     MAX_WINDOW_FRAMES,
     QUICK_FIRST_WINDOW_FRAMES,
+    WINDOW_GROWTH,
     SplitError,
     WindowedDecoder,
     window_plan,
@@ -509,6 +510,7 @@ class PiperEngine(Engine):
             speaker_id = int(config.default_speaker_id)
         if config.num_speakers <= 1:
             speaker_id = None
+        hop = int(config.hop_length)
         scales = np.array(
             [config.noise_scale, config.length_scale / speed, config.noise_w_scale],
             dtype=np.float32,
@@ -538,9 +540,14 @@ class PiperEngine(Engine):
                     chunks = iter([_run_whole(piper.session, ids, scales, speaker_id)])
                 for chunk in chunks:
                     if chunk.size:
-                        # Only the stream's first window need be small: later ones are
-                        # decoded while earlier audio plays.
-                        first_frames = MAX_WINDOW_FRAMES
+                        # Later windows are decoded while earlier audio plays, so they
+                        # may grow with it, but only as fast as within a segment: the
+                        # next segment's first window is at most twice the largest so
+                        # far. Decoded whole (up to MAX_WINDOW_FRAMES) right after a
+                        # few small windows, a second clause took longer than the
+                        # audio buffered before it, under load.
+                        grown = chunk.size // hop * WINDOW_GROWTH
+                        first_frames = min(MAX_WINDOW_FRAMES, max(first_frames, grown))
                         yield _finish(chunk)
 
     def streaming_mode(self, voice: Voice) -> str | None:
