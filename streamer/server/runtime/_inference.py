@@ -75,9 +75,13 @@ T = TypeVar("T")
 
 #: A chunk whose listener runs out of audio within this many seconds is urgent. Above the
 #: longest chunk's run time (~0.2 s on one core) so that a waiting bulk chunk is
-#: re-examined (at the next completion) before it is late, and far below the 2 s
-#: real-time lead, so steady-state streaming stays in the bulk lane.
-URGENT_WITHIN_S: Final = 0.5
+#: re-examined (at the next completion) before it is late, and well below the 2 s
+#: real-time lead, so steady-state streaming (each chunk asked for 2 s ahead) stays in
+#: the bulk lane. A stream still getting ahead (a burst of starts) asks for its chunks
+#: with less than that buffered: at 0.5 s its second clause went to the bulk lane and,
+#: at nice +15 behind the newcomers' urgent first chunks, took 0.7-1.0 s of wall time
+#: for ~0.1 s of work and arrived late (BENCHMARKS.md, section 6).
+URGENT_WITHIN_S: Final = 1.0
 #: How much lower than the event loop's the OS priority of urgent threads is: enough
 #: that the kernel runs the event loop at once when a message arrives (protocol replies
 #: in a few ms while both cores compute), not so much that other work starves them.

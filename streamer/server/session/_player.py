@@ -113,6 +113,9 @@ class SynthesisJob:
     #: Its claim on the workers (real-time jobs), kept up to date as audio is made and
     #: given back when synthesis ends.
     reservation: Reservation | None = None
+    #: When admission let it start, if it waited for room: its first chunk's deadline
+    #: (None: it started as it arrived).
+    admitted_at: float | None = None
     # Filled in while running:
     pipeline: AudioPipeline | None = None
     first_audio_at: float | None = None
@@ -224,11 +227,15 @@ async def run_job(
     try:
         while True:
             # Earliest-deadline-first: the moment the listener runs out of audio. Before
-            # the first audio that is its arrival ("now"), or the end of the audio it is
+            # the first audio that is its start ("now"), or the end of the audio it is
             # still playing from the session's previous request.
             deadline = job.playback_end
             if deadline is None:
-                deadline = max(job.received_at, job.carried or job.received_at)
+                # A request that waited for room must not take its place in the
+                # scheduler from its arrival: it would go before chunks of the streams
+                # admitted while it waited, which admission counted on going first.
+                start = job.admitted_at if job.admitted_at is not None else job.received_at
+                deadline = max(start, job.carried or start)
             timed = await inference.run_timed(
                 lambda: _next_chunk(generator),
                 priority=job.priority,

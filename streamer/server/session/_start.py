@@ -112,12 +112,14 @@ async def wait_to_start(
         # Queued behind a request that ended (or was refused) before its listener
         # had audio: this starts a new stream after all, judged as one now.
         if admission.try_admit(reservation, trio.current_time()):
+            job.admitted_at = trio.current_time()
             return
         reservation.whole_segments = True
     patience_s = services.config.performance.max_start_delay_ms / 1000
     refusal = await admission.wait(reservation, patience_s)
     if refusal is not None:
         raise _busy(refusal, request_id)
+    job.admitted_at = trio.current_time()
 
 
 def release(services: Services, decision: StartDecision) -> None:
