@@ -234,3 +234,26 @@ def test_the_line_is_bounded() -> None:
     assert not admission.line_full()
     admission._waiting.extend(object() for _ in range(2 * MAX_WAITING_PER_WORKER))  # type: ignore[misc]
     assert admission.line_full()
+
+
+def test_streaming_in_growing_windows_is_dropped_when_its_chain_runs_close_to_dry() -> None:
+    admission = Admission(2, 0.9)
+    assert admission.streaming_safe("v", 0.0, idle=False)  # never measured: stream
+    admission.observe_chain("v", 0.05, 0.2, now=None)  # start-up probe: 0.25
+    assert admission.streaming_safe("v", 0.0, idle=False)
+    for _ in range(20):  # a slower CPU: each window takes 90 % of the one before
+        admission.observe_chain("v", 0.18, 0.2, now=100.0)
+    assert admission.voice("v").chain == pytest.approx(0.9, rel=0.05)
+    assert not admission.streaming_safe("v", 100.0, idle=True)
+    # Tried again only after FORGET_S, and only when nothing else computes.
+    assert not admission.streaming_safe("v", 101.0 + FORGET_S, idle=False)
+    assert admission.streaming_safe("v", 101.0 + FORGET_S, idle=True)
+
+
+def test_quick_start_needs_a_cheap_voice() -> None:
+    admission = Admission(2, 0.9)
+    assert not admission.quick_start_safe("v")  # unmeasured: a whole worker each
+    admission.observe_chunk("v", 0.1, 1.0)
+    assert admission.quick_start_safe("v")
+    admission.observe_chunk("v", 30.0, 60.0)  # 0.5 now
+    assert not admission.quick_start_safe("v")

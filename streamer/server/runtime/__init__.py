@@ -4,6 +4,7 @@ them."""
 
 from ._admission import (
     BOUND_FLOOR,
+    CHAIN_RATIO_MAX,
     COST_HALF_LIFE_AUDIO_S,
     ESTIMATE_MARGIN,
     FORGET_S,
@@ -54,6 +55,7 @@ __all__ = [
     "BOUND_FLOOR",
     "BULK_NICE_INCREMENT",
     "CALIBRATION_TEXT",
+    "CHAIN_RATIO_MAX",
     "COST_HALF_LIFE_AUDIO_S",
     "ESTIMATE_MARGIN",
     "FORGET_S",

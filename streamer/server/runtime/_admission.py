@@ -126,6 +126,11 @@ POKE_INTERVAL_S: Final = 0.01
 #: double their windows) and must be ready before the first has played, at half a core
 #: in the worst case (an urgent chunk sharing its core): 2 x 2 x cost <= 1.
 QUICK_START_MAX_COST: Final = 0.25
+#: Streaming in growing windows works while each window takes less wall time than the
+#: audio of the one before it lasts (that is all the listener holds while a stream is
+#: getting ahead). Above this ratio, measured, a new stream asks for whole segments
+#: instead: half leaves room to wait behind one other chunk of the same size.
+CHAIN_RATIO_MAX: Final = 0.5
 #: Bounds of the retry hint given with ``busy``.
 MIN_RETRY_S: Final = 0.5
 MAX_RETRY_S: Final = 5.0
@@ -137,6 +142,12 @@ class VoiceCost:
 
     wall: float = 0.0
     audio: float = 0.0
+    #: Wall time of a chunk over the audio of the chunk before it, while a stream is
+    #: getting ahead (averaged): how close its chain of growing windows runs to dry.
+    chain: float = 0.0
+    #: How many chain ratios were seen, and when the last was (None: at start-up).
+    chains: int = 0
+    chain_at: float | None = None
     first_wall: float | None = None
     first_audio: float | None = None
     largest_chunk: float = 0.0
@@ -160,6 +171,7 @@ class VoiceCost:
             if self.first_audio is None
             else round(self.first_audio * 1000, 1),
             "largest_chunk_audio_ms": round(self.largest_chunk * 1000, 1),
+            "chain_ratio": round(self.chain, 3),
             "seconds_per_char": round(self.seconds_per_char, 4),
         }
 
@@ -267,6 +279,32 @@ class Admission:
             v.first_audio = (
                 audio_s if v.first_audio is None else (1 - w) * v.first_audio + w * audio_s
             )
+
+    def observe_chain(
+        self, key: str, wall_s: float, previous_audio_s: float, now: float | None
+    ) -> None:
+        """A chunk took ``wall_s`` after one of ``previous_audio_s`` (while its stream
+        was getting ahead); ``now`` None: at start-up, before the event loop's clock."""
+        if previous_audio_s <= 0:
+            return
+        v = self.voice(key)
+        ratio = wall_s / previous_audio_s
+        w = FIRST_CHUNK_WEIGHT
+        v.chain = ratio if not v.chains else (1 - w) * v.chain + w * ratio
+        v.chains += 1
+        v.chain_at = now
+
+    def streaming_safe(self, voice_id: str, now: float, *, idle: bool) -> bool:
+        """Whether growing windows of ``voice_id`` keep ahead of their listener here:
+        measured ``chain`` at most ``CHAIN_RATIO_MAX``. A voice never measured is
+        streamed (its first stream measures it); one measured too slow is tried again
+        ``FORGET_S`` later, but only on ``idle`` workers, where it risks no one."""
+        v = self._voices.get(voice_id)
+        if v is None or not v.chains or v.chain <= CHAIN_RATIO_MAX:
+            return True
+        if v.chain_at is None:  # measured at start-up: the clock starts now
+            v.chain_at = now
+        return idle and now - v.chain_at > FORGET_S
 
     def observe_text(self, voice_id: str, chars: int, audio_s: float, speed: float) -> None:
         """A finished request: ``chars`` characters made ``audio_s`` seconds at ``speed``."""

@@ -162,10 +162,12 @@ def calibrate(services: Services, engine: Engine, voice: Voice) -> None:
     runner = services.inference.runner
     slowdown = runner.slowdown if isinstance(runner, ThreadRunner) else 0.0
     admission = services.admission
+    # Chunks made while a stream is still getting ahead (the player's rule).
+    lead = services.config.performance.realtime_lead_ms / 1000
     for whole in (False, True):
         key = cost_key(voice.id, whole)
         chunks = engine.stream(voice, CALIBRATION_TEXT, SynthesisOptions(whole_segments=whole))
-        audio = 0.0
+        audio = previous = 0.0
         while True:
             started = time.perf_counter()
             chunk = next(chunks, None)
@@ -173,9 +175,13 @@ def calibrate(services: Services, engine: Engine, voice: Voice) -> None:
                 break
             if slowdown:
                 time.sleep(slowdown * (time.perf_counter() - started))
+            wall = time.perf_counter() - started
             seconds = len(chunk) / voice.sample_rate
-            admission.observe_chunk(key, time.perf_counter() - started, seconds, first=not audio)
+            admission.observe_chunk(key, wall, seconds, first=not audio)
+            if not whole and 0 < previous < lead:
+                admission.observe_chain(key, wall, previous, None)
             audio += seconds
+            previous = seconds
         admission.observe_text(voice.id, len(CALIBRATION_TEXT), audio, 1.0)
 
 

@@ -178,9 +178,16 @@ async def run_job(
         assert pipeline is not None
     options = job.options
     reservation = job.reservation
+    if reservation is not None and not admission.streaming_safe(
+        job.voice_id, trio.current_time(), idle=inference.idle
+    ):
+        # Here growing windows of this voice come too close to running dry (a slow
+        # CPU): whole segments, whose first covers the decoding of the next.
+        reservation.whole_segments = True
     whole = reservation is not None and reservation.whole_segments
     if whole:
-        # It waited for room: the workers are saturated, and whole segments cost least.
+        # It waited for room (the workers are saturated, and whole segments cost
+        # least), or streaming would not keep ahead.
         options = replace(options, whole_segments=True)
     elif job.carried is None and inference.idle and admission.quick_start_safe(job.voice_id):
         # Nothing else computes, so the second chunk will not queue behind other work:
@@ -224,6 +231,7 @@ async def run_job(
         return True
 
     completed = False
+    previous_audio = 0.0
     try:
         while True:
             # Earliest-deadline-first: the moment the listener runs out of audio. Before
@@ -246,6 +254,10 @@ async def run_job(
             if chunk is None:
                 break
             job.compute_seconds += timed.seconds
+            if paced and not whole and 0 < previous_audio < job.realtime_lead:
+                # Getting ahead: the listener holds about the previous chunk's audio.
+                admission.observe_chain(key, timed.seconds, previous_audio, trio.current_time())
+            previous_audio = len(chunk) / rate
             if paced:
                 # Only real-time chunks teach the cost: a download's run in the
                 # background at a low OS priority, their wall time says little.
