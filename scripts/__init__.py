@@ -8,8 +8,12 @@ Through a server (spawned on free ports with ``--spawn``, or one at ``--url``):
 
 - ``latency``: first response, time to first audio, interrupt reply, pre-emption and
   underruns as a client sees them, with N sessions speaking at once.
-- ``load``: S connected sessions, K speaking continuously for T seconds (underruns,
-  TTFA, CPU, memory); ``--find-capacity`` steps K up until the first underrun.
+- ``load``: scenarios against the server, with its own underrun and ``busy`` counts:
+  ``load`` (S connected sessions, K speaking continuously for T seconds: underruns,
+  TTFA, CPU, memory), ``burst`` (20 simultaneous starts, against an in-process
+  whole-sentence FIFO) and ``mixed`` (WebSocket speakers beside HTTP downloads); raw
+  throughput measured in the same run; ``--slowdown`` for a slower CPU;
+  ``--find-capacity`` steps K up until the first underrun or ``busy``.
 - ``soak_memory``: the server's memory under ``load``'s load for many minutes, and
   what grows (``/proc``, glibc malloc, tracemalloc).
 - ``baseline``: what the server is measured against: the engine in-process (floor),
@@ -25,6 +29,7 @@ In-process, no server:
 - ``bench_gil``: how long the event loop waits for the GIL behind an inference thread.
 
 Shared, private: ``_common`` (texts, statistics, ``/proc``, a spawned server),
+``_scenarios`` (``load``'s burst and mixed scenarios and the FIFO baseline),
 ``_probe`` (a timestamping WebSocket connection on ``streamer.client``'s protocol code,
 and the listener's playback model), ``_engine_timing`` (an engine timed as the server
 drives it). The tools import only public modules of ``streamer`` (``baseline`` and
