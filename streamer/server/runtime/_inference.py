@@ -39,6 +39,15 @@ lane; 0 underruns and TTFA p95 77-88 ms with two (BENCHMARKS.md).
 One unit of work is one ``next()`` of an engine's chunk generator, run in a worker
 thread. Cancelling a waiting task removes it from the queue; cancelling a running one
 waits for its chunk to finish and discards the result.
+
+Each chunk is timed on the event loop's clock from the moment it is granted a worker
+until its result is back (``run_timed``): wall time under whatever else the cores were
+doing, which is what admission needs to know (thread CPU time would hide a core shared
+with another chunk, another process or a noisy neighbour's VM).
+
+Where the chunks run is one seam, ``ChunkRunner``: the lanes' threads in the server; an
+inline runner on a virtual clock in tests (``autojump_clock`` cannot wait for real
+threads: virtual time would race ahead of them).
 """
 
 from __future__ import annotations
@@ -50,9 +59,10 @@ import os
 import queue
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final, Protocol, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
 
 import outcome
 import trio
@@ -65,9 +75,13 @@ T = TypeVar("T")
 
 #: A chunk whose listener runs out of audio within this many seconds is urgent. Above the
 #: longest chunk's run time (~0.2 s on one core) so that a waiting bulk chunk is
-#: re-examined (at the next completion) before it is late, and far below the 2 s
-#: real-time lead, so steady-state streaming stays in the bulk lane.
-URGENT_WITHIN_S: Final = 0.5
+#: re-examined (at the next completion) before it is late, and well below the 2 s
+#: real-time lead, so steady-state streaming (each chunk asked for 2 s ahead) stays in
+#: the bulk lane. A stream still getting ahead (a burst of starts) asks for its chunks
+#: with less than that buffered: at 0.5 s its second clause went to the bulk lane and,
+#: at nice +15 behind the newcomers' urgent first chunks, took 0.7-1.0 s of wall time
+#: for ~0.1 s of work and arrived late (BENCHMARKS.md, section 9).
+URGENT_WITHIN_S: Final = 1.0
 #: How much lower than the event loop's the OS priority of urgent threads is: enough
 #: that the kernel runs the event loop at once when a message arrives (protocol replies
 #: in a few ms while both cores compute), not so much that other work starves them.
@@ -79,6 +93,22 @@ BULK_NICE_INCREMENT: Final = 15
 IDLE_THREAD_EXIT_S: Final = 10.0
 #: The largest nice value Linux accepts.
 _MAX_NICE: Final = 19
+
+
+class ChunkRunner(Protocol):
+    """Runs one granted chunk of inference and returns its result; not cancellable
+    (a running chunk cannot be stopped, only waited for). ``urgent`` says which lane
+    granted it."""
+
+    async def __call__(self, fn: Callable[[], T], *, urgent: bool) -> T: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Timed(Generic[T]):
+    """A chunk's result and the wall seconds it held its worker."""
+
+    value: T
+    seconds: float
 
 
 class _Lane:
@@ -147,8 +177,8 @@ class _Waiter:
     #: every background one, then the order of the module docstring.
     key: tuple[bool, int, float, int]
     event: trio.Event = field(compare=False, default_factory=trio.Event)
-    #: Set when granted: the lane the chunk runs in.
-    lane: _Lane | None = field(compare=False, default=None)
+    #: Set when granted: whether the chunk runs in the urgent lane.
+    urgent: bool | None = field(compare=False, default=None)
     cancelled: bool = field(compare=False, default=False)
 
     @property
@@ -190,35 +220,44 @@ class InferenceStats:
         }
 
 
-class ChunkRunner(Protocol):
-    """How a chunk runs once the scheduler has granted it a slot.
+class ThreadRunner:
+    """The server's ``ChunkRunner``: each lane's threads at its OS priority.
 
-    The server leaves it unset: the chunk runs in its lane's worker thread. Tests on a
-    virtual clock (``trio.testing.MockClock``) run it inline on the event loop instead,
-    so virtual time cannot race ahead of a real thread; the queueing, lanes and figures
-    stay the scheduler's own.
+    ``slowdown`` is a bench and test option, never a setting: after each chunk a worker
+    sleeps ``slowdown`` times the chunk's run time, so the workers behave like a CPU
+    ``1 + slowdown`` times slower (with the cores left free while they sleep). It is how
+    the benchmarks show that admission holds on a slower machine.
     """
 
-    async def __call__(self, fn: Callable[[], T], /) -> T: ...
+    def __init__(self, slowdown: float = 0.0) -> None:
+        if slowdown < 0:
+            raise ValueError("slowdown must be >= 0")
+        self.slowdown = slowdown
+        self._urgent = _Lane("urgent", URGENT_NICE_INCREMENT)
+        self._bulk = _Lane("bulk", BULK_NICE_INCREMENT)
+
+    async def __call__(self, fn: Callable[[], T], *, urgent: bool) -> T:
+        return await _run_in(self._urgent if urgent else self._bulk, fn, self.slowdown)
 
 
 class InferenceScheduler:
     """Grants worker threads to chunks of inference by (priority, deadline, arrival),
     in an urgent and a bulk lane (see the module docstring)."""
 
-    def __init__(self, workers: int, *, runner: ChunkRunner | None = None) -> None:
-        """``runner`` replaces the worker threads (see ``ChunkRunner``); None in the
-        server."""
+    def __init__(self, workers: int, runner: ChunkRunner | None = None) -> None:
+        """``runner`` replaces the worker threads (see ``ChunkRunner``); the lanes'
+        threads (``ThreadRunner``) in the server."""
         if workers < 1:
             raise ValueError("workers must be >= 1")
         self.workers = workers
-        self._runner = runner
         self._running = 0
         self._running_urgent = 0
         self._heap: list[_Waiter] = []
         self._seq = itertools.count()
-        self._urgent = _Lane("urgent", URGENT_NICE_INCREMENT)
-        self._bulk = _Lane("bulk", BULK_NICE_INCREMENT)
+        #: Where granted chunks run (the lanes' threads unless a test gives another).
+        self.runner: ChunkRunner = runner or ThreadRunner()
+        #: Called after every chunk (admission re-checks who may start).
+        self.on_chunk_done: Callable[[], None] | None = None
         self.chunks_run = 0
         self.urgent_chunks_run = 0
         self.busy_seconds = 0.0
@@ -254,20 +293,21 @@ class InferenceScheduler:
             busy_seconds=self.busy_seconds,
         )
 
-    def _lane_for(self, waiter: _Waiter) -> _Lane | None:
-        """The lane ``waiter`` may start in now, or None if it must wait."""
+    def _lane_for(self, waiter: _Waiter) -> bool | None:
+        """The lane ``waiter`` may start in now (True: urgent, False: bulk), or None if
+        it must wait."""
         urgent = not waiter.background and (
             waiter.priority > Priority.NORMAL
             or waiter.deadline - trio.current_time() <= URGENT_WITHIN_S
         )
         if urgent:
-            return self._urgent if self._running_urgent < self.workers else None
-        return self._bulk if self._running < self.workers else None
+            return True if self._running_urgent < self.workers else None
+        return False if self._running < self.workers else None
 
-    def _grant(self, waiter: _Waiter, lane: _Lane) -> None:
-        waiter.lane = lane
+    def _grant(self, waiter: _Waiter, urgent: bool) -> None:
+        waiter.urgent = urgent
         self._running += 1
-        if lane is self._urgent:
+        if urgent:
             self._running_urgent += 1
         waiter.event.set()
 
@@ -289,9 +329,9 @@ class InferenceScheduler:
             heapq.heappop(self._heap)
             self._grant(top, lane)
 
-    def _release(self, lane: _Lane) -> None:
+    def _release(self, urgent: bool) -> None:
         self._running -= 1
-        if lane is self._urgent:
+        if urgent:
             self._running_urgent -= 1
         self._dispatch()
 
@@ -303,8 +343,22 @@ class InferenceScheduler:
         deadline: float,
         background: bool = False,
     ) -> T:
-        """Run ``fn()`` in a worker thread (or the ``runner``) once a slot is granted;
-        return its result.
+        """``run_timed``'s value alone."""
+        timed = await self.run_timed(
+            fn, priority=priority, deadline=deadline, background=background
+        )
+        return timed.value
+
+    async def run_timed(
+        self,
+        fn: Callable[[], T],
+        *,
+        priority: Priority,
+        deadline: float,
+        background: bool = False,
+    ) -> Timed[T]:
+        """Run ``fn()`` in a worker once a slot is granted; return its result and the
+        wall seconds from the grant until the result was back (not the wait for a slot).
 
         A ``background`` chunk (a download: nobody listens in real time) starts only
         when no real-time chunk waits, and never in the urgent lane.
@@ -316,33 +370,37 @@ class InferenceScheduler:
         waiter = _Waiter((background, -int(priority), deadline, next(self._seq)))
         heapq.heappush(self._heap, waiter)
         self._dispatch()
-        if waiter.lane is None:
+        if waiter.urgent is None:
             try:
                 await waiter.event.wait()
             except BaseException:
-                if waiter.lane is not None:
-                    self._release(waiter.lane)  # granted as we were cancelled
+                if waiter.urgent is not None:
+                    self._release(waiter.urgent)  # granted as we were cancelled
                 else:
                     waiter.cancelled = True
                 raise
-        lane = waiter.lane
-        assert lane is not None
+        urgent = waiter.urgent
+        assert urgent is not None
         started = trio.current_time()
         try:
-            if self._runner is not None:
-                return await self._runner(fn)
-            return await _run_in(lane, fn)
+            value = await self.runner(fn, urgent=urgent)
+            seconds = trio.current_time() - started
+            return Timed(value, seconds)
         finally:
             self.chunks_run += 1
-            if lane is self._urgent:
+            if urgent:
                 self.urgent_chunks_run += 1
             self.busy_seconds += trio.current_time() - started
-            self._release(lane)
+            self._release(urgent)
+            if self.on_chunk_done is not None:
+                self.on_chunk_done()
 
 
-async def _run_in(lane: _Lane, fn: Callable[[], T]) -> T:
+async def _run_in(lane: _Lane, fn: Callable[[], T], slowdown: float = 0.0) -> T:
     """Run ``fn`` on one of ``lane``'s threads; not cancellable (like
-    ``trio.to_thread.run_sync``): a running chunk cannot be stopped, only waited for."""
+    ``trio.to_thread.run_sync``): a running chunk cannot be stopped, only waited for.
+    With a ``slowdown`` the thread sleeps that many times ``fn``'s run time before it
+    hands the result back (``ThreadRunner``)."""
     token = trio.lowlevel.current_trio_token()
     done = trio.Event()
     result: list[outcome.Outcome[T]] = []
@@ -352,7 +410,10 @@ async def _run_in(lane: _Lane, fn: Callable[[], T]) -> T:
         done.set()
 
     def job() -> None:  # in the worker thread
+        started = time.perf_counter()
         value = outcome.capture(fn)
+        if slowdown:
+            time.sleep(slowdown * (time.perf_counter() - started))
         try:
             token.run_sync_soon(report, value)
         except trio.RunFinishedError:

@@ -191,3 +191,10 @@ def test_a_truncated_trace_keeps_what_arrived_before_the_cut() -> None:
     assert cut.frames == [(1.0, TENTH_S), (1.1, TENTH_S)]
     assert (cut.sample_rate, cut.plays_after) == (RATE, 0.9)
     assert len(trace.frames) == 3
+
+
+def test_the_probe_reads_the_wait_from_queued() -> None:
+    probe = Probe(None, "probe")
+    trace = probe.traces.setdefault("r1", RequestTrace("r1", 0.0))
+    probe.record('{"type":"queued","request_id":"r1","position":0,"admission_wait_ms":2000}', 0.1)
+    assert trace.admission_wait_ms == 2000 and trace.queued_at == 0.1

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 import trio
@@ -10,7 +13,7 @@ import trio.testing
 from trio.testing import wait_all_tasks_blocked
 
 from streamer.protocol import Priority
-from streamer.server.runtime import InferenceScheduler
+from streamer.server.runtime import InferenceScheduler, ThreadRunner
 from tests.support.inline_inference import InlineChunks
 
 
@@ -182,3 +185,53 @@ async def test_downloads_in_the_foreground_would_starve_it(
     # The bug the background class fixes: downloads behind real time have the earliest
     # deadlines, and a listener waits behind all of them.
     assert await _flood_and_stream(background=False, downloads=50, chunks=40) > 0.1
+
+
+T = TypeVar("T")
+
+
+class VirtualCpu:
+    """A chunk takes ``seconds`` of trio's clock (the tests run under autojump)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.urgent: list[bool] = []
+
+    async def __call__(self, fn: Callable[[], T], *, urgent: bool) -> T:
+        self.urgent.append(urgent)
+        value = fn()
+        await trio.sleep(self.seconds)
+        return value
+
+
+async def test_chunks_are_timed_from_their_grant_not_their_wait(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    cpu = VirtualCpu(0.25)
+    scheduler = InferenceScheduler(1, cpu)
+    done: list[int] = []
+    scheduler.on_chunk_done = lambda: done.append(1)
+    times: list[float] = []
+
+    async def chunk() -> None:
+        timed = await scheduler.run_timed(
+            lambda: 7, priority=Priority.NORMAL, deadline=trio.current_time() + 10
+        )
+        assert timed.value == 7
+        times.append(timed.seconds)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(3):  # one worker: the second and third wait for it
+            nursery.start_soon(chunk)
+    assert times == [pytest.approx(0.25)] * 3
+    assert len(done) == 3 and scheduler.chunks_run == 3
+    assert cpu.urgent == [False, False, False]  # a deadline 10 s away is bulk work
+
+
+async def test_the_bench_slowdown_makes_each_chunk_take_longer() -> None:
+    # A lower bound only: the worker sleeps at least ``slowdown`` times the chunk.
+    scheduler = InferenceScheduler(1, ThreadRunner(slowdown=2.0))
+    timed = await scheduler.run_timed(
+        lambda: time.sleep(0.02), priority=Priority.NORMAL, deadline=trio.current_time()
+    )
+    assert timed.seconds >= 0.06
