@@ -100,12 +100,14 @@ class Listener:
     def playing_until(self, now: float) -> float | None:
         return self.dry_at if self.dry_at is not None and self.dry_at > now else None
 
-    def submit(self, request_id: str, text: str, **config: object) -> Request:
+    def submit(
+        self, request_id: str, text: str, priority: Priority = Priority.NORMAL, **config: object
+    ) -> Request:
         """Send a ``synthesize``; a ``busy`` raised at once is recorded as its error."""
         now = trio.current_time()
         request = Request(request_id, now, self.playing_until(now))
         self.requests[request_id] = request
-        message = Synthesize(text, Priority.NORMAL, request_id, AudioConfig(**config))  # type: ignore[arg-type]
+        message = Synthesize(text, priority, request_id, AudioConfig(**config))  # type: ignore[arg-type]
         try:
             queued = self.session.submit(message, now)
         except ClientError as error:
@@ -221,13 +223,13 @@ def make_sim(
 
 async def speak_until(
     sim: Sim, listener: Listener, name: str, text: str, stop_at: float,
-    **config: object,
+    priority: Priority = Priority.NORMAL, **config: object,
 ) -> None:
     """Back to back: the next request when the listener has heard the previous one;
     after ``busy``, the retry hint."""
     n = 0
     while trio.current_time() < stop_at:
-        request = listener.submit(f"{name}-{n}", text, **config)
+        request = listener.submit(f"{name}-{n}", text, priority, **config)
         n += 1
         await listener.until_played(request)
         if request.error is not None:
@@ -386,6 +388,38 @@ async def test_downloads_take_what_real_time_speakers_leave(
     assert sum(r.underruns for r in realtime) == 0
     assert all(r.error is None for r in realtime)
     assert downloads  # and the downloads got the rest
+
+
+async def test_high_priority_bursts_never_make_a_normal_listener_run_dry(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Issue #14's policy question: a normal listener ran dry behind high bursts when
+    # the scheduler served every high chunk first whatever the deadlines. Admission
+    # counts every admitted stream's deadlines alike, so the scheduler must too once a
+    # deadline is at risk: high streams keep their precedence only while the normal
+    # listener has more than URGENT_WITHIN_S buffered. Lead 2 s (the default), so
+    # steady-state chunks are not at risk and priority does order them.
+    with trio.fail_after(LIMIT_S):
+        async with trio.open_nursery() as nursery:
+            sim = make_sim(nursery, seconds_per_chunk=0.03, realtime_lead_ms=2000)
+            start = trio.current_time()
+            stop_at = start + 40
+            async with trio.open_nursery() as clients:
+                normal = await sim.listener()
+                clients.start_soon(speak_until, sim, normal, "n", PARAGRAPH, stop_at)
+                await trio.sleep(2.0)
+                for i in range(8):  # bursts of high sentences, back to back
+                    listener = await sim.listener()
+                    clients.start_soon(
+                        speak_until, sim, listener, f"h{i}", SENTENCE, stop_at, Priority.HIGH
+                    )
+            nursery.cancel_scope.cancel()
+    normal_requests = list(normal.requests.values())
+    high = [r for r in sim.requests if r.request_id.startswith("h")]
+    assert len(normal_requests) > 5 and all(r.error is None for r in normal_requests)
+    assert sum(r.underruns for r in normal_requests) == 0
+    assert len([r for r in high if r.ended_at is not None]) > 50
+    assert sim.underruns() == 0 and sim.services.metrics.underruns == 0
 
 
 # --- a CPU whose speed changes ----------------------------------------------------------

@@ -195,11 +195,12 @@ async def converse(speaker: Speaker, rng: random.Random) -> None:
         silent = listener.playing_until(now) is None and not producing and not session.queue_depth
         roll = rng.random()
         if silent:
-            # Normal priority: the scheduler serves every high chunk before any normal
-            # one whatever their deadlines, so a crowd of high streams building their
-            # lead can starve a normal stream (a policy question, not this test's).
+            # High and normal streams side by side: priority orders the scheduler's
+            # work only while no deadline is at risk, so a crowd of high streams
+            # building their lead cannot make a normal listener run dry.
+            priority = rng.choice((Priority.NORMAL, Priority.HIGH))
             for _ in range(rng.randint(1, 3)):
-                speaker.submit(rng.choice(TEXTS), Priority.NORMAL)
+                speaker.submit(rng.choice(TEXTS), priority)
         elif producing and roll < 0.3:
             session.interrupt("barge_in", now)
             if rng.random() < 0.5:

@@ -3,12 +3,22 @@
 Inference is CPU-bound and the machine has few cores, so chunks of inference are
 queued rather than all run at once. Whoever waits is served in this order:
 
-1. priority: a ``critical`` chunk of any session runs next;
-2. deadline: the chunk whose listener will run out of audio soonest (earliest
-   deadline first). A session far ahead of playback has a late deadline and yields to
-   one that is about to underrun — that is what keeps many sessions real-time at once
-   and stops one long text from starving everybody else;
-3. arrival order, for ties.
+1. chunks *at risk* — whose listener runs out of audio within ``URGENT_WITHIN_S`` —
+   by deadline alone (earliest deadline first; priority only breaks a tie). A new
+   request's first chunk is at risk from its arrival (its deadline), so a ``critical``
+   alert runs next unless another listener is already running dry;
+2. every other real-time chunk by priority (``critical``, ``high``, ``normal``), then
+   deadline: the chunk whose listener will run out of audio soonest. A session far
+   ahead of playback has a late deadline and yields to one that is about to underrun —
+   that is what keeps many sessions real-time at once and stops one long text from
+   starving everybody else;
+3. background chunks (downloads), by deadline;
+
+and arrival order for ties. Priority orders work only while no deadline is at risk:
+served before every ``normal`` chunk whatever the deadlines, ``high`` streams building
+their lead made a ``normal`` listener run dry 52 ms (issue #14) — and admission's
+promise is that an admitted stream never underruns, whatever its priority. Chunks are
+ranked when a worker frees up, so a chunk becomes at risk while it waits.
 
 A chunk of inference cannot be pre-empted once it runs (threads cannot be interrupted),
 and the largest decoder windows take ~0.2 s of a core. Queued behind two of them, a
@@ -52,7 +62,6 @@ threads: virtual time would race ahead of them).
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import logging
 import os
@@ -73,7 +82,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: A chunk whose listener runs out of audio within this many seconds is urgent. Above the
+#: A chunk whose listener runs out of audio within this many seconds is urgent (at risk):
+#: it runs in the urgent lane and is ordered by its deadline alone. Above the
 #: longest chunk's run time (~0.2 s on one core) so that a waiting bulk chunk is
 #: re-examined (at the next completion) before it is late, and well below the 2 s
 #: real-time lead, so steady-state streaming (each chunk asked for 2 s ahead) stays in
@@ -171,27 +181,27 @@ def _lower_thread_priority(increment: int) -> None:
         log.warning("cannot lower the priority of inference thread %d: %s", tid, exc)
 
 
-@dataclass(order=True)
+@dataclass(eq=False, slots=True)
 class _Waiter:
-    #: (background, -priority, deadline, arrival): every real-time chunk sorts before
-    #: every background one, then the order of the module docstring.
-    key: tuple[bool, int, float, int]
-    event: trio.Event = field(compare=False, default_factory=trio.Event)
+    background: bool
+    priority: int
+    deadline: float
+    #: Arrival order, for ties.
+    seq: int
+    event: trio.Event = field(default_factory=trio.Event)
     #: Set when granted: whether the chunk runs in the urgent lane.
-    urgent: bool | None = field(compare=False, default=None)
-    cancelled: bool = field(compare=False, default=False)
+    urgent: bool | None = None
+    cancelled: bool = False
 
-    @property
-    def background(self) -> bool:
-        return self.key[0]
+    def at_risk(self, now: float) -> bool:
+        """Its listener runs dry within ``URGENT_WITHIN_S`` (never a download's)."""
+        return not self.background and self.deadline - now <= URGENT_WITHIN_S
 
-    @property
-    def priority(self) -> int:
-        return -self.key[1]
-
-    @property
-    def deadline(self) -> float:
-        return self.key[2]
+    def rank(self, now: float) -> tuple[int, float, float, int]:
+        """The order of the module docstring, at ``now``: lowest first."""
+        if self.at_risk(now):
+            return (0, self.deadline, -self.priority, self.seq)
+        return (2 if self.background else 1, -self.priority, self.deadline, self.seq)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +262,8 @@ class InferenceScheduler:
         self.workers = workers
         self._running = 0
         self._running_urgent = 0
-        self._heap: list[_Waiter] = []
+        #: Waiting chunks, ranked when a worker frees up (the rank changes with time).
+        self._waiting: list[_Waiter] = []
         self._seq = itertools.count()
         #: Where granted chunks run (the lanes' threads unless a test gives another).
         self.runner: ChunkRunner = runner or ThreadRunner()
@@ -268,18 +279,18 @@ class InferenceScheduler:
 
     @property
     def waiting(self) -> int:
-        return sum(1 for w in self._heap if not w.cancelled)
+        return sum(1 for w in self._waiting if not w.cancelled)
 
     @property
     def idle(self) -> bool:
         """Nothing runs or waits: a chunk submitted now gets a core to itself."""
-        return self._running == 0 and not any(not w.cancelled for w in self._heap)
+        return self._running == 0 and not any(not w.cancelled for w in self._waiting)
 
     def lateness(self) -> float:
         """Seconds the most overdue waiting real-time chunk is past its deadline (0 if
         none is). Background chunks wait by design and do not count."""
         now = trio.current_time()
-        late = [now - w.deadline for w in self._heap if not w.cancelled and not w.background]
+        late = [now - w.deadline for w in self._waiting if not w.cancelled and not w.background]
         return max([0.0, *late])
 
     def stats(self) -> InferenceStats:
@@ -293,12 +304,11 @@ class InferenceScheduler:
             busy_seconds=self.busy_seconds,
         )
 
-    def _lane_for(self, waiter: _Waiter) -> bool | None:
+    def _lane_for(self, waiter: _Waiter, now: float) -> bool | None:
         """The lane ``waiter`` may start in now (True: urgent, False: bulk), or None if
         it must wait."""
-        urgent = not waiter.background and (
-            waiter.priority > Priority.NORMAL
-            or waiter.deadline - trio.current_time() <= URGENT_WITHIN_S
+        urgent = waiter.at_risk(now) or (
+            not waiter.background and waiter.priority > Priority.NORMAL
         )
         if urgent:
             return True if self._running_urgent < self.workers else None
@@ -312,22 +322,23 @@ class InferenceScheduler:
         waiter.event.set()
 
     def _dispatch(self) -> None:
-        """Start waiters from the top of the queue while their lane has room.
+        """Start the best-ranked waiters while their lane has room.
 
-        Only the top needs checking: urgent waiters sort before bulk ones (a higher
-        priority or an earlier deadline), and when the top cannot start, nothing below
-        it can (a bulk chunk needs a free slot, which would also fit an urgent one).
+        Only the best needs checking: urgent waiters (at risk, or ``high`` and above)
+        rank before bulk ones, and when the best cannot start, nothing below it can (a
+        bulk chunk needs a free slot, which would also fit an urgent one). Ranked by a
+        scan, not a heap: the rank moves with the clock, and a few dozen chunks wait
+        at most.
         """
-        while self._heap:
-            top = self._heap[0]
-            if top.cancelled:
-                heapq.heappop(self._heap)
-                continue
-            lane = self._lane_for(top)
+        self._waiting = [w for w in self._waiting if not w.cancelled]
+        now = trio.current_time()
+        while self._waiting:
+            best = min(self._waiting, key=lambda w: w.rank(now))
+            lane = self._lane_for(best, now)
             if lane is None:
                 return
-            heapq.heappop(self._heap)
-            self._grant(top, lane)
+            self._waiting.remove(best)
+            self._grant(best, lane)
 
     def _release(self, urgent: bool) -> None:
         self._running -= 1
@@ -367,8 +378,8 @@ class InferenceScheduler:
         for (its result dropped by the caller's next checkpoint).
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        waiter = _Waiter((background, -int(priority), deadline, next(self._seq)))
-        heapq.heappush(self._heap, waiter)
+        waiter = _Waiter(background, int(priority), deadline, next(self._seq))
+        self._waiting.append(waiter)
         self._dispatch()
         if waiter.urgent is None:
             try:
