@@ -1,5 +1,7 @@
 """The admission promise on a virtual clock: an admitted real-time stream never
-underruns, under bursts, mixed loads and a CPU whose speed changes mid-run.
+underruns, under bursts, mixed loads, high-priority bursts beside a normal listener and
+a CPU whose speed changes mid-run; streamed-text contexts are admitted like any stream,
+and every way a request ends gives its claim on the workers back.
 
 Sessions, the player, the inference scheduler and admission are the server's own; only
 two things are fakes, both deterministic:
@@ -32,7 +34,16 @@ import trio.testing
 
 from streamer.config import parse_config
 from streamer.engines.registry import VoiceRegistry
-from streamer.protocol import AudioConfig, ClientError, ErrorCode, Priority, Synthesize
+from streamer.protocol import (
+    AudioConfig,
+    Cancel,
+    ClientError,
+    Close,
+    ErrorCode,
+    Priority,
+    Synthesize,
+    Text,
+)
 from streamer.server.runtime import Admission, InferenceScheduler, Metrics, Services
 from streamer.server.session import Outbox, Session, SessionManager
 from tests.support.fake_engine import FAKE_RATE, FakeEngine
@@ -113,6 +124,16 @@ class Listener:
         except ClientError as error:
             request.error = {"code": str(error.code), "details": error.details}
             return request
+        request.queued = {"admission_wait_ms": queued.admission_wait_ms}
+        return request
+
+    def open_context(self, context_id: str, text: str) -> Request:
+        """Open a streamed-text context with its first ``text``."""
+        now = trio.current_time()
+        request = Request(context_id, now, self.playing_until(now))
+        self.requests[context_id] = request
+        queued = self.session.text(Text(context_id, text), now)
+        assert queued is not None
         request.queued = {"admission_wait_ms": queued.admission_wait_ms}
         return request
 
@@ -524,3 +545,130 @@ async def test_continuations_and_critical_requests_do_not_wait(
             nursery.cancel_scope.cancel()
     assert first.ended_at is not None and follow.ended_at is not None
     assert sim.services.admission.streams == 0
+
+
+# --- contexts, and every way a request ends ---------------------------------------------
+
+
+async def test_a_context_is_admitted_like_a_stream_and_its_claim_grows_with_its_text(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # One worker-second per audio-second: a second stream never fits next to a first.
+    with trio.fail_after(LIMIT_S):
+        async with trio.open_nursery() as nursery:
+            sim = make_sim(nursery, seconds_per_chunk=0.1, max_start_delay_ms=1000)
+            a, b, c = await sim.listener(), await sim.listener(), await sim.listener()
+            admission = sim.services.admission
+            first = a.submit("a1", PARAGRAPH)
+            await trio.sleep(1.0)
+            # A context opened on a silent session starts a stream: it waits for room,
+            # and is refused with busy like a synthesize; then it takes no more text.
+            refused = b.open_context("ctx-b", "Hello there. ")
+            assert refused.queued == {"admission_wait_ms": 1000}
+            await b.until_done(refused)
+            refusal = refused.error
+            assert refusal is not None and refusal["code"] == ErrorCode.BUSY
+            with pytest.raises(ClientError) as closed:
+                b.session.text(Text("ctx-b", "More."), trio.current_time())
+            assert closed.value.code is ErrorCode.CONTEXT_CLOSED
+            await a.until_played(first)
+            # Alone now, a context is admitted at once; its claim grows with its text.
+            spoken = c.open_context("ctx-c", "One. ")
+            assert spoken.queued == {"admission_wait_ms": None}
+            await trio.testing.wait_all_tasks_blocked()
+            playing = c.session.playing
+            assert playing is not None and playing.start.reservation is not None
+            claim = playing.start.reservation
+            before = claim.expected_audio_s
+            c.session.text(Text("ctx-c", "Two. Three. Four. "), trio.current_time())
+            assert claim.expected_audio_s > before
+            assert admission.admitted(claim)
+            c.session.close_context(Close("ctx-c"), trio.current_time())
+            await c.until_played(spoken)
+            assert spoken.error is None and spoken.underruns == 0 and spoken.audio_s > 0
+            nursery.cancel_scope.cancel()
+    assert admission.streams == 0 and admission.waiting == 0
+
+
+async def test_every_way_a_request_ends_gives_its_claim_back(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Claims are taken when a request arrives (a new stream that fits is admitted at
+    # once) and must be given back however it ends: finished, interrupted while queued
+    # or playing, a queued context cancelled, a synthesis that fails, a connection that
+    # goes away, a wait for room given up. A claim left behind would count forever.
+    with trio.fail_after(LIMIT_S):
+        async with trio.open_nursery() as nursery:
+            sim = make_sim(nursery, seconds_per_chunk=0.03)
+            admission = sim.services.admission
+
+            async def settled() -> None:
+                await trio.testing.wait_all_tasks_blocked()
+                assert admission.streams == 0 and admission.waiting == 0
+
+            # Finished.
+            done = await sim.listener()
+            await done.until_played(done.submit("done", SENTENCE))
+            await settled()
+            # Interrupted while queued (admitted on arrival, before it could start)
+            # and while playing.
+            barge = await sim.listener()
+            barge.submit("queued", SENTENCE)
+            assert admission.streams == 1
+            barge.session.interrupt("barge_in")
+            await settled()
+            barge.submit("playing", PARAGRAPH)
+            await trio.sleep(0.5)
+            assert admission.streams == 1
+            barge.session.interrupt("barge_in")
+            await settled()
+            # A context cancelled while queued, and one cancelled while it plays.
+            ctx = await sim.listener()
+            ctx.open_context("queued-ctx", "Hello. ")
+            assert admission.streams == 1
+            ctx.session.cancel(Cancel("queued-ctx"), trio.current_time())
+            await settled()
+            ctx.open_context("playing-ctx", "One. Two. Three. ")
+            await trio.sleep(0.5)
+            assert admission.streams == 1
+            ctx.session.cancel(Cancel("playing-ctx"), trio.current_time())
+            await settled()
+            # The engine fails.
+            failing = await sim.listener()
+            failed = failing.submit("failed", "This one will FAIL.")
+            await failing.until_done(failed)
+            assert failed.error is not None and failed.error["code"] == "synthesis_failed"
+            await settled()
+            # The connection goes away as a request arrives (admitted on arrival), and
+            # while one plays with another queued behind it.
+            for text in ("", PARAGRAPH):
+                session = sim.manager.create(AudioConfig())
+                session.outbox = Outbox()
+                async with trio.open_nursery() as connection:
+                    await connection.start(session.run)
+                    connection.start_soon(Listener(session, session.outbox).play)
+                    if text:
+                        session.submit(Synthesize(text, Priority.NORMAL, "gone", AudioConfig()),
+                                       trio.current_time())
+                        await trio.sleep(0.5)
+                    session.submit(Synthesize(SENTENCE, Priority.NORMAL, "left", AudioConfig()),
+                                   trio.current_time())
+                    assert admission.streams >= 1
+                    connection.cancel_scope.cancel()
+                await settled()
+            # A wait for room given up (interrupted while waiting).
+            hog = await sim.listener()
+            for i in range(12):
+                listener = await sim.listener()
+                listener.submit(f"hog-{i}", PARAGRAPH)
+            patient = hog.submit("patient", PARAGRAPH)
+            assert patient.queued is not None and patient.queued["admission_wait_ms"]
+            await trio.sleep(0.1)
+            assert admission.waiting >= 1
+            hog.session.interrupt("barge_in")
+            await trio.testing.wait_all_tasks_blocked()
+            assert patient.error is None and patient.first_audio_at is None
+            for listener in sim.listeners:
+                listener.session.interrupt("barge_in")
+            await settled()
+            nursery.cancel_scope.cancel()
