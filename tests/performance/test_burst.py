@@ -51,12 +51,12 @@ from tests.support.services import make_services, session_config
 SESSIONS: Final = 16
 #: What each session does, one step after another.
 STEPS_PER_SESSION: Final = 24
-#: Virtual CPU time of one 50 ms chunk of the fake engine: RTF 0.04, Piper's per stream
+#: Virtual time of one 50 ms chunk of the fake engine: RTF 0.04, Piper's per stream
 #: on the 2-core machines, so all sessions streaming at once need a third of the two
 #: workers; the tightest listener then has ~30 ms of its 50 ms frame to spare (none at
-#: RTF 0.1). Admission measures a chunk's real CPU time, which this virtual time is not,
-#: so it cannot refuse here: the scenario stays within capacity by design, and refusing
-#: overload is tests/unit/server/test_admission.py's part.
+#: RTF 0.1). Admission measures it (wall time per chunk on the scheduler's clock): the
+#: scenario stays within capacity by design, and overload (waiting, ``busy``) is
+#: test_admission_under_load.py's part.
 CHUNK_COMPUTE_S: Final = 0.002
 #: Samples per frame: one 50 ms chunk of the fake engine at 16 kHz, so the listener
 #: checks every chunk's arrival.
