@@ -590,6 +590,36 @@ async def test_a_context_is_admitted_like_a_stream_and_its_claim_grows_with_its_
     assert admission.streams == 0 and admission.waiting == 0
 
 
+async def test_a_context_whose_text_comes_after_its_listener_fell_silent_is_a_new_stream(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Opened while its session still spoke, a context continues that stream; but if
+    # its text comes only after the listener has played everything, it starts a
+    # stream of its own, judged as one (here: no room beside b, so it waits, then busy).
+    with trio.fail_after(LIMIT_S):
+        async with trio.open_nursery() as nursery:
+            # One worker, 0.8 worker-seconds per audio-second: a1's synthesis ends
+            # before its audio (the context's player starts then, behind it), and two
+            # streams do not fit.
+            sim = make_sim(nursery, seconds_per_chunk=0.08, cores=1, max_start_delay_ms=1000)
+            a, b = await sim.listener(), await sim.listener()
+            said = a.submit("a1", SENTENCE)
+            late = a.open_context("late", "")
+            assert late.queued == {"admission_wait_ms": None}  # continues a1
+            await a.until_played(said)
+            await trio.sleep(0.5)
+            other = b.submit("b1", PARAGRAPH)
+            await trio.sleep(0.5)
+            a.session.text(Text("late", PARAGRAPH), trio.current_time())
+            a.session.close_context(Close("late"), trio.current_time())
+            await a.until_done(late)
+            assert late.error is not None and late.error["code"] == ErrorCode.BUSY
+            await b.until_played(other)
+            nursery.cancel_scope.cancel()
+    assert other.error is None and other.underruns == 0
+    assert sim.underruns() == 0 and sim.services.metrics.underruns == 0
+
+
 async def test_every_way_a_request_ends_gives_its_claim_back(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -610,6 +610,10 @@ class Session:
                 if request.feed is not None:
                     # A context starts its audio with its first text (or its end).
                     await request.feed.wait_ready()
+                    if job.carried is not None:
+                        # The audio it was to follow may have played out meanwhile: then
+                        # it starts a stream of its own (admission judges it as one).
+                        job.carried = self.clock.playing_until(trio.current_time())
                 try:
                     # Admission: may wait for room (``queued`` said how long at most).
                     await wait_to_start(services, request.start, request.id, job)
