@@ -1,5 +1,6 @@
 """Starting a synthesis: the one admission rule and the one way a job is built, shared
-by WebSocket sessions and the HTTP speech routes (one policy, one place).
+by WebSocket sessions (``synthesize`` and streamed-text contexts) and the HTTP speech
+routes (one policy, one place).
 
 A start is decided in two steps. ``check_can_start`` runs where the request arrives,
 synchronously, before its ``queued`` reply: it refuses at once what can never start
@@ -11,7 +12,9 @@ starts playing: it waits in admission's line for a request that must, for at mos
 ``critical`` requests and those that continue a stream its listener still plays
 without asking, so that their work counts; and a request that was queued behind its
 session's own but finds its listener silent when it starts is judged as a new stream
-then.
+then. A context's later text grows its claim (``extend``) without being judged again.
+Whoever holds a decision gives its claim back (``release``, idempotent) however the
+request ends: finished, refused, interrupted, cancelled, failed, or its connection gone.
 """
 
 from __future__ import annotations
