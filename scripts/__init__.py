@@ -11,8 +11,12 @@ Through a server (spawned on free ports with ``--spawn``, or one at ``--url``):
 - ``agent_latency``: a voice agent's answers streamed into contexts at an LLM's pace:
   first audio after the token that completes the first clause, underruns between
   segments, the cost of word timestamps; one session or many speaking.
-- ``load``: S connected sessions, K speaking continuously for T seconds (underruns,
-  TTFA, CPU, memory); ``--find-capacity`` steps K up until the first underrun.
+- ``load``: scenarios against the server, with its own underrun and ``busy`` counts:
+  ``load`` (S connected sessions, K speaking continuously for T seconds: underruns,
+  TTFA, CPU, memory), ``burst`` (20 simultaneous starts, against an in-process
+  whole-sentence FIFO) and ``mixed`` (WebSocket speakers beside HTTP downloads); raw
+  throughput measured in the same run; ``--slowdown`` for a slower CPU;
+  ``--find-capacity`` steps K up until the first underrun or ``busy``.
 - ``soak_memory``: the server's memory under ``load``'s load for many minutes, and
   what grows (``/proc``, glibc malloc, tracemalloc).
 - ``baseline``: what the server is measured against: the engine in-process (floor),
@@ -36,6 +40,7 @@ In-process, no server:
   first audio, CPU per audio second, real-time streams on two workers.
 
 Shared, private: ``_common`` (texts, statistics, ``/proc``, a spawned server),
+``_scenarios`` (``load``'s burst and mixed scenarios and the FIFO baseline),
 ``_probe`` (a timestamping WebSocket connection on ``streamer.client``'s protocol code,
 and the listener's playback model), ``_engine_timing`` (an engine timed as the server
 drives it), ``_hostile`` (hostile frames and bodies from a seeded generator),

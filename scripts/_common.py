@@ -330,9 +330,13 @@ def http_get_json(url: str, timeout: float = 5.0, api_key: str | None = None) ->
 
 @contextmanager
 def spawned_server(
-    overrides: Mapping[str, Any] | None = None, *, log_level: str = "WARNING"
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    log_level: str = "WARNING",
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[SpawnedServer]:
-    """Run ``python -m streamer`` with a temporary config on free 127.0.0.1 ports.
+    """Run ``python -m streamer`` with a temporary config on free 127.0.0.1 ports
+    (``env``: extra environment variables, such as the bench slowdown).
 
     Yields once ``/health`` says ready (models loaded and warmed up); stops the
     server on exit, SIGINT first (graceful), SIGKILL after ``SERVER_STOP_TIMEOUT_S``.
@@ -362,7 +366,7 @@ def spawned_server(
                 cwd=REPO_ROOT,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+                env={**os.environ, **(env or {}), "PYTHONPATH": str(REPO_ROOT)},
             )
             server = SpawnedServer(process, http_port, ws_port, log_path)
             try:

@@ -88,6 +88,8 @@ class RequestTrace:
     request_id: str
     sent_at: float
     queued_at: float | None = None
+    #: ``queued.admission_wait_ms``: it waits for room to start, at most this long.
+    admission_wait_ms: int | None = None
     audio_start_at: float | None = None
     sample_rate: int = 0
     frames: list[tuple[float, int]] = field(default_factory=list)
@@ -371,6 +373,7 @@ def _track(trace: RequestTrace, event: Event, at: float) -> None:
     """Note ``event``'s arrival in the trace of a request it was routed to."""
     if isinstance(event, Queued):
         trace.queued_at = at
+        trace.admission_wait_ms = event.admission_wait_ms
     elif isinstance(event, AudioStart):
         trace.audio_start_at = at
         trace.sample_rate = event.sample_rate

@@ -144,8 +144,11 @@ def floor(repeats: int) -> dict[str, Any]:
     return out
 
 
-def _throughput(streaming: str, workers: int, seconds: float) -> float:
-    """Seconds of audio per wall second with ``workers`` threads synthesizing."""
+def throughput(streaming: str, workers: int, seconds: float, slowdown: float = 0.0) -> float:
+    """Seconds of audio per wall second with ``workers`` threads synthesizing.
+
+    ``slowdown``: after each chunk a thread sleeps that many times the chunk's run time,
+    as the server's workers do under ``TTS_STREAMER_BENCH_SLOWDOWN``."""
     engine, voice = _engine(1, streaming)
     stop = time.perf_counter() + seconds
     produced = [0] * workers
@@ -154,7 +157,14 @@ def _throughput(streaming: str, workers: int, seconds: float) -> float:
     def work(index: int) -> None:
         n = index
         while time.perf_counter() < stop:
-            for chunk in engine.stream(voice, PARAGRAPHS[n % len(PARAGRAPHS)], SynthesisOptions()):
+            chunks = engine.stream(voice, PARAGRAPHS[n % len(PARAGRAPHS)], SynthesisOptions())
+            while True:
+                started = time.perf_counter()
+                chunk = next(chunks, None)
+                if chunk is None:
+                    break
+                if slowdown:
+                    time.sleep(slowdown * (time.perf_counter() - started))
                 produced[index] += int(chunk.size)
                 if time.perf_counter() >= stop:
                     break
@@ -176,7 +186,7 @@ def raw_throughput(seconds: float) -> dict[str, Any]:
     for streaming in ("windowed", "clause"):
         row: list[object] = [streaming]
         for workers in (1, cores, 2 * cores):
-            x = _throughput(streaming, workers, seconds)
+            x = throughput(streaming, workers, seconds)
             results[f"{streaming} {workers}"] = x
             row.append(f"{x:.1f}x")
         rows.append(row)

@@ -1,21 +1,49 @@
-"""Sustained load: S connected sessions, K of them speaking continuously, for T seconds.
+"""Load scenarios against a live server: sustained speakers, a burst of starts, and
+real-time speakers beside HTTP downloads.
 
     .venv/bin/python -m scripts.load --spawn          # the target run:
                                                       # 50 connected, 20 speaking, 60 s
+    .venv/bin/python -m scripts.load --spawn --scenario all --json all.json
+    .venv/bin/python -m scripts.load --spawn --scenario all --slowdown 2   # a 3x slower CPU
     .venv/bin/python -m scripts.load --url ws://127.0.0.1:8081 --pid PID --speaking 10
     .venv/bin/python -m scripts.load --spawn --find-capacity --baseline-json base.json
 
-Every session connects (``format: pcm``, real-time pacing on). The K speaking ones
-start spread over ``--ramp`` seconds (about one paragraph, so their paragraphs do not
-all begin together) and then speak for ``--seconds``: realistic paragraphs of 13-15 s
-of speech, back to back. With ``--next-on played`` (default) the next paragraph is
-sent the moment the listener has heard the previous one out, so each session asks
-for 1 s of audio per second; ``--next-on audio_end`` sends it at ``audio_end``, which
-with pacing comes ~``realtime_lead_ms`` before that: the listener queues the next
-paragraph's audio behind the previous one's (the server paces it from there, so a
-session still asks for 1 s of audio per second, with no gap between paragraphs). When
-the time is up every speaking session interrupts what it plays and stops. The others
-stay connected and idle.
+Scenarios (``--scenario``; ``all`` runs the three on one server, in this order):
+
+- ``load``: S connected sessions, K of them speaking continuously, for T seconds
+  (below);
+- ``burst``: 20 sessions send the same short sentence at the same instant, 3 rounds; a
+  ``busy`` is retried at its hint and time to first audio counts from the first try.
+  Held to a whole-sentence FIFO measured in-process in the same run (W threads, each
+  synthesizing one whole sentence at a time, audio leaving when it is done);
+- ``mixed``: 3 WebSocket speakers speaking paragraphs back to back while 20 HTTP
+  clients post ``/v1/audio/speech`` back to back, for 30 s (``scripts/_scenarios.py``).
+
+Each scenario reports the underruns and ``busy`` replies the server itself counted
+(``/api/v1/metrics``, before and after), the client-side playback model's, time to first
+audio, and admission's state after it (bound, measured cost per voice, waits and
+refusals). Raw throughput (seconds of audio per second, W threads synthesizing
+paragraphs in-process, windowed as the server does) is measured in the same run, before
+the scenarios. ``--slowdown F`` runs the server with ``TTS_STREAMER_BENCH_SLOWDOWN=F``
+(every inference chunk followed by a sleep F times its run time: a CPU 1+F times
+slower) and the in-process baselines with the same sleep. The load average and the
+other processes' CPU are recorded beside every scenario: on a shared machine they are
+the noise.
+
+Every listener is the sequential player of ``scripts/_probe.py``: a request's audio
+starts when it arrives, or when the audio queued before it has played.
+
+The ``load`` scenario in detail: every session connects (``format: pcm``, real-time
+pacing on). The K speaking ones start spread over ``--ramp`` seconds (about one
+paragraph, so their paragraphs do not all begin together) and then speak for
+``--seconds``: realistic paragraphs of 13-15 s of speech, back to back. With ``--next-on
+played`` (default) the next paragraph is sent the moment the listener has heard the
+previous one out, so each session asks for 1 s of audio per second; ``--next-on
+audio_end`` sends it at ``audio_end``, which with pacing comes ~``realtime_lead_ms``
+before that: the listener queues the next paragraph's audio behind the previous one's
+(the server paces it from there, so a session still asks for 1 s of audio per second,
+with no gap between paragraphs). When the time is up every speaking session interrupts
+what it plays and stops. The others stay connected and idle.
 
 Reported: underruns (listener model in ``scripts/_probe.py``, per request from its first
 audio; with where in the request they happened), time to first audio of every request,
@@ -36,6 +64,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -60,7 +89,21 @@ from ._common import (
     write_json,
 )
 from ._probe import EVENT_TIMEOUT_S, Probe, ProbeError, now, open_probe
+from ._scenarios import (
+    BURST_CLIENTS,
+    BURST_ROUNDS,
+    BURST_TEXT,
+    burst_run,
+    default_workers,
+    mixed_run,
+    whole_sentence_fifo,
+)
+from .baseline import throughput
 
+#: What ``--scenario`` may name (``all`` runs these, in this order).
+SCENARIOS: Final = ("load", "burst", "mixed")
+#: The server's bench option, set by ``--slowdown``.
+BENCH_SLOWDOWN_ENV: Final = "TTS_STREAMER_BENCH_SLOWDOWN"
 #: Connections opened per second while setting up: a burst of handshakes is not the
 #: load under test.
 CONNECT_RATE_PER_S: Final = 50
@@ -385,6 +428,94 @@ async def _main(url: str, args: argparse.Namespace, pid: int | None) -> dict[str
     return summary
 
 
+def _server_counts(http_url: str | None) -> dict[str, int]:
+    """The server's own underrun and ``busy`` counters now (zeros without a URL)."""
+    if not http_url:
+        return {"underruns": 0, "busy": 0}
+    metrics = http_get_json(f"{http_url}/api/v1/metrics")
+    errors = metrics.get("errors") or {}
+    return {"underruns": int(metrics.get("underruns", 0)), "busy": int(errors.get("busy", 0))}
+
+
+def _admission_state(http_url: str | None) -> dict[str, Any] | None:
+    if not http_url:
+        return None
+    state: dict[str, Any] = http_get_json(f"{http_url}/api/v1/status").get("admission", {})
+    return state
+
+
+def _conditions(pid: int | None) -> dict[str, Any]:
+    """What else the machine was doing just before a scenario (printed beside it)."""
+    other = wait_for_quiet([pid] if pid else [])
+    load1, load5, _ = os.getloadavg()
+    return {"other_cpu_pct": round(other, 1), "loadavg_1m": load1, "loadavg_5m": load5}
+
+
+def _scenario(
+    name: str, args: argparse.Namespace, ws_url: str, http_url: str | None, pid: int | None,
+    raw_x: float | None,
+) -> dict[str, Any]:
+    """Run one scenario; its figures with the server's own counts around it."""
+    conditions = _conditions(pid)
+    print(f"\n# scenario {name}: load average {conditions['loadavg_1m']:.2f},"
+          f" other processes {conditions['other_cpu_pct']:.0f} % of a core")
+    before = _server_counts(http_url)
+    result: dict[str, Any]
+    if name == "load":
+        result = trio.run(_main, ws_url, args, pid)
+    elif name == "burst":
+        burst = trio.run(burst_run, ws_url)
+        result = burst.to_json() | {
+            "max_busy_per_client": burst.max_busy_per_client, "gave_up": burst.gave_up,
+        }
+        if not args.skip_fifo:
+            fifo = whole_sentence_fifo(
+                BURST_TEXT, BURST_CLIENTS, BURST_ROUNDS, default_workers(), args.slowdown
+            )
+            result["fifo_ttfa_ms"] = summarize(fifo)
+    elif name == "mixed":
+        if not http_url:
+            raise SystemExit("--scenario mixed needs --http-url (or --spawn)")
+        result = trio.run(mixed_run, ws_url, http_url).to_json()
+    else:
+        raise ValueError(name)
+    after = _server_counts(http_url)
+    result["server_underruns"] = after["underruns"] - before["underruns"]
+    result["server_busy"] = after["busy"] - before["busy"]
+    result["admission"] = _admission_state(http_url)
+    result["conditions"] = conditions
+    _print_scenario(name, result, raw_x)
+    return result
+
+
+def _ms(stats: dict[str, Any], key: str) -> str:
+    value = stats.get(key)
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _print_scenario(name: str, result: dict[str, Any], raw_x: float | None) -> None:
+    ttfa = result.get("ttfa_ms") or {}
+    line = (f"{name}: server-counted underruns {result['server_underruns']},"
+            f" busy {result['server_busy']}, TTFA p50 {_ms(ttfa, 'p50')} ms"
+            f" / p95 {_ms(ttfa, 'p95')} ms")
+    if "fifo_ttfa_ms" in result:
+        fifo = result["fifo_ttfa_ms"]
+        line += f" (whole-sentence FIFO p50 {_ms(fifo, 'p50')} / p95 {_ms(fifo, 'p95')} ms)"
+    if "max_busy_per_client" in result:
+        line += f"; at most {result['max_busy_per_client']} busy per client"
+    if "http_status" in result:
+        line += f"; HTTP {result['http_status']}"
+    print(line)
+    admission = result.get("admission")
+    if admission:
+        costs = {k: v.get("cost") for k, v in admission.get("voices", {}).items()}
+        print(f"  admission: bound {admission.get('bound')}, tightenings"
+              f" {admission.get('tightenings')}, waited {admission.get('waited')}, refused"
+              f" {admission.get('refused')}, cost per audio-s {costs}")
+    if raw_x:
+        print(f"  raw throughput measured in this run: {raw_x:.1f}x real time")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m scripts.load",
@@ -420,41 +551,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--step-seconds", type=float, default=30.0,
                         help="speaking time of each --find-capacity step")
     parser.add_argument("--baseline-json", help="scripts.baseline --json output, for the"
-                        " engine's raw throughput")
+                        " engine's raw throughput (otherwise measured in this run)")
+    parser.add_argument("--scenario", choices=(*SCENARIOS, "all"), default="load",
+                        help="which scenario to run (all: load, burst, mixed on one server)")
+    parser.add_argument("--slowdown", type=float, default=0.0,
+                        help="with --spawn: run the server with TTS_STREAMER_BENCH_SLOWDOWN"
+                        " set to this (a CPU 1+F times slower), the in-process baselines"
+                        " likewise")
+    parser.add_argument("--raw-seconds", type=float, default=10.0,
+                        help="seconds of in-process raw throughput measured before the"
+                        " scenarios (0: skip)")
+    parser.add_argument("--skip-fifo", action="store_true",
+                        help="burst: skip the in-process whole-sentence FIFO baseline")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
     if not args.url and not args.spawn:
         args.url = "ws://127.0.0.1:8081"
 
+    if args.slowdown < 0 or (args.slowdown and not args.spawn):
+        parser.error("--slowdown needs --spawn and a value >= 0")
     machine = machine_info()
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, python {machine['python']},"
-          f" onnxruntime {machine['onnxruntime']}")
-    server_metrics: dict[str, Any] | None = None
-    if args.spawn:
-        with spawned_server() as server:
-            result = trio.run(_main, server.ws_url, args, server.pid)
-            server_metrics = http_get_json(f"{server.http_url}/api/v1/metrics")
-    else:
-        result = trio.run(_main, args.url, args, args.pid)
-        if args.http_url:
-            server_metrics = http_get_json(f"{args.http_url}/api/v1/metrics")
-    if server_metrics:
-        print(
-            f"server-side: underruns {server_metrics.get('underruns')},"
-            f" errors {server_metrics.get('errors')},"
-            f" TTFA {server_metrics.get('time_to_first_audio')}"
-        )
+          f" onnxruntime {machine['onnxruntime']}; slowdown {args.slowdown}")
+    scenarios = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     raw = _raw_throughput(args.baseline_json)
+    if raw is None and args.raw_seconds > 0:
+        raw = throughput("windowed", default_workers(), args.raw_seconds, args.slowdown)
+        print(f"raw throughput: {raw:.1f}x real time ({default_workers()} threads,"
+              f" slowdown {args.slowdown})")
+    result: dict[str, Any] = {"machine": machine, "slowdown": args.slowdown,
+                              "raw_throughput_x": raw, "scenarios": {}}
+    env = {BENCH_SLOWDOWN_ENV: str(args.slowdown)} if args.slowdown else None
+    if args.spawn:
+        with spawned_server(env=env) as server:
+            for name in scenarios:
+                result["scenarios"][name] = _scenario(
+                    name, args, server.ws_url, server.http_url, server.pid, raw
+                )
+            result["server_metrics"] = http_get_json(f"{server.http_url}/api/v1/metrics")
+    else:
+        for name in scenarios:
+            result["scenarios"][name] = _scenario(
+                name, args, args.url, args.http_url, args.pid, raw
+            )
     if args.find_capacity:
-        capacity = result["capacity_sessions"]
+        capacity = result["scenarios"]["load"]["capacity_sessions"]
         line = f"capacity: {capacity} continuously speaking real-time sessions without underruns"
         if raw and capacity:
-            result["raw_throughput_x"] = raw
             result["capacity_of_raw_pct"] = 100 * capacity / raw
             line += f" = {100 * capacity / raw:.0f} % of the engine's raw {raw:.1f}x real time"
         print(line)
-    result["machine"] = machine
-    result["server_metrics"] = server_metrics
     write_json(args.json, result)
     return 0
 

@@ -175,12 +175,18 @@ class PerformanceConfig:
     realtime_lead_ms: int = 2000
     #: New requests get ``busy`` when inference is this far behind its deadlines.
     busy_lateness_ms: int = 750
-    #: A new real-time stream gets ``busy`` when the streams admitted would need more
-    #: than this fraction of the inference workers' CPU (measured per voice; see
-    #: ``streamer/server/_admission.py``). At 0.9 a steady 20 speakers on 2 cores got
-    #: busy replies (~1/3 of new paragraphs) with CPU to spare; at 1.0 the refusals
-    #: start about where underruns did without admission (BENCHMARKS.md).
-    max_inference_load: float = 1.0
+    #: A new real-time stream starts only if every admitted stream and it can meet
+    #: their playback deadlines within this fraction of the inference workers' time
+    #: (wall time per chunk, measured per voice; ``server/runtime/_admission.py``).
+    #: The starting bound: it tightens by itself when underruns are seen and grows
+    #: back to this value slowly.
+    max_inference_load: float = 0.9
+    #: A new real-time stream that does not fit waits this long at most for room
+    #: (its ``queued`` reply says so), then gets ``busy``; 0 = refuse at once. Measured
+    #: (BENCHMARKS.md, section 9): 20 short sentences started at once on 2 vCPUs are
+    #: all admitted within ~1.4 s, within ~3 s on a CPU made 3x slower; at 2000 the
+    #: slower case refused a third of them and their retries doubled its p95.
+    max_start_delay_ms: int = 5000
     #: ``SCHED_FIFO`` priority of the event loop thread (Linux; 0 = normal scheduling),
     #: so protocol replies never wait for a core behind inference. Needs permission
     #: (``LimitRTPRIO=1`` in the systemd unit); without it the server logs and goes on.
@@ -216,6 +222,11 @@ _SHA256_HEX: Final = re.compile(r"[0-9a-fA-F]{64}")
 MAX_TOKEN_TTL_S: Final = 3600.0
 #: A shorter token secret could be guessed offline from one token (HMAC-SHA256 key).
 MIN_TOKEN_SECRET_CHARS: Final = 32
+#: Admitting more than the workers can do (> 1) only ever buys underruns; a little
+#: above 1 is allowed for engines whose measured wall time overstates their share.
+MAX_INFERENCE_LOAD: Final = 1.5
+#: A start delayed longer than this is no real-time start: a client should be told.
+MAX_START_DELAY_MS: Final = 60_000
 
 
 def _build(cls: type[_T], data: Mapping[str, Any], prefix: str) -> _T:
@@ -397,7 +408,16 @@ def _validate(config: Config) -> Config:
     _check(p.worker_processes >= 0, "performance.worker_processes", "must be >= 0")
     _check(p.realtime_lead_ms >= 0, "performance.realtime_lead_ms", "must be >= 0")
     _check(p.busy_lateness_ms > 0, "performance.busy_lateness_ms", "must be > 0")
-    _check(p.max_inference_load > 0, "performance.max_inference_load", "must be > 0")
+    _check(
+        0 < p.max_inference_load <= MAX_INFERENCE_LOAD,
+        "performance.max_inference_load",
+        f"must be > 0 and <= {MAX_INFERENCE_LOAD}",
+    )
+    _check(
+        0 <= p.max_start_delay_ms <= MAX_START_DELAY_MS,
+        "performance.max_start_delay_ms",
+        f"must be 0 (refuse at once) to {MAX_START_DELAY_MS}",
+    )
     _check(
         0 <= p.event_loop_realtime_priority <= MAX_REALTIME_PRIORITY,
         "performance.event_loop_realtime_priority",

@@ -54,11 +54,14 @@ class Connected:
 
 @dataclass(frozen=True, slots=True)
 class Queued:
-    """The request was accepted; ``position`` requests play before it."""
+    """The request was accepted; ``position`` requests play before it.
+    ``admission_wait_ms``: set when it waits for room to start, at most this long
+    (then it plays, or an ``error`` ``busy`` for it follows)."""
 
     request_id: str
     position: int
     context_id: str | None = None
+    admission_wait_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +260,7 @@ def parse_event(obj: dict[str, Any]) -> Event:
             str(obj.get("request_id", "")),
             _int_or_none(obj.get("position")) or 0,
             _str_or_none(obj.get("context_id")),
+            _int_or_none(obj.get("admission_wait_ms")),
         )
     if kind == "audio_start":
         return AudioStart(

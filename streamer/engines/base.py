@@ -106,12 +106,19 @@ class SynthesisOptions:
     still holds audio (the next segment of a streamed-text context), so no chunk need
     be small: the engine may chunk as it does inside one long text, where that is
     cheaper (Piper's larger decoder windows). It never changes the audio either.
+
+    ``whole_segments`` goes further: the caller's workers are saturated (the
+    request waited for room to start), so total work matters more than how soon the
+    first audio comes; the engine may make each text segment (clause or sentence) in
+    as few chunks as it can, which costs least. It never changes the audio either, and
+    wins over ``quick_start``.
     """
 
     speed: float = 1.0
     speaker: str | None = None
     quick_start: bool = False
     continuation: bool = False
+    whole_segments: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,8 @@ Synthesis streams in one of two modes:
   of the latent, each with the context it needs for the audio to equal the one-call
   model's. First audio
   waits only for the encoder and one small window (smaller still with
-  ``SynthesisOptions.quick_start``). If the cut fails for a voice, that voice falls back
+  ``SynthesisOptions.quick_start``; with ``whole_segments`` every window is as large as
+  it may be, which costs least). If the cut fails for a voice, that voice falls back
   to ``clause`` (logged).
 
 The leak fixes to piper-tts's espeak-ng bridge live in ``patches.piper_tts``, applied
@@ -74,6 +75,7 @@ from streamer.engines.piper_split import (
     FIRST_WINDOW_FRAMES,
     MAX_WINDOW_FRAMES,
     QUICK_FIRST_WINDOW_FRAMES,
+    WINDOW_GROWTH,
     Latent,
     SplitError,
     WindowedDecoder,
@@ -521,6 +523,10 @@ class PiperEngine(Engine):
         if options.continuation:
             # Audio already plays: decode as the later sentences of one text are.
             first_frames = MAX_WINDOW_FRAMES
+        if options.whole_segments:
+            # Small windows each pay their decoder context again: for a short
+            # sentence that is about twice the decoding of one window.
+            first_frames = MAX_WINDOW_FRAMES
         return files, speed, speaker_id, first_frames
 
     def _generate(
@@ -541,6 +547,7 @@ class PiperEngine(Engine):
             speaker_id = int(config.default_speaker_id)
         if config.num_speakers <= 1:
             speaker_id = None
+        hop = int(config.hop_length)
         scales = np.array(
             [config.noise_scale, config.length_scale / speed, config.noise_w_scale],
             dtype=np.float32,
@@ -582,7 +589,6 @@ class PiperEngine(Engine):
                     unit = 1
                 else:
                     assert latent is not None
-                    hop = int(config.hop_length)
                     timings = (
                         plan.timed(
                             index, phonemes, config.phoneme_id_map, latent, hop, rate, offset
@@ -596,9 +602,14 @@ class PiperEngine(Engine):
                 for (_, end), chunk in zip(windows, chunks, strict=False):
                     if not chunk.size:
                         continue
-                    # Only the stream's first window need be small: later ones are
-                    # decoded while earlier audio plays.
-                    first_frames = MAX_WINDOW_FRAMES
+                    # Later windows are decoded while earlier audio plays, so they
+                    # may grow with it, but only as fast as within a segment: the
+                    # next segment's first window is at most twice the largest so
+                    # far. Decoded whole (up to MAX_WINDOW_FRAMES) right after a
+                    # few small windows, a second clause took longer than the
+                    # audio buffered before it, under load.
+                    grown = chunk.size // hop * WINDOW_GROWTH
+                    first_frames = min(MAX_WINDOW_FRAMES, max(first_frames, grown))
                     last = end >= windows[-1][1]
                     mine = [w for w in pending if last or w.start_s < offset + end * unit / rate]
                     pending = pending[len(mine) :]

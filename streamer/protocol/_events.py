@@ -33,6 +33,9 @@ class Queued:
     position: int
     #: Set (to ``request_id``) when the request is a streamed-text context.
     context_id: str | None = None
+    #: Present when the request does not fit now: it waits for room to start at most
+    #: this long (``performance.max_start_delay_ms``), then plays or gets ``busy``.
+    admission_wait_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,9 @@ class RequestState(Enum):
     DROPPED = auto()
     #: The engine failed; ``error`` sent.
     FAILED = auto()
+    #: Waited for room to start and found none within ``max_start_delay_ms``;
+    #: ``error`` ``busy`` sent.
+    REFUSED = auto()
 
 
 REQUEST_TRANSITIONS: Final[dict[RequestState, frozenset[RequestState]]] = {
@@ -58,12 +61,18 @@ REQUEST_TRANSITIONS: Final[dict[RequestState, frozenset[RequestState]]] = {
     # A pre-empted request goes back to nothing: it is INTERRUPTED, not re-queued, so
     # that a barge-in never replays half a sentence.
     RequestState.PLAYING: frozenset(
-        {RequestState.FINISHED, RequestState.INTERRUPTED, RequestState.FAILED}
+        {
+            RequestState.FINISHED,
+            RequestState.INTERRUPTED,
+            RequestState.FAILED,
+            RequestState.REFUSED,
+        }
     ),
     RequestState.FINISHED: frozenset(),
     RequestState.INTERRUPTED: frozenset(),
     RequestState.DROPPED: frozenset(),
     RequestState.FAILED: frozenset(),
+    RequestState.REFUSED: frozenset(),
 }
 
 

@@ -49,7 +49,7 @@ class InlineChunks:
         if gate is not None:
             gate.set()
 
-    async def __call__(self, fn: Callable[[], T], /) -> T:
+    async def __call__(self, fn: Callable[[], T], /, *, urgent: bool) -> T:
         with trio.CancelScope(shield=True):
             gate = self._gate
             if gate is not None:

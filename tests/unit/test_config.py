@@ -84,3 +84,12 @@ def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
     good = tmp_path / "ok.json"
     good.write_text(json.dumps({"tts": {"voices_dir": "v"}}))
     assert load_config(good).path("v") == tmp_path / "v"
+
+
+def test_admission_keys_are_validated() -> None:
+    performance = parse_config({"performance": {"max_start_delay_ms": 0}}).performance
+    assert performance.max_start_delay_ms == 0
+    for key, value in (("max_start_delay_ms", -1), ("max_start_delay_ms", 60_001),
+                       ("max_inference_load", 0), ("max_inference_load", 1.6)):
+        with pytest.raises(ConfigError, match=f"performance.{key}"):
+            parse_config({"performance": {key: value}})

@@ -56,12 +56,17 @@ from ...engines.base import EngineError
 from ...protocol import AudioConfig, ClientError, ErrorCode, Priority
 from ...server.runtime import RequestOutcome, Services
 from ...server.session import (
+    ResolvedConfig,
     SegmentFeed,
+    StartDecision,
     SynthesisJob,
     check_can_start,
+    extend,
     new_job,
+    release,
     resolve_config,
     run_job,
+    wait_to_start,
 )
 from ._errors import WyomingCode, WyomingError
 from ._info import PROGRAM_NAME, info_event
@@ -124,6 +129,11 @@ class _Stream:
     received_at: float
     feed: SegmentFeed = field(default_factory=SegmentFeed)
     input_ended: trio.Event = field(default_factory=trio.Event)
+    #: The text received before the stream starts (what admission estimates it from).
+    text: str = ""
+    #: Once started: admission's decision and the settings, so later text grows the
+    #: stream's claim (``extend``), as a WebSocket context's does.
+    start: tuple[StartDecision, ResolvedConfig] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,7 +344,13 @@ class _Connection:
                 self.streams[action.stream] = stream
                 self.requests.append(stream)
             elif isinstance(action, StreamSegments):
-                self.streams[action.stream].feed.put(action.segments)
+                stream = self.streams[action.stream]
+                text = "".join(segment.text for segment in action.segments)
+                if stream.start is None:
+                    stream.text += text
+                else:
+                    extend(self.services, *stream.start, text)
+                stream.feed.put(action.segments)
             elif isinstance(action, EndStream):
                 ended = self.streams.pop(action.stream)
                 ended.feed.close()
@@ -412,7 +428,7 @@ class _Connection:
         speak = request.speak
         audio = _Audio()
         try:
-            async with self._start_job(speak.voice, speak.text, request.received_at, None) as job:
+            async with self._start_job(speak.voice, speak.text, request.received_at) as job:
                 await self._play(job, audio)
         except WyomingError as error:
             await self._fail(error)
@@ -422,7 +438,9 @@ class _Connection:
     async def _play_stream(self, stream: _Stream) -> None:
         audio = _Audio()
         try:
-            async with self._start_job(stream.voice, None, stream.received_at, stream.feed) as job:
+            async with self._start_job(
+                stream.voice, stream.text, stream.received_at, stream
+            ) as job:
                 await self._play(job, audio)
         except WyomingError as error:
             if audio.started:
@@ -437,45 +455,68 @@ class _Connection:
 
     @asynccontextmanager
     async def _start_job(
-        self, voice: VoiceChoice, text: str | None, received_at: float, feed: SegmentFeed | None
+        self,
+        voice: VoiceChoice,
+        text: str,
+        received_at: float,
+        stream: _Stream | None = None,
     ) -> AsyncIterator[SynthesisJob]:
         """The job for a request, through the one start policy every surface shares
-        (``resolve_config``, ``check_can_start``, ``new_job``); a one-shot holds a
-        download slot while it runs. Raises ``WyomingError`` when the request cannot
-        start (``not_ready``, an unknown voice, ``busy``...)."""
+        (``resolve_config``, ``check_can_start``, ``new_job``, ``wait_to_start``, and
+        ``release`` however it ends); a one-shot (a download) holds a download slot
+        while it runs. Raises ``WyomingError`` when the request cannot start
+        (``not_ready``, an unknown voice, ``busy``...)."""
         services = self.services
-        streaming = feed is not None
+        streaming = stream is not None
         borrower: object | None = None
+        decision: StartDecision | None = None
         try:
-            if not self.ready():
-                raise ClientError(ErrorCode.NOT_READY, "models are still loading; retry shortly")
-            resolved = resolve_config(
-                services,
-                AudioConfig(
-                    voice_id=voice.name,
-                    language=voice.language,
-                    speaker=voice.speaker,
-                    format="pcm",
-                    realtime=streaming,
-                ),
-                None,
-                text,
-            )
-            check_can_start(services, resolved, PRIORITY, None, new_stream=True)
-            job = new_job(services, resolved, text or "", PRIORITY, received_at, feed=feed)
-            # A context job asks the engine for word timings (for timestamps and the
-            # heard text of an interrupt); Wyoming has neither, so a stream does not.
-            job.timed = False
-            if not streaming:
-                borrower = object()
-                await services.downloads.admit(borrower)
-        except ClientError as exc:
-            raise WyomingError.from_client_error(exc) from None
-        try:
+            try:
+                if not self.ready():
+                    raise ClientError(
+                        ErrorCode.NOT_READY, "models are still loading; retry shortly"
+                    )
+                resolved = resolve_config(
+                    services,
+                    AudioConfig(
+                        voice_id=voice.name,
+                        language=voice.language,
+                        speaker=voice.speaker,
+                        format="pcm",
+                        realtime=streaming,
+                    ),
+                    None,
+                    text or None,
+                )
+                decision = check_can_start(
+                    services, resolved, PRIORITY, None, text, new_stream=True
+                )
+                job = new_job(
+                    services,
+                    resolved,
+                    text,
+                    PRIORITY,
+                    received_at,
+                    feed=stream.feed if stream is not None else None,
+                    reservation=decision.reservation,
+                )
+                # A context job asks the engine for word timings (for timestamps and
+                # the heard text of an interrupt); Wyoming has neither: a stream doesn't.
+                job.timed = False
+                if stream is not None:
+                    stream.start = (decision, resolved)
+                    await wait_to_start(services, decision, f"wyoming-{stream.number}", job)
+                else:
+                    borrower = object()
+                    await services.downloads.admit(borrower)
+            except ClientError as exc:
+                raise WyomingError.from_client_error(exc) from None
             yield job
         finally:
             if borrower is not None:
                 services.downloads.release(borrower)
+            if decision is not None:
+                release(services, decision)
 
     async def _play(self, job: SynthesisJob, audio: _Audio) -> None:
         """Speak ``job`` as ``audio-start`` then ``audio-chunk``s (``audio`` keeps what

@@ -72,9 +72,11 @@ from ..runtime import DownloadGate, RequestOutcome, ServerState, Services
 from ..security import Lease
 from ..session import (
     SessionManager,
+    StartDecision,
     SynthesisJob,
     check_can_start,
     new_job,
+    release,
     resolve_config,
     run_job,
 )
@@ -269,15 +271,22 @@ class _Production:
     gate: DownloadGate | None = None
     #: The API key's session slot (``max_sessions``), until released.
     lease: Lease | None = None
+    #: What admission decided (``check_can_start``): a download holds no claim on the
+    #: real-time workers, but whatever it holds is given back with the slots.
+    start: StartDecision = field(default_factory=StartDecision)
+    services: Services | None = None
 
     def release_slot(self) -> None:
-        """Give the download slot and the key's slot back (once, whoever gets there
-        first)."""
+        """Give the download slot, the key's slot and any admission claim back (once,
+        whoever gets there first)."""
         gate, self.gate = self.gate, None
         if gate is not None:
             gate.release(self)
         if self.lease is not None:
             self.lease.release()
+        services, self.services = self.services, None
+        if services is not None:
+            release(services, self.start)
 
 
 async def _produce(
@@ -451,15 +460,27 @@ def register_openai(app: QuartTrio, manager: SessionManager, state: ServerState)
             ),
             None,
         )
-        check_can_start(services, resolved, Priority.NORMAL, None, new_stream=True)
-        job = new_job(services, resolved, parsed.text, Priority.NORMAL, received_at)
-        stream_format = job.open()
-        production = _Production(
-            # The key's slot and characters (429 too_many_sessions / rate_limited).
-            lease=services.security.quotas.admit_request(
-                current_caller(), len(parsed.text), received_at
-            )
+        # The one admission rule (a download: refused only when inference runs late).
+        decision = check_can_start(
+            services, resolved, Priority.NORMAL, None, parsed.text, new_stream=True
         )
+        try:
+            job = new_job(
+                services, resolved, parsed.text, Priority.NORMAL, received_at,
+                reservation=decision.reservation,
+            )
+            stream_format = job.open()
+            production = _Production(
+                # The key's slot and characters (429 too_many_sessions / rate_limited).
+                lease=services.security.quotas.admit_request(
+                    current_caller(), len(parsed.text), received_at
+                ),
+                start=decision,
+                services=services,
+            )
+        except BaseException:
+            release(services, decision)
+            raise
         # A slot among the downloads (or a short wait for one; busy when that is full).
         try:
             await services.downloads.admit(production)

@@ -18,7 +18,6 @@ import logging
 from collections.abc import Iterable
 from typing import Final
 
-import trio
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import (
@@ -93,22 +92,26 @@ class _LiveGauges(Collector):
             "performance.busy_lateness_ms)",
             inference.lateness_s,
         )
-        load, _ = services.admission.load(trio.current_time())
+        admission = services.admission
         yield gauge(
-            "admission_streams", "Real-time streams being synthesized (admission control)",
-            services.admission.streams,
+            "admission_streams", "Real-time streams admitted and being synthesized",
+            admission.streams,
+        )
+        yield gauge(
+            "admission_waiting", "Requests waiting for room to start (admission control)",
+            admission.waiting,
         )
         yield gauge(
             "admission_load",
-            "CPU-seconds per second the admitted real-time streams need, start-up surcharge "
-            "included (a new stream gets busy above admission_capacity)",
-            load,
+            "Worker-seconds per second the admitted real-time streams need (measured "
+            "wall time per second of audio, summed)",
+            admission.load(),
         )
         yield gauge(
             "admission_capacity",
-            "CPU-seconds per second admitted streams may need (workers x "
-            "performance.max_inference_load)",
-            services.admission_capacity(),
+            "Worker-seconds per second admitted streams may need: workers x the bound, "
+            "which starts at performance.max_inference_load and tightens on underruns",
+            admission.capacity,
         )
         opened = CounterMetricFamily(
             f"{NAMESPACE}_sessions_opened", "Sessions opened since start"

@@ -116,9 +116,7 @@ def create_app(
                 "engines": [s.to_json() for s in services.registry.statuses()],
                 "inference": services.inference.stats().to_json(),
                 "downloads": services.downloads.to_json(),
-                "admission": services.admission.to_json(
-                    trio.current_time(), services.admission_capacity()
-                ),
+                "admission": services.admission.to_json(trio.current_time()),
                 "formats": format_info(),
             }
         )

@@ -3,13 +3,25 @@ control, the event loop's CPU priority, the metrics, and the ``Services`` that b
 them."""
 
 from ._admission import (
+    BOUND_FLOOR,
+    CHAIN_RATIO_MAX,
     COST_HALF_LIFE_AUDIO_S,
-    FULL_RETRY_S,
-    STARTUP_BUFFER_S,
-    STARTUP_FACTOR,
-    STARTUP_RETRY_S,
+    ESTIMATE_MARGIN,
+    FORGET_S,
+    MAX_WAITING_PER_WORKER,
+    PRIOR_SECONDS_PER_CHAR,
+    QUICK_START_MAX_COST,
+    RELAX_BELOW,
+    RELAX_PER_S,
+    RELAX_QUIET_S,
+    TIGHTEN_COOLDOWN_S,
+    TIGHTEN_FACTOR,
+    UNMEASURED_COST,
     Admission,
     Refusal,
+    Reservation,
+    VoiceCost,
+    cost_key,
 )
 from ._cpu_priority import make_event_loop_realtime, realtime_supported, restore
 from ._downloads import DownloadGate
@@ -20,21 +32,43 @@ from ._inference import (
     ChunkRunner,
     InferenceScheduler,
     InferenceStats,
+    ThreadRunner,
+    Timed,
 )
 from ._metrics import Distribution, MetricName, Metrics, Observer, RequestOutcome, Underrun
 from ._patching import apply_once
 from ._process import GIL_SWITCH_INTERVAL_S, frozen_startup_objects, tuned_process, watch_event_loop
-from ._services import Services, build_services, check_defaults, load_models, rescan_voices
+from ._services import (
+    BENCH_SLOWDOWN_ENV,
+    CALIBRATION_TEXT,
+    Services,
+    build_services,
+    calibrate,
+    check_defaults,
+    load_models,
+    rescan_voices,
+)
 from ._state import ServerState
 
 __all__ = [
+    "BENCH_SLOWDOWN_ENV",
+    "BOUND_FLOOR",
     "BULK_NICE_INCREMENT",
+    "CALIBRATION_TEXT",
+    "CHAIN_RATIO_MAX",
     "COST_HALF_LIFE_AUDIO_S",
-    "FULL_RETRY_S",
+    "ESTIMATE_MARGIN",
+    "FORGET_S",
     "GIL_SWITCH_INTERVAL_S",
-    "STARTUP_BUFFER_S",
-    "STARTUP_FACTOR",
-    "STARTUP_RETRY_S",
+    "MAX_WAITING_PER_WORKER",
+    "PRIOR_SECONDS_PER_CHAR",
+    "QUICK_START_MAX_COST",
+    "RELAX_BELOW",
+    "RELAX_PER_S",
+    "RELAX_QUIET_S",
+    "TIGHTEN_COOLDOWN_S",
+    "TIGHTEN_FACTOR",
+    "UNMEASURED_COST",
     "URGENT_NICE_INCREMENT",
     "URGENT_WITHIN_S",
     "Admission",
@@ -48,12 +82,18 @@ __all__ = [
     "Observer",
     "Refusal",
     "RequestOutcome",
+    "Reservation",
     "ServerState",
     "Services",
+    "ThreadRunner",
+    "Timed",
     "Underrun",
+    "VoiceCost",
     "apply_once",
     "build_services",
+    "calibrate",
     "check_defaults",
+    "cost_key",
     "frozen_startup_objects",
     "load_models",
     "make_event_loop_realtime",

@@ -85,6 +85,8 @@ class RequestOutcome(StrEnum):
     FAILED = "failed"
     #: An HTTP speech client went away before the end.
     ABANDONED = "abandoned"
+    #: Waited for admission and was refused (``busy`` after ``queued``).
+    REFUSED = "refused"
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,22 +4,35 @@ scheduler, admission control and the metrics."""
 from __future__ import annotations
 
 import logging
+import os
+import time
 from dataclasses import dataclass, field
+from typing import Final
 
 import trio
 
 from ...config import Config, ConfigError
 from ...engines import build_engines
-from ...engines.base import Voice
+from ...engines.base import Engine, SynthesisOptions, Voice
 from ...engines.registry import VOICE_RESCAN_INTERVAL_S, VoiceRegistry, VoiceSelectionError
 from ...langdetect import default_detector
 from ..security import Security
-from ._admission import Admission
+from ._admission import Admission, cost_key
 from ._downloads import DownloadGate
-from ._inference import InferenceScheduler
+from ._inference import InferenceScheduler, ThreadRunner
 from ._metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+#: Bench and test option, never a setting: the inference workers sleep this many times
+#: each chunk's run time after it (``ThreadRunner``), a CPU that much slower.
+BENCH_SLOWDOWN_ENV: Final = "TTS_STREAMER_BENCH_SLOWDOWN"
+#: What the start-up probe says, to measure a voice's cost before any client: two
+#: clauses, so the figures include a second segment's first window (~6 s of speech).
+CALIBRATION_TEXT: Final = (
+    "Good morning, this is a short calibration sentence, spoken once at start-up so "
+    "that the server knows what a second of speech costs here."
+)
 
 
 @dataclass(slots=True)
@@ -31,19 +44,25 @@ class Services:
     registry: VoiceRegistry
     inference: InferenceScheduler
     metrics: Metrics
-    admission: Admission = field(default_factory=Admission)
+    #: Admission control (sized from the workers and ``performance.max_inference_load``).
+    admission: Admission = field(init=False)
     #: The bound on HTTP speech (sized from the workers).
     downloads: DownloadGate = field(init=False)
     #: Keys, tokens, origins and per-key quotas (read from the config and environment).
     security: Security = field(init=False)
 
     def __post_init__(self) -> None:
+        self.admission = Admission(
+            self.inference.workers, self.config.performance.max_inference_load
+        )
+        # Every finished chunk may make room for a request waiting to start.
+        self.inference.on_chunk_done = self.admission.poke
         self.downloads = DownloadGate(self.inference.workers)
         self.security = Security.from_config(self.config)
 
     def admission_capacity(self) -> float:
-        """CPU-seconds per second admitted real-time streams may need."""
-        return self.inference.workers * self.config.performance.max_inference_load
+        """Worker-seconds per second admitted real-time streams may need now."""
+        return self.admission.capacity
 
 
 def build_services(config: Config) -> Services:
@@ -76,9 +95,29 @@ def build_services(config: Config) -> Services:
             default_language=config.tts.default_language,
             preferred_engine=None if config.tts.engine == "auto" else config.tts.engine,
         ),
-        inference=InferenceScheduler(workers),
+        inference=InferenceScheduler(workers, ThreadRunner(bench_slowdown())),
         metrics=Metrics(),
     )
+
+
+def bench_slowdown() -> float:
+    """``TTS_STREAMER_BENCH_SLOWDOWN`` (0 when unset); ``ConfigError`` if it is not a
+    number >= 0. Logged loudly: a server running with it is deliberately slow."""
+    raw = os.environ.get(BENCH_SLOWDOWN_ENV, "").strip()
+    if not raw:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise ConfigError(f"{BENCH_SLOWDOWN_ENV} must be a number >= 0, got {raw!r}")
+    if value:
+        log.warning(
+            "%s=%s: inference is slowed down %.2fx for benchmarking",
+            BENCH_SLOWDOWN_ENV, raw, 1 + value,
+        )
+    return value
 
 
 def load_models(services: Services) -> None:
@@ -110,10 +149,46 @@ def load_models(services: Services) -> None:
         warm[voice.id] = voice
     for voice in warm.values():
         try:
-            services.registry.engine_for(voice).warm_up(voice)
-            log.info("warmed up voice %s", voice.id)
+            engine = services.registry.engine_for(voice)
+            engine.warm_up(voice)
+            calibrate(services, engine, voice)
+            log.info(
+                "warmed up voice %s: %s", voice.id, services.admission.voice(voice.id).to_json()
+            )
         except Exception:
             log.exception("warm-up of %s failed", voice.id)
+
+
+def calibrate(services: Services, engine: Engine, voice: Voice) -> None:
+    """The start-up probe (blocking, before the server is ready): synthesize
+    ``CALIBRATION_TEXT`` chunk by chunk, streamed and in whole segments, timing each
+    chunk in wall time as the scheduler does (with the bench slowdown, if any), and
+    teach admission what it cost. Under load, the live figures take over within a few
+    seconds of audio."""
+    runner = services.inference.runner
+    slowdown = runner.slowdown if isinstance(runner, ThreadRunner) else 0.0
+    admission = services.admission
+    # Chunks made while a stream is still getting ahead (the player's rule).
+    lead = services.config.performance.realtime_lead_ms / 1000
+    for whole in (False, True):
+        key = cost_key(voice.id, whole)
+        chunks = engine.stream(voice, CALIBRATION_TEXT, SynthesisOptions(whole_segments=whole))
+        audio = previous = 0.0
+        while True:
+            started = time.perf_counter()
+            chunk = next(chunks, None)
+            if chunk is None:
+                break
+            if slowdown:
+                time.sleep(slowdown * (time.perf_counter() - started))
+            wall = time.perf_counter() - started
+            seconds = len(chunk) / voice.sample_rate
+            admission.observe_chunk(key, wall, seconds, first=not audio)
+            if not whole and 0 < previous < lead:
+                admission.observe_chain(key, wall, previous, None)
+            audio += seconds
+            previous = seconds
+        admission.observe_text(voice.id, len(CALIBRATION_TEXT), audio, 1.0)
 
 
 def check_defaults(services: Services) -> None:

@@ -19,7 +19,7 @@ from ._player import (
 from ._queue import RECENT_REQUEST_IDS, RequestQueue, SynthesisRequest
 from ._resolve import ResolvedConfig, resolve_config
 from ._session import REPLY_FLUSH_WAIT_S, Session
-from ._start import check_can_start, new_job
+from ._start import StartDecision, check_can_start, extend, new_job, release, wait_to_start
 
 __all__ = [
     "MAX_QUEUED_AUDIO_BYTES",
@@ -38,11 +38,15 @@ __all__ = [
     "SegmentFeed",
     "Session",
     "SessionManager",
+    "StartDecision",
     "SynthesisJob",
     "SynthesisRequest",
     "check_can_start",
+    "extend",
     "new_job",
     "new_session_id",
+    "release",
     "resolve_config",
     "run_job",
+    "wait_to_start",
 ]

@@ -44,7 +44,7 @@ from ...engines.alignment import timed, word_spans
 from ...engines.base import Engine, Pcm, SynthesisOptions, Voice
 from ...engines.timings import TimedChunk, WordTiming
 from ...protocol import Priority, Segment, WordTimestamp
-from ..runtime import Admission, InferenceScheduler, Metrics, Underrun
+from ..runtime import Admission, InferenceScheduler, Metrics, Reservation, Underrun, cost_key
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ class ListenerClock:
         self._dry_at = None
 
 
-@dataclass(slots=True, eq=False)  # identity: admission keeps running jobs in a set
+@dataclass(slots=True, eq=False)
 class SynthesisJob:
     """What to say, how, to which listener, and the figures gathered while saying it."""
 
@@ -238,6 +238,12 @@ class SynthesisJob:
     feed: SegmentFeed | None = None
     #: Ask the engine for word timings (``words`` below; ``on_words`` of ``run_job``).
     timed: bool = False
+    #: Its claim on the workers (real-time jobs), kept up to date as audio is made and
+    #: given back when synthesis ends.
+    reservation: Reservation | None = None
+    #: When admission let it start, if it waited for room: its first chunk's deadline
+    #: (None: it started as it arrived).
+    admitted_at: float | None = None
     # Filled in while running:
     pipeline: AudioPipeline | None = None
     first_audio_at: float | None = None
@@ -319,28 +325,27 @@ class _Utterance:
 
 @dataclass(frozen=True, slots=True)
 class _Pulled:
-    """What one ``next()`` in a worker thread gave: the item (None: the utterance
-    ended), whether it came from the successor, and its wall and CPU seconds."""
+    """What one ``next()`` in a worker gave: the item (None: the utterance ended) and
+    whether it came from the successor. Its wall time is the scheduler's
+    (``InferenceScheduler.run_timed``); its CPU time is the worker thread's own (so it
+    does not grow when chunks share a core), for the underrun log's "why late"."""
 
     item: Pcm | TimedChunk | None
     switched: bool
-    seconds: float
     cpu_seconds: float
 
 
 def _pull(current: _Utterance, successor: _Utterance | None) -> _Pulled:
     """One chunk of ``current``; when it has none left, the first of ``successor`` in
-    the same call. Runs in a worker thread: times only the inference, not the wait for
-    a slot; CPU time is this thread's, so it does not grow when chunks share a core
-    (admission's cost estimate). Chaining saves the trip through the inference queue
-    that finding the end would take on its own (under load, one chunk of someone
+    the same call. Runs in a worker. Chaining saves the trip through the inference
+    queue that finding the end would take on its own (under load, one chunk of someone
     else's work), at each segment boundary of a context."""
-    started, cpu_started = time.perf_counter(), time.thread_time()
+    cpu_start = time.thread_time()
     item = next(current.generator, None)
     switched = False
     if item is None and successor is not None:
         item, switched = next(successor.generator, None), True
-    return _Pulled(item, switched, time.perf_counter() - started, time.thread_time() - cpu_started)
+    return _Pulled(item, switched, time.thread_time() - cpu_start)
 
 
 def _next_ready(job: SynthesisJob) -> Segment | None:
@@ -362,18 +367,36 @@ async def _next_segment(job: SynthesisJob, index: int) -> tuple[Segment | None, 
     return await feed.next(), waited
 
 
-def _open(job: SynthesisJob, segment: Segment, inference: InferenceScheduler) -> _Utterance:
-    """Start the engine on ``segment`` (the call only validates: cheap, on the loop)."""
+def _open(
+    job: SynthesisJob,
+    segment: Segment,
+    inference: InferenceScheduler,
+    admission: Admission,
+    *,
+    whole: bool,
+) -> _Utterance:
+    """Start the engine on ``segment`` (the call only validates: cheap, on the loop).
+    ``whole``: ask for whole segments (see ``run_job``)."""
     first = job.first_audio_at is None
     options = job.options
-    if not first and job.clock.playing_until(trio.current_time()) is not None:
+    if whole:
+        # It waited for room (the workers are saturated, and whole segments cost
+        # least), or streaming would not keep ahead.
+        options = replace(options, whole_segments=True)
+    elif not first and job.clock.playing_until(trio.current_time()) is not None:
         # A context's next segment while its listener still plays the last: chunk as
         # inside one long text (Piper's small first windows cost ~25 % more decoding).
         options = replace(options, continuation=True)
-    elif (not first or job.carried is None) and inference.idle:
+    elif (
+        (not first or job.carried is None)
+        and inference.idle
+        and admission.quick_start_safe(job.voice_id)
+    ):
         # Nothing else computes, so the second chunk will not queue behind other work:
-        # the engine may make the first one as small as it can (lowest first audio).
-        # Under load the default first chunk is larger, to cover the next one's wait.
+        # the engine may make the first one as small as it can (lowest first audio),
+        # if the voice is cheap enough here that the next is ready in time even if a
+        # burst of others arrives meanwhile. Under load the default first chunk is
+        # larger, to cover the next one's wait.
         options = replace(options, quick_start=True)
     generator: Iterator[Pcm | TimedChunk] = (
         timed(job.engine, job.voice, segment.text, options)
@@ -397,14 +420,25 @@ async def run_job(
     """Speak ``job`` through ``emit``. Returns True if every frame was delivered,
     False if ``emit`` refused one (the consumer dropped the request).
 
-    A real-time job counts in ``admission``'s load while it runs, and every job's
-    chunks teach it what its voice costs."""
+    A real-time job's chunks teach ``admission`` what its voice costs (wall time per
+    chunk, as the scheduler measured it), its progress keeps its reservation up to
+    date, an underrun tells admission it was too generous, and the reservation is
+    given back when synthesis ends, however it ends."""
     pipeline = job.pipeline
     if pipeline is None:
         job.open()
         pipeline = job.pipeline
         assert pipeline is not None
     out_rate = pipeline.stream_format.sample_rate
+    reservation = job.reservation
+    if reservation is not None and not admission.streaming_safe(
+        job.voice_id, trio.current_time(), idle=inference.idle
+    ):
+        # Here growing windows of this voice come too close to running dry (a slow
+        # CPU): whole segments, whose first covers the decoding of the next.
+        reservation.whole_segments = True
+    whole = reservation is not None and reservation.whole_segments
+    key = cost_key(job.voice_id, whole)
     rate = job.voice.sample_rate
     paced = job.paced
     clock = job.clock
@@ -430,6 +464,7 @@ async def run_job(
                 cpu_s=cpu_s,
             )
         )
+        admission.underrun(trio.current_time())
 
     resync = False  # the listener went dry waiting for text: not an underrun
 
@@ -468,12 +503,18 @@ async def run_job(
     current: _Utterance | None = None
     successor: _Utterance | None = None
     index = 0
-    if paced:
-        admission.started(job)
+    completed = False
+    previous_audio = 0.0
     try:
         while True:
             if current is None:
+                if reservation is not None and job.feed is not None:
+                    # Waiting for a context's text: nothing is due while its listener
+                    # is silent (admission counts no demand for it then).
+                    reservation.idle = not job.feed.ready
                 segment, waited = await _next_segment(job, index)
+                if reservation is not None:
+                    reservation.idle = False
                 index += 1
                 if segment is None:
                     break
@@ -486,28 +527,34 @@ async def run_job(
                             job.carried = None  # the earlier audio's end is long past
                     elif waited and listener_dry and job.first_audio_at is not None:
                         resync = True
+                    if waited and listener_dry:
+                        previous_audio = 0.0  # a new chain of windows, not a late one
                 if not segment.text.strip():
                     if segment.flush_ids and on_flushed is not None:
                         on_flushed(segment.flush_ids)  # after all the audio before it
                     continue
-                current = _open(job, segment, inference)
+                current = _open(job, segment, inference, admission, whole=whole)
             if (
                 successor is None
                 and job.first_audio_at is not None  # options for audio already playing
                 and (ready := _next_ready(job)) is not None
             ):
-                successor = _open(job, ready, inference)
+                successor = _open(job, ready, inference, admission, whole=whole)
                 index += 1
             # Earliest-deadline-first: the moment the listener runs out of audio. Before
-            # the first audio that is its arrival ("now"), or the end of the audio it is
+            # the first audio that is its start ("now"), or the end of the audio it is
             # still playing from the session's previous request.
             deadline = job.playback_end
             if deadline is None:
-                deadline = max(job.received_at, job.carried or job.received_at)
+                # A request that waited for room must not take its place in the
+                # scheduler from its arrival: it would go before chunks of the streams
+                # admitted while it waited, which admission counted on going first.
+                start = max(job.received_at, job.admitted_at or job.received_at)
+                deadline = max(start, job.carried or start)
             asked_at = trio.current_time()
             runs_dry = clock.dry_at if job.first_audio_at is not None else job.carried
             held_s = max(0.0, runs_dry - asked_at) if paced and runs_dry is not None else 0.0
-            pulled = await inference.run(
+            timed = await inference.run_timed(
                 partial(_pull, current, successor),
                 priority=job.priority,
                 deadline=deadline,
@@ -517,8 +564,9 @@ async def run_job(
             # back after an interrupt is dropped here, before it can start, move or count
             # on the listener's clock (which the session's next request may own by now).
             await trio.lowlevel.checkpoint_if_cancelled()
-            waited_s = trio.current_time() - asked_at - pulled.seconds
-            last_chunk = (held_s, waited_s, pulled.seconds, pulled.cpu_seconds)
+            pulled = timed.value
+            waited_s = trio.current_time() - asked_at - timed.seconds
+            last_chunk = (held_s, waited_s, timed.seconds, pulled.cpu_seconds)
             if pulled.item is None or pulled.switched:
                 ended(current)
                 current, successor = (successor, None) if pulled.switched else (None, None)
@@ -531,8 +579,16 @@ async def run_job(
                     continue
             assert current is not None
             chunk = _chunk(job, current, pulled.item, on_words)
-            job.compute_seconds += pulled.seconds
-            admission.observe(job.voice_id, pulled.cpu_seconds, len(chunk) / rate)
+            job.compute_seconds += timed.seconds
+            audio = len(chunk) / rate
+            if paced and not whole and 0 < previous_audio < job.realtime_lead:
+                # Getting ahead: the listener holds about the previous chunk's audio.
+                admission.observe_chain(key, timed.seconds, previous_audio, trio.current_time())
+            previous_audio = audio
+            if paced:
+                # Only real-time chunks teach the cost: a download's run in the
+                # background at a low OS priority, their wall time says little.
+                admission.observe_chunk(key, timed.seconds, audio, first=job.audio_seconds == 0)
             # push_iter encodes lazily: the first frame leaves after one slice of
             # encoding, not after the whole chunk (matters for Opus and MP3).
             if not await send(pipeline.push_iter(chunk)):
@@ -541,21 +597,29 @@ async def run_job(
             job.audio_seconds += len(chunk) / rate
             clock.add(len(chunk) / rate)
             playback_end = job.playback_end
+            if reservation is not None:
+                reservation.produced_s = job.audio_seconds
+                reservation.playback_end = playback_end
             if paced and playback_end is not None:
                 # Stay no more than ``realtime_lead`` ahead of the listener.
                 await trio.sleep_until(playback_end - job.realtime_lead)
         if not await send(pipeline.finish()):
             return False
+        completed = True
     except BaseException:
         pipeline.close()  # interrupted mid-chunk: drop encoder state
         raise
     finally:
-        admission.ended(job)
+        if reservation is not None:
+            admission.ended(reservation)
         for utterance in (current, successor):
             if utterance is not None:
                 utterance.close()
-    if job.audio_seconds > 0:
+    if completed and job.audio_seconds > 0:
         metrics.observe_rtf(job.compute_seconds / job.audio_seconds)
+        admission.observe_text(
+            job.voice_id, len(job.text), job.audio_seconds, job.options.speed
+        )
     return True
 
 

@@ -19,6 +19,7 @@ import trio
 from ...protocol import Priority, RequestState, StreamedText, check_request_transition
 from ._player import SegmentFeed, SynthesisJob
 from ._resolve import ResolvedConfig
+from ._start import StartDecision
 
 #: Finished request ids remembered per session, so a reused id is caught a while.
 RECENT_REQUEST_IDS: Final = 256
@@ -42,6 +43,8 @@ class SynthesisRequest:
     #: A streamed-text context: its input side, and the segments cut for its player.
     context: StreamedText | None = None
     feed: SegmentFeed | None = None
+    #: How admission lets it start (``check_can_start``).
+    start: StartDecision = field(default_factory=StartDecision)
 
     def sort_key(self) -> tuple[int, int]:
         return (-int(self.priority), self.seq)

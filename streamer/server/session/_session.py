@@ -56,7 +56,7 @@ from ._outbox import Outbox, OutboxClosed
 from ._player import ListenerClock, SegmentFeed, SynthesisJob, run_job
 from ._queue import RECENT_REQUEST_IDS, RequestQueue, SynthesisRequest
 from ._resolve import resolve_config
-from ._start import check_can_start, new_job
+from ._start import check_can_start, extend, new_job, release, wait_to_start
 
 log = logging.getLogger(__name__)
 
@@ -211,16 +211,23 @@ class Session:
         # A request behind this session's own (playing, queued, or still in its
         # listener's player) continues that stream; only a silent session starts one.
         continues = self.active(trio.current_time())
-        check_can_start(services, resolved, priority, request_id, new_stream=not continues)
-        services.security.quotas.charge(
-            self.owner, len(text), trio.current_time(), request_id=request_id
+        decision = check_can_start(
+            services, resolved, priority, request_id, text, new_stream=not continues
         )
+        try:
+            services.security.quotas.charge(
+                self.owner, len(text), trio.current_time(), request_id=request_id
+            )
+        except BaseException:
+            release(services, decision)  # refused by the key's quota: no claim kept
+            raise
         return SynthesisRequest(
             id=request_id,
             text=text,
             priority=priority,
             resolved=resolved,
             received_at=received_at,
+            start=decision,
         )
 
     def _enqueue(self, request: SynthesisRequest, received_at: float) -> Queued:
@@ -230,7 +237,12 @@ class Session:
             self._stop_playing(self.playing, "preempted")
         position = self._queue.push(request) + (self.playing is not None)
         context_id = request.id if request.context is not None else None
-        queued = Queued(request_id=request.id, position=position, context_id=context_id)
+        queued = Queued(
+            request_id=request.id,
+            position=position,
+            context_id=context_id,
+            admission_wait_ms=request.start.wait_ms,
+        )
         self._send(queued)
         self._services.metrics.observe_first_response(trio.current_time() - received_at)
         self._changed.unpark_all()
@@ -267,6 +279,7 @@ class Session:
             self._services.security.quotas.charge(
                 self.owner, len(message.text), trio.current_time(), request_id=request.id
             )
+            extend(self._services, request.start, request.resolved, message.text)
         context, feed = self._context_parts(request)
         segments = context.append(message.text, received_at, flush=message.flush)
         feed.put(segments)
@@ -298,6 +311,9 @@ class Session:
             now=received_at,
         )
         request.feed = SegmentFeed()
+        if request.start.reservation is not None:
+            # Nothing is due until its first text is cut (``wait_to_start``).
+            request.start.reservation.idle = True
         self._contexts[request.id] = request
         return request
 
@@ -358,6 +374,7 @@ class Session:
         else:
             self._queue.remove(request)
             request.advance(RequestState.DROPPED)
+            release(self._services, request.start)
             self._services.metrics.count_request(RequestOutcome.DROPPED)
             self._ended(request)
             report = _NOTHING_PLAYED
@@ -463,6 +480,7 @@ class Session:
         dropped: list[str] = []
         for request in self._queue.drain():
             request.advance(RequestState.DROPPED)
+            release(self._services, request.start)
             dropped.append(request.id)
             self._services.metrics.count_request(RequestOutcome.DROPPED)
             self._ended(request)
@@ -526,19 +544,25 @@ class Session:
         Runs until cancelled (the connection closing). Each request plays in its own
         task and cancel scope inside this task's nursery.
         """
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._timers)
-            task_status.started()
-            while True:
-                while not self._queue or self.playing is not None:
-                    await self._changed.park()
-                request = self._queue.pop()
-                request.advance(RequestState.PLAYING)
-                self.playing = request
-                self._services.metrics.observe_queue_wait(
-                    request.priority, trio.current_time() - request.received_at
-                )
-                await nursery.start(self._play, request)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._timers)
+                task_status.started()
+                while True:
+                    while not self._queue or self.playing is not None:
+                        await self._changed.park()
+                    request = self._queue.pop()
+                    request.advance(RequestState.PLAYING)
+                    self.playing = request
+                    self._services.metrics.observe_queue_wait(
+                        request.priority, trio.current_time() - request.received_at
+                    )
+                    await nursery.start(self._play, request)
+        finally:
+            # The connection went away: what is still queued will never play, so its
+            # claims on the workers (admitted when it arrived) are given back.
+            for request in self._queue.ordered():
+                release(self._services, request.start)
 
     async def _play(self, request: SynthesisRequest, *, task_status: trio.TaskStatus[None]) -> None:
         """Play ``request`` in a cancel scope of its own (the interrupt cancels it).
@@ -559,6 +583,7 @@ class Session:
             request.received_at,
             clock=self.clock if realtime else None,
             feed=request.feed,
+            reservation=request.start.reservation,
         )
         request.job = job
         job.session_id, job.request_id = self.id, request.id  # for the underrun log
@@ -586,6 +611,16 @@ class Session:
                 if request.feed is not None:
                     # A context starts its audio with its first text (or its end).
                     await request.feed.wait_ready()
+                    if job.carried is not None:
+                        # The audio it was to follow may have played out meanwhile: then
+                        # it starts a stream of its own (admission judges it as one).
+                        job.carried = self.clock.playing_until(trio.current_time())
+                try:
+                    # Admission: may wait for room (``queued`` said how long at most).
+                    await wait_to_start(services, request.start, request.id, job)
+                except ClientError as refusal:
+                    self._refused(request, refusal)
+                    return
                 self._send(_audio_start(request, job.open()), request.id)
                 with trio.move_on_after(REPLY_FLUSH_WAIT_S):
                     await outbox.wait_flushed()
@@ -610,6 +645,7 @@ class Session:
         except OutboxClosed:
             pass  # the connection is closing; its nursery ends us all
         finally:
+            release(services, request.start)
             if not realtime:
                 # A download does not play in real time: nothing for the next to follow.
                 self.clock.reset()
@@ -621,6 +657,14 @@ class Session:
                 # Left without an outcome (the connection is closing): over all the same.
                 self._ended(request)
             self._changed.unpark_all()
+
+    def _refused(self, request: SynthesisRequest, refusal: ClientError) -> None:
+        """No room within ``max_start_delay_ms``: ``busy``, and the session goes on (a
+        context refused so is over: its id takes no more text)."""
+        request.advance(RequestState.REFUSED)
+        self._ended(request)
+        self._services.metrics.count_request(RequestOutcome.REFUSED)
+        self.send_error(refusal)
 
     def _failed(self, request: SynthesisRequest) -> None:
         if request.state is not RequestState.PLAYING:

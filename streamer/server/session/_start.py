@@ -1,14 +1,48 @@
 """Starting a synthesis: the one admission rule and the one way a job is built, shared
-by WebSocket sessions and the HTTP speech routes (one policy, one place)."""
+by WebSocket sessions (``synthesize`` and streamed-text contexts) and the HTTP speech
+routes (one policy, one place).
+
+A start is decided in two steps. ``check_can_start`` runs where the request arrives,
+synchronously, before its ``queued`` reply: it refuses at once what can never start
+soon (inference already late, or the line of waiting starts full), admits a new
+real-time stream that fits now, and otherwise says the request will wait for room
+(the reply carries ``admission_wait_ms``). ``wait_to_start`` runs where the request
+starts playing: it waits in admission's line for a request that must, for at most
+``performance.max_start_delay_ms``, then refuses it with ``busy``; it admits
+``critical`` requests and those that continue a stream its listener still plays
+without asking, so that their work counts; and a request that was queued behind its
+session's own but finds its listener silent when it starts is judged as a new stream
+then. A context's later text grows its claim (``extend``) without being judged again.
+Whoever holds a decision gives its claim back (``release``, idempotent) however the
+request ends: finished, refused, interrupted, cancelled, failed, or its connection gone.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import trio
 
 from ...protocol import ClientError, ErrorCode, Priority
-from ..runtime import Services
+from ..runtime import Refusal, Reservation, Services
 from ._player import ListenerClock, SegmentFeed, SynthesisJob
 from ._resolve import ResolvedConfig
+
+
+@dataclass(frozen=True, slots=True)
+class StartDecision:
+    """What ``check_can_start`` decided for one request."""
+
+    #: The request's claim on the workers; None for a download (not admitted here).
+    reservation: Reservation | None = None
+    #: Admitted when it starts, without asking: it is ``critical``.
+    critical: bool = False
+    #: Its session was not silent when it arrived: if its listener still plays when it
+    #: starts, it continues that stream and is admitted without asking; if not (what
+    #: was before it ended, or was refused), it is judged as a new stream then.
+    continues: bool = False
+    #: It did not fit: it waits for room when it starts, this long at most.
+    wait_ms: int | None = None
 
 
 def check_can_start(
@@ -16,16 +50,19 @@ def check_can_start(
     resolved: ResolvedConfig,
     priority: Priority,
     request_id: str | None,
+    text: str,
     *,
     new_stream: bool,
-) -> None:
-    """Raise ``ClientError(busy)`` (with ``retry_after_ms``) when the server cannot take
-    this request now.
+) -> StartDecision:
+    """Decide how this request may start; raise ``ClientError(busy)`` (with
+    ``retry_after_ms``) when the server cannot take it now.
 
-    Two rules: the inference scheduler already runs late (every new request would be
-    late too), or the request starts a new real-time stream (``new_stream``: its listener
-    is silent) that admission control says the cores cannot keep real-time. ``critical``
-    requests skip the second rule: an alert must get through.
+    Refused at once: the inference scheduler already runs late (every new request
+    would be late too), or a new real-time stream does not fit and the line of those
+    waiting for room is full. A new real-time stream (``new_stream``: its listener is
+    silent) that fits is admitted now; one that does not will wait. A real-time
+    request that continues its session's stream, or a ``critical`` one, is admitted
+    when it starts. Downloads (``realtime`` false) are not admitted here.
     """
     lateness = services.inference.lateness()
     if lateness * 1000 > services.config.performance.busy_lateness_ms:
@@ -35,22 +72,91 @@ def check_can_start(
             request_id=request_id,
             details={"retry_after_ms": round(lateness * 1000)},
         )
-    if not (new_stream and resolved.realtime and priority is not Priority.CRITICAL):
-        return
-    refusal = services.admission.check(
-        resolved.voice.id, trio.current_time(), services.admission_capacity()
+    if not resolved.realtime:
+        return StartDecision()
+    admission = services.admission
+    reservation = Reservation(
+        resolved.voice.id, admission.estimate(resolved.voice.id, text, resolved.options.speed)
     )
+    if priority is Priority.CRITICAL:
+        return StartDecision(reservation, critical=True)
+    if not new_stream:
+        return StartDecision(reservation, continues=True)
+    now = trio.current_time()
+    if admission.try_admit(reservation, now):
+        return StartDecision(reservation)
+    patience_ms = services.config.performance.max_start_delay_ms
+    if patience_ms == 0 or admission.line_full():
+        raise _busy(admission.refusal(now, reservation), request_id)
+    # The workers are saturated: when it starts, it asks for whole segments (the least
+    # work), and its demand is judged at that chunking's cost.
+    reservation.whole_segments = True
+    return StartDecision(reservation, wait_ms=patience_ms)
+
+
+async def wait_to_start(
+    services: Services, decision: StartDecision, request_id: str, job: SynthesisJob
+) -> None:
+    """Make ``decision`` good as ``job`` starts: admit a critical request or one that
+    continues a stream its listener still plays, or wait in line for room (raising
+    ``ClientError(busy)`` after ``max_start_delay_ms``). Cancellation gives the place
+    up."""
+    reservation = decision.reservation
+    if reservation is None:
+        return
+    reservation.idle = False  # it has something to say now
+    admission = services.admission
+    if decision.critical or (decision.continues and job.carried is not None):
+        reservation.carried = job.carried
+        admission.force(reservation)
+        return
+    if admission.admitted(reservation):
+        return
+    if decision.continues:
+        # Queued behind a request that ended (or was refused) before its listener
+        # had audio: this starts a new stream after all, judged as one now.
+        if admission.try_admit(reservation, trio.current_time()):
+            job.admitted_at = trio.current_time()
+            return
+        reservation.whole_segments = True
+    patience_s = services.config.performance.max_start_delay_ms / 1000
+    refusal = await admission.wait(reservation, patience_s)
     if refusal is not None:
-        raise ClientError(
-            ErrorCode.BUSY,
-            "the server cannot keep another real-time stream real-time now; retry",
-            request_id=request_id,
-            details={
-                "retry_after_ms": round(refusal.retry_after_s * 1000),
-                "load": round(refusal.load, 3),
-                "capacity": round(refusal.capacity, 3),
-            },
+        raise _busy(refusal, request_id)
+    job.admitted_at = trio.current_time()
+
+
+def extend(
+    services: Services, decision: StartDecision, resolved: ResolvedConfig, text: str
+) -> None:
+    """More text for a request already decided (a streamed-text context's next
+    pieces): its claim grows by what ``text`` will make. Counted, not judged again:
+    the stream was admitted, and what follows it is its own, as a continuation is."""
+    reservation = decision.reservation
+    if reservation is not None and text:
+        reservation.expected_audio_s += services.admission.estimate(
+            resolved.voice.id, text, resolved.options.speed
         )
+
+
+def release(services: Services, decision: StartDecision) -> None:
+    """The request ends or never starts: its claim is given back (idempotent)."""
+    if decision.reservation is not None:
+        services.admission.ended(decision.reservation)
+
+
+def _busy(refusal: Refusal, request_id: str | None) -> ClientError:
+    return ClientError(
+        ErrorCode.BUSY,
+        "the server cannot keep another real-time stream real-time now; retry",
+        request_id=request_id,
+        details={
+            "retry_after_ms": round(refusal.retry_after_s * 1000),
+            "waited_ms": round(refusal.waited_s * 1000),
+            "load": round(refusal.load, 3),
+            "capacity": round(refusal.capacity, 3),
+        },
+    )
 
 
 def new_job(
@@ -62,6 +168,7 @@ def new_job(
     *,
     clock: ListenerClock | None = None,
     feed: SegmentFeed | None = None,
+    reservation: Reservation | None = None,
 ) -> SynthesisJob:
     """The job that speaks ``text`` (or, for a context, the segments ``feed`` brings)
     as ``resolved`` says.
@@ -69,7 +176,8 @@ def new_job(
     A real-time job plays to ``clock`` (the session's listener; a new clock when None):
     it is paced ``realtime_lead_ms`` ahead of the listener and, if the listener still
     plays earlier audio, starts after it. A download (``realtime`` false) runs as fast
-    as the scheduler allows.
+    as the scheduler allows. ``reservation``: its claim on the workers, which the
+    player keeps up to date.
 
     The job is timed (asks the engine for word timings) for a context, when the client
     asked for timestamps, or when the engine knows them at no cost (``word_timing``
@@ -96,4 +204,5 @@ def new_job(
         carried=clock.playing_until(trio.current_time()) if resolved.realtime else None,
         feed=feed,
         timed=timed,
+        reservation=reservation,
     )

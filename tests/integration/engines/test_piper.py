@@ -21,6 +21,8 @@ from streamer.engines.base import (
     Voice,
 )
 from streamer.engines.piper import PiperEngine, bcp47_from_locale
+from streamer.engines.piper_split import MAX_WINDOW_FRAMES, MIN_TAIL_FRAMES, WINDOW_GROWTH
+from streamer.engines.text import split_for_streaming
 
 JOE_ID = "piper-en_US-joe-medium"
 #: Several sentences, so both modes yield several chunks.
@@ -245,3 +247,24 @@ def test_cpu_sessions_share_one_arena_that_grows_by_what_is_asked() -> None:
     assert options.enable_mem_pattern is False  # per-shape buffer plans only pile up
     assert piper_module._shared_arena_registered
     PiperEngine(None).session_options()  # registering again is skipped, not an error
+
+
+@pytest.mark.slow
+def test_piper_windows_grow_smoothly_across_segments_and_whole_segments_are_one_window() -> None:
+    # What admission's demand model assumes of an engine: a stream's next chunk is at
+    # most about twice what came before it, so the audio buffered covers its decoding.
+    engine = PiperEngine(None, intra_op_threads=1)
+    engine.load()
+    voice = engine.voices()[0]
+    hop = 256
+    text = "Hello there, how are you today? I hope the weather is kind to you."
+    streamed = [len(c) // hop for c in engine.stream(voice, text, SynthesisOptions())]
+    assert len(split_for_streaming(text)) >= 2 and len(streamed) > 3
+    for index, frames in enumerate(streamed[1:], start=1):
+        assert frames <= WINDOW_GROWTH * max(streamed[:index]) + MIN_TAIL_FRAMES
+    # Durations are sampled (noise_w), so only the chunking is compared, not the frames.
+    options = SynthesisOptions(whole_segments=True)
+    whole = [len(c) // hop for c in engine.stream(voice, text, options)]
+    assert len(whole) == len(split_for_streaming(text))  # each segment < MAX_WINDOW_FRAMES
+    assert max(whole) <= MAX_WINDOW_FRAMES
+

@@ -11,6 +11,7 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamer.client import TTSServerError, TTSStreamingClient
+from streamer.config import PerformanceConfig
 from streamer.server.app import RunningServer
 from streamer.server.http import create_app
 from streamer.server.runtime import ServerState
@@ -91,10 +92,14 @@ async def test_metrics_count_what_happened(server: RunningServer, engine: FakeEn
     assert value(found, "tts_ready") == 1
     assert value(found, "tts_sessions") == 0 and value(found, "tts_queue_depth") == 0
     assert value(found, "tts_inference_workers") >= 1
-    # Every stream has ended; capacity = workers x max_inference_load (1.0).
+    # Every stream has ended; capacity = workers x max_inference_load (no underruns:
+    # the bound never tightened).
     assert value(found, "tts_admission_streams") == 0
+    assert value(found, "tts_admission_waiting") == 0
     assert value(found, "tts_admission_load") == 0
-    assert value(found, "tts_admission_capacity") == value(found, "tts_inference_workers")
+    assert value(found, "tts_admission_capacity") == pytest.approx(
+        value(found, "tts_inference_workers") * PerformanceConfig().max_inference_load
+    )
     assert value(found, "tts_build_info", version="0.1.0") == 1
     # WebSocket request + speech request; the interrupted one had no audio yet.
     assert value(found, "tts_time_to_first_audio_seconds_count") == 2

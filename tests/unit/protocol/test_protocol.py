@@ -174,6 +174,7 @@ def test_request_transition_table() -> None:
         RequestState.INTERRUPTED,
         RequestState.DROPPED,
         RequestState.FAILED,
+        RequestState.REFUSED,
     }
 
 

@@ -226,3 +226,10 @@ def test_the_reliability_tool_reads_whose_underruns_the_server_logged(
         "target-16 frame 12 at 0.56 s: 5.2 ms (cancelled) (chunk asked with 300 ms left: "
         "waited 20 ms, 290 ms in the worker, 100 ms CPU)"
     ]
+
+
+def test_the_probe_reads_the_wait_from_queued() -> None:
+    probe = Probe(None, "probe")
+    trace = probe.traces.setdefault("r1", RequestTrace("r1", 0.0))
+    probe.record('{"type":"queued","request_id":"r1","position":0,"admission_wait_ms":2000}', 0.1)
+    assert trace.admission_wait_ms == 2000 and trace.queued_at == 0.1

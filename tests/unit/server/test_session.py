@@ -388,6 +388,9 @@ async def test_quick_start_only_when_inference_is_idle(
 ) -> None:
     engine, chunks = paced.engine, paced.chunks
     assert chunks is not None
+    # Measured cheap (as the start-up probe measures warmed voices), with enough history
+    # that this test's own chunks cannot change the verdict.
+    paced.manager.services.admission.observe_chunk("fake-en", 0.02, 10.0)
     paced.submit("One.", request_id="alone")
     await paced.wait_for("audio_end", "alone")
     await trio.sleep(0.15)  # its audio has played: the listener is idle again
