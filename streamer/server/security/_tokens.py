@@ -80,7 +80,9 @@ class TokenSigner:
 
     def verify(self, token: str, now: float) -> str:
         """The key id ``token`` was issued for; raises ``TokenError``."""
-        if len(token) > MAX_TOKEN_CHARS or token.count(".") != 1:
+        # Tokens are base64url: anything else (a non-ASCII character would not even
+        # encode for the signature check) is refused before any work is done on it.
+        if len(token) > MAX_TOKEN_CHARS or not token.isascii() or token.count(".") != 1:
             raise TokenError("not a token")
         payload, signature = token.split(".")
         # The signature is checked before the payload is parsed: nothing an attacker

@@ -168,6 +168,8 @@ def test_a_tampered_or_foreign_token_is_refused() -> None:
         "a" * 1000,
         "",
         f"{payload}.{signature}!",
+        "\x80.00",  # non-ASCII (found by Hypothesis: it raised UnicodeEncodeError)
+        f"{payload}é.{signature}",
     ):
         with pytest.raises(TokenError) as refused:
             signer.verify(bad, NOW)
