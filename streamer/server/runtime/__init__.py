@@ -25,11 +25,12 @@ from ._metrics import Distribution, MetricName, Metrics, Observer, RequestOutcom
 from ._patching import apply_once
 from ._process import GIL_SWITCH_INTERVAL_S, frozen_startup_objects, tuned_process, watch_event_loop
 from ._services import Services, build_services, check_defaults, load_models, rescan_voices
-from ._state import ServerState
+from ._state import DRAINING_RETRY_MS, ServerState, draining_refusal
 
 __all__ = [
     "BULK_NICE_INCREMENT",
     "COST_HALF_LIFE_AUDIO_S",
+    "DRAINING_RETRY_MS",
     "FULL_RETRY_S",
     "GIL_SWITCH_INTERVAL_S",
     "STARTUP_BUFFER_S",
@@ -53,6 +54,7 @@ __all__ = [
     "apply_once",
     "build_services",
     "check_defaults",
+    "draining_refusal",
     "frozen_startup_objects",
     "load_models",
     "make_event_loop_realtime",
