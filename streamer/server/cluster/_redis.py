@@ -66,6 +66,8 @@ UNAVAILABLE_RETRY_MS: Final = 1000
 #: A key's slot counts outlive every replica's heartbeat by this factor of the TTL:
 #: a key nobody uses any more leaves Redis by itself.
 SLOTS_TTL_FACTOR: Final = 10
+#: ``cluster.redis_url`` schemes that speak TLS.
+TLS_SCHEMES: Final = ("rediss", "valkeys")
 #: Bound on closing the two clients at shutdown.
 CLOSE_TIMEOUT_S: Final = 2.0
 
@@ -116,7 +118,7 @@ def client_configuration(url: str, channel: str | None = None) -> GlideClientCon
     db = parts.path.strip("/")
     return GlideClientConfiguration(
         [NodeAddress(parts.hostname or "127.0.0.1", parts.port or 6379)],
-        use_tls=parts.scheme.endswith("s"),
+        use_tls=parts.scheme in TLS_SCHEMES,
         credentials=credentials,
         database_id=int(db) if db else None,
         request_timeout=COMMAND_TIMEOUT_MS,
