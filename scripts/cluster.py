@@ -71,6 +71,7 @@ def haproxy_config(
     replicas: Sequence[tuple[str, int, int]],
     maxconn: int,
     host: str = "127.0.0.1",
+    stats_socket: Path | None = None,
 ) -> str:
     """HAProxy's config for ``replicas`` ((name, http port, websocket port) on
     ``host``): WebSocket sessions to the replica with the fewest (``leastconn``), only
@@ -84,12 +85,13 @@ def haproxy_config(
     http_servers = "\n".join(
         f"    server {name} {host}:{http} check maxconn {maxconn}" for name, http, _ in replicas
     )
+    stats = "" if stats_socket is None else f"    stats socket {stats_socket} mode 600 level user\n"
     return f"""\
 # Written by scripts/cluster.py; deploy/haproxy.cfg is the same, annotated.
 global
     maxconn 4000
     nbthread 1
-
+{stats}
 defaults
     mode http
     timeout connect 2s
@@ -226,6 +228,7 @@ class LocalCluster:
                 replicas=[(n.name, n.http_port, n.websocket_port) for n in self.nodes],
                 maxconn=self.maxconn,
                 host=self.host,
+                stats_socket=self.workdir / "haproxy.sock",
             )
         )
         self.haproxy = subprocess.Popen(
@@ -253,7 +256,31 @@ class LocalCluster:
                 raise RuntimeError(f"replica {node.name} exited:\n{node.log()[-3000:]}")
             if _get(f"http://{self.host}:{node.http_port}/health") != 200:
                 return False
-        return _get(f"http://{self.host}:{self.http_port}/health") == 200
+        return self.haproxy_up() == {n.name for n in self.nodes}
+
+    def haproxy_up(self) -> set[str]:
+        """The replicas HAProxy sends new WebSocket sessions to now (its health checks
+        say UP), from its stats socket."""
+        try:
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.connect(str(self.workdir / "haproxy.sock"))
+                sock.sendall(b"show stat\n")
+                data = b""
+                while chunk := sock.recv(65536):
+                    data += chunk
+        except OSError:
+            return set()
+        up = set()
+        for line in data.decode().splitlines():
+            fields = line.split(",")
+            if (
+                len(fields) > 17
+                and fields[0] == "replicas_websocket"
+                and fields[1] not in ("FRONTEND", "BACKEND")
+                and fields[17] == "UP"
+            ):
+                up.add(fields[1])
+        return up
 
     def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s
