@@ -31,7 +31,7 @@ from typing import Any, Final
 
 import httpx
 import trio
-from trio_websocket import WebSocketConnection, open_websocket_url
+from trio_websocket import WebSocketConnection, connect_websocket_url
 
 from ._common import REPO_ROOT, machine_info, summarize, write_json
 from .cluster import LocalCluster
@@ -64,8 +64,8 @@ async def _until(ws: WebSocketConnection, kind: str) -> float:
                 return now
 
 
-async def _connect(url: str) -> tuple[WebSocketConnection, str]:
-    ws = await open_websocket_url(url).__aenter__()
+async def _connect(nursery: trio.Nursery, url: str) -> tuple[WebSocketConnection, str]:
+    ws = await connect_websocket_url(nursery, url)
     await ws.send_message(json.dumps({"type": "connect", "config": {"language": "es"}}))
     while True:
         event = json.loads(await ws.get_message())
@@ -73,9 +73,11 @@ async def _connect(url: str) -> tuple[WebSocketConnection, str]:
             return ws, str(event["session_id"])
 
 
-async def _interrupts(local: LocalCluster, rounds: int) -> dict[str, list[float]]:
+async def _interrupts(
+    nursery: trio.Nursery, local: LocalCluster, rounds: int
+) -> dict[str, list[float]]:
     r1, r2 = local.nodes[:2]
-    ws, session_id = await _connect(f"ws://127.0.0.1:{r1.websocket_port}")
+    ws, session_id = await _connect(nursery, f"ws://127.0.0.1:{r1.websocket_port}")
     times: dict[str, list[float]] = {"local": [], "cross-replica": []}
     async with httpx.AsyncClient() as to_r1, httpx.AsyncClient() as to_r2:
         for i in range(rounds):
@@ -93,13 +95,15 @@ async def _interrupts(local: LocalCluster, rounds: int) -> dict[str, list[float]
     return times
 
 
-async def _ttfa(local: LocalCluster, rounds: int) -> dict[str, list[float]]:
-    via, session_id = await _connect(f"ws://127.0.0.1:{local.websocket_port}")
+async def _ttfa(
+    nursery: trio.Nursery, local: LocalCluster, rounds: int
+) -> dict[str, list[float]]:
+    via, session_id = await _connect(nursery, f"ws://127.0.0.1:{local.websocket_port}")
     async with httpx.AsyncClient() as http:
         got = await http.get(f"http://127.0.0.1:{local.http_port}/api/v1/sessions/{session_id}")
     replica = got.json()["replica"]
     node = next(n for n in local.nodes if n.name == replica)
-    direct, _ = await _connect(f"ws://127.0.0.1:{node.websocket_port}")
+    direct, _ = await _connect(nursery, f"ws://127.0.0.1:{node.websocket_port}")
     times: dict[str, list[float]] = {"direct": [], "through HAProxy": []}
     for i in range(rounds):
         name, ws = ("direct", direct) if i % 2 else ("through HAProxy", via)
@@ -113,10 +117,11 @@ async def _ttfa(local: LocalCluster, rounds: int) -> dict[str, list[float]]:
 
 
 async def _latencies(local: LocalCluster, rounds: int) -> dict[str, dict[str, list[float]]]:
-    return {
-        "interrupt reply": await _interrupts(local, rounds),
-        "time to first audio": await _ttfa(local, rounds),
-    }
+    async with trio.open_nursery() as nursery:
+        return {
+            "interrupt reply": await _interrupts(nursery, local, rounds),
+            "time to first audio": await _ttfa(nursery, local, rounds),
+        }
 
 
 def _table(results: dict[str, dict[str, list[float]]]) -> str:

@@ -108,6 +108,8 @@ defaults
     retries 2
     option redispatch 1
     retry-on conn-failure empty-response 503
+    # Small frames (events, audio chunks) go out at once, not coalesced.
+    option http-no-delay
     default-server inter {CHECK_INTER_MS}ms fastinter {CHECK_INTER_MS // 2}ms rise 2 fall 1
 
 frontend websocket

@@ -78,6 +78,7 @@ _LIST: Final = _new_script(_scripts.LIST)
 _CLAIM: Final = _new_script(_scripts.CLAIM)
 _SLOTS: Final = _new_script(_scripts.SLOTS)
 _CHARGE: Final = _new_script(_scripts.CHARGE)
+_ROUTE: Final = _new_script(_scripts.ROUTE)
 
 P: Final = _scripts.PREFIX
 
@@ -473,18 +474,22 @@ class RedisPlane:
     async def _route(
         self, op: str, session_id: str, caller: Caller, **args: object
     ) -> dict[str, object]:
-        fields = await self._call(
-            self._cmd.custom_command(["HMGET", _session_key(session_id), "replica", "key"])
-        )
-        replica, key = (None if v is None else _text(v) for v in fields)
-        if replica is None or replica == self._me or not caller.can_see(self._owner(key or "")):
-            raise unknown_session(session_id)
+        """Send ``op`` to the replica holding ``session_id`` (looked up and published in
+        one round trip) and wait for its answer. Who may see the session is decided
+        there, against its owner, by the same rule as a local call."""
         nonce = secrets.token_hex(8)
         reply = self._replies[nonce] = _Reply()
         try:
-            message = {"op": op, "id": session_id, "nonce": nonce,
-                       "reply": _channel(self._me), **args}
-            receivers = await self._call(self._cmd.publish(json.dumps(message), _channel(replica)))
+            message = {
+                "op": op, "id": session_id, "nonce": nonce, "reply": _channel(self._me),
+                "caller": caller.key_id, **args,
+            }
+            routed = await self._script(
+                _ROUTE, [P, session_id, json.dumps(message), self._me]
+            )
+            if not routed:
+                raise unknown_session(session_id)
+            replica, receivers = _text(routed[0]), int(routed[1])
             if not receivers:
                 # Nobody listens on the holder's channel: it is gone. Its entry would
                 # expire within the TTL; the answer is now.
@@ -543,20 +548,27 @@ class RedisPlane:
                     reply.done.set()
 
     def _handle(self, command: dict[str, Any]) -> None:
-        """Act on a command another replica routed here (it checked who may), and
-        publish the answer. Synchronous up to the publish, as a local request is."""
+        """Act on a command another replica routed here for its caller, as a local
+        request of that caller would be, and publish the answer. Synchronous up to the
+        publish, as a local request is."""
         op, session_id = command.get("op"), str(command.get("id"))
         answer: dict[str, object] = {"nonce": command.get("nonce")}
+        key_id = command.get("caller")
+        caller = self._owner(key_id if isinstance(key_id, str) else "")
         try:
+            if isinstance(key_id, str) and key_id and caller.key is None:
+                # A key this replica does not know (configs differ): it sees nothing
+                # here, rather than everything as the keyless local user would.
+                raise unknown_session(session_id)
             if op == "interrupt":
                 reason = str(command.get("reason", "interrupt"))
                 answer["result"] = interrupt_here(
-                    self.manager, session_id, ANONYMOUS, reason, trio.current_time()
+                    self.manager, session_id, caller, reason, trio.current_time()
                 )
             elif op == "get":
-                answer["result"] = self._local(self.manager.get(session_id))
+                answer["result"] = self._local(self.manager.get(session_id, caller))
             elif op == "delete":
-                answer["result"] = delete_here(self.manager, session_id, ANONYMOUS)
+                answer["result"] = delete_here(self.manager, session_id, caller)
             elif op == "release":
                 session = self.manager.sessions.get(session_id)
                 if session is not None and not session.attached:

@@ -95,6 +95,16 @@ redis.call('PEXPIRE', k, ttl)
 return {'ok', v[1], v[3]}
 """
 
+#: ARGV: prefix, id, message, this replica. Publishes ``message`` on the channel of the
+#: replica holding the session, in one round trip: {} when there is no such session
+#: (or this replica holds it), else {replica, subscribers reached} (0: it is gone).
+ROUTE: Final = """
+local p, id, message, me = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local replica = redis.call('HGET', p .. 's:' .. id, 'replica')
+if not replica or replica == me then return {} end
+return {replica, redis.call('PUBLISH', p .. 'c:' .. replica, message)}
+"""
+
 #: KEYS[1]: the key's slots hash. ARGV: replica prefix, replica, max, this replica's
 #: count with the new session. Counts the other live replicas' sessions of the key
 #: (a dead replica's field is dropped: its replica entry expired); if they and ours

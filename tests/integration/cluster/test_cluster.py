@@ -197,6 +197,14 @@ async def test_listing_is_per_key_and_max_sessions_holds_across_replicas() -> No
             for node in local.nodes:
                 assert set(await listed(node.http_port, KEY_A)) == ids_a
                 assert set(await listed(node.http_port, KEY_B)) == {id_b}
+            # Another key's session does not exist for a caller, routed or not.
+            for session_id in ids_a:
+                for node in local.nodes:
+                    for method, path in (("POST", f"/api/v1/interrupt/{session_id}"),
+                                         ("GET", f"/api/v1/sessions/{session_id}"),
+                                         ("DELETE", f"/api/v1/sessions/{session_id}")):
+                        reply = await call(node.http_port, method, path, KEY_B)
+                        assert reply.status_code == 404, reply.text
             # team-a holds its max_sessions (2), one on each replica: a third is
             # refused on either, though each replica alone holds only one.
             for node in local.nodes:
