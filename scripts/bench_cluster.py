@@ -8,8 +8,8 @@ Redis, replicas, HAProxy on loopback ports):
    connection) for a session speaking on replica r1, sent to r1 itself (local) and to
    r2 (routed through Redis: look-up, publish, r1 acts, reply), alternating, same run.
 2. **Time to first audio** (``synthesize`` sent → first binary frame) on one replica,
-   directly and through HAProxy, alternating, same run. Spanish (espeak-ng, first audio
-   well under a millisecond) so that what HAProxy adds is not lost in inference.
+   directly and through HAProxy, alternating, same run. Spanish (SVOX Pico, whose first
+   chunk takes a few ms) so that what HAProxy adds is not lost in inference.
 3. ``--capacity``: ``scripts.load --find-capacity`` (Piper, English paragraphs, real
    time) through HAProxy against 2 replicas with 1 inference worker each, then 1
    replica with 2 workers: continuously speaking sessions without underruns.

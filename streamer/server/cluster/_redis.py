@@ -16,7 +16,8 @@ dropped). No answer within ``cluster.route_timeout_ms``: 504.
 Two clients: one subscribed to this replica's channel (glide resubscribes by itself
 after a reconnect), one for commands. While Redis is down, what needs the directory
 answers 503 ``control_plane_unavailable``; per-key limits fall back to this replica's
-own count (a replica keeps serving its sessions through an outage of the plane).
+own count (a replica keeps serving its sessions through an outage of the plane), at
+once while the plane is known down: no message waits out a command timeout.
 """
 
 from __future__ import annotations
@@ -431,6 +432,8 @@ class RedisPlane:
         key = caller.key
         if key is None or not key.max_sessions:
             return NOTHING
+        if not self._up:
+            return NOTHING  # known down: no command timeout to wait out (the beat retries)
         mine = self._security.quotas.sessions(key.id)
         try:
             ok, others = await self._script(
@@ -450,6 +453,8 @@ class RedisPlane:
         key = caller.key
         if key is None or not key.chars_per_minute:
             return NOTHING
+        if not self._up:
+            return NOTHING  # known down: this replica's own count holds meanwhile
         window_s = self._security.quotas.window_s
         charges = f"{P}chars:{key.id}"
         member = f"{chars}:{self._me}:{secrets.token_hex(6)}"

@@ -68,6 +68,7 @@ from ...protocol import (
     parse_synthesis_text,
     quote,
 )
+from ..cluster import NOTHING, ControlPlane, Receipt
 from ..runtime import DownloadGate, RequestOutcome, ServerState, Services
 from ..security import Lease
 from ..session import (
@@ -269,6 +270,8 @@ class _Production:
     gate: DownloadGate | None = None
     #: The API key's session slot (``max_sessions``), until released.
     lease: Lease | None = None
+    #: The same slot as counted across a cluster's replicas.
+    cluster_slot: Receipt = NOTHING
 
     def release_slot(self) -> None:
         """Give the download slot and the key's slot back (once, whoever gets there
@@ -278,6 +281,7 @@ class _Production:
             gate.release(self)
         if self.lease is not None:
             self.lease.release()
+        self.cluster_slot.release()
 
 
 async def _produce(
@@ -401,9 +405,15 @@ def _sse_event(obj: dict[str, Any]) -> bytes:
 # --- routes ----------------------------------------------------------------------------
 
 
-def register_openai(app: QuartTrio, manager: SessionManager, state: ServerState) -> None:
+def register_openai(
+    app: QuartTrio,
+    manager: SessionManager,
+    state: ServerState,
+    plane: ControlPlane | None = None,
+) -> None:
     """Add the OpenAI-compatible routes to ``app`` (a blueprint of their own, so their
-    errors take OpenAI's shape)."""
+    errors take OpenAI's shape). ``plane``: a cluster's, whose replicas count a key's
+    sessions and characters together."""
     services = manager.services
     created = int(time.time())
     blueprint = Blueprint("openai", __name__)
@@ -460,6 +470,13 @@ def register_openai(app: QuartTrio, manager: SessionManager, state: ServerState)
                 current_caller(), len(parsed.text), received_at
             )
         )
+        if plane is not None and plane.distributed:
+            try:
+                production.cluster_slot = await plane.open_slot(current_caller())
+                await plane.charge(current_caller(), len(parsed.text), None)
+            except BaseException:
+                production.release_slot()
+                raise
         # A slot among the downloads (or a short wait for one; busy when that is full).
         try:
             await services.downloads.admit(production)

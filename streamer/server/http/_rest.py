@@ -210,7 +210,7 @@ def create_app(
         return jsonify({"status": "ok", "ready": state.ready})
 
     register_security(app, services.security)
-    register_openai(app, manager, state)
+    register_openai(app, manager, state, plane)
     register_prometheus(app, manager, state)
     register_web(app)
     register_openapi(app)

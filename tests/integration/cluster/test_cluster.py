@@ -51,6 +51,7 @@ LONG_TEXT: Final = "This is one sentence. " * 60
 
 KEY_A, ENTRY_A = create_key("team-a", max_sessions=2, chars_per_minute=0)
 KEY_B, ENTRY_B = create_key("team-b", max_sessions=0, chars_per_minute=0)
+KEY_C, ENTRY_C = create_key("team-c", max_sessions=0, chars_per_minute=100)
 BASE_CONFIG: Final[dict[str, Any]] = {
     "tts": {"default_language": "en", "default_format": "pcm"},
     "performance": {
@@ -71,7 +72,7 @@ async def cluster(
 ) -> AsyncIterator[LocalCluster]:
     base = {**BASE_CONFIG, "server": {"drain_timeout_s": drain_timeout_s}}
     if keys:
-        base["security"] = {"api_keys": [ENTRY_A, ENTRY_B]}
+        base["security"] = {"api_keys": [ENTRY_A, ENTRY_B, ENTRY_C]}
     local = LocalCluster(replicas, base, command=_fake_replica)
     try:
         local.start()
@@ -225,6 +226,26 @@ async def test_listing_is_per_key_and_max_sessions_holds_across_replicas() -> No
                 return False
 
         await eventually(third_fits)
+
+
+async def test_chars_per_minute_holds_across_replicas() -> None:
+    async with cluster(2, keys=True) as local:
+        r1, r2 = local.nodes
+        async with ws(r1.websocket_port, KEY_C) as c1, ws(r2.websocket_port, KEY_C) as c2:
+            await connect(c1)
+            await connect(c2)
+            await c1.send(type="synthesize", text="x" * 60 + ".", request_id="first")
+            assert (await c1.next_event())["type"] == "queued"
+            # 61 + 61 > 100 for the key, though each replica has seen only 61.
+            await c2.send(type="synthesize", text="y" * 60 + ".", request_id="second")
+            refused = await c2.next_event()
+            assert refused["type"] == "error", refused
+            assert refused["code"] == "rate_limited"
+            assert refused["request_id"] == "second"
+            assert refused["details"]["limit"] == 100
+            # A refused text is not charged: one that fits is still accepted.
+            await c2.send(type="synthesize", text="z" * 30 + ".", request_id="third")
+            assert (await c2.next_event())["type"] == "queued"
 
 
 async def test_rest_created_session_attaches_wherever_the_websocket_lands() -> None:
