@@ -203,7 +203,7 @@ class LocalCluster:
         server = config.setdefault("server", {})
         server.update(host=self.host, http_port=node.http_port,
                       websocket_port=node.websocket_port)
-        server.setdefault("log_file", None)
+        server["log_file"] = None  # each replica logs to its own file (stderr, below)
         server.setdefault("max_connections", self.maxconn)
         server.setdefault("drain_timeout_s", 30.0)
         config.setdefault("performance", {}).setdefault("preload_models", False)
