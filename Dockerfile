@@ -31,14 +31,14 @@ RUN useradd --system --create-home --home-dir /home/tts --uid 10001 --shell /usr
 
 WORKDIR /app
 COPY . /app
-# 1. The server and its dependencies only (no dev/client extras, no torch); gcc only
+# 1. The server, its dependencies and the cluster extra (no dev/client extras, no torch); gcc only
 #    while pip builds ttspico.
 # 2. The image's config: the project defaults, logging to stderr only (docker logs),
 #    listening on every interface of the container (API keys then required: see
 #    above), voices from the volume below; replace it by mounting your own file.
 # 3. Fail the build, not the first start, if that config no longer validates.
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
-    && pip install /app \
+    && pip install '/app[cluster]' \
     && apt-get purge -y --auto-remove gcc libc6-dev && rm -rf /var/lib/apt/lists/* \
     && mkdir -p /etc/mit-tts-streamer /var/lib/mit-tts-streamer/voices \
     && python -c "import json; c = json.load(open('/app/config/default.json')); \
@@ -59,6 +59,7 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=90s --retries=3 \
 
 # The server handles SIGTERM: stops accepting, closes WebSockets with 1001, exits 0
 # within server.shutdown_timeout_s (5 s); docker's default 10 s stop timeout covers it.
+# With server.drain_timeout_s it drains first (deploy/docker-compose.yml sets both).
 STOPSIGNAL SIGTERM
 # `python -m streamer` from /app (the working directory) runs the source tree itself,
 # so the image works however the package metadata lists its subpackages.

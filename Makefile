@@ -8,14 +8,14 @@ PYTEST_ARGS ?=
 # Where deploy/install_kokoro.py puts Kokoro (config: tts.kokoro.model_dir).
 KOKORO_DIR ?= models/kokoro
 
-.PHONY: install install-kokoro install-melo serve test test-fast lint typecheck bench clean
+.PHONY: install install-kokoro install-melo serve cluster test test-fast lint typecheck bench clean
 
 # Re-run the install whenever the dependency list changes.
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	# torch is never pulled here; MeloTTS (which needs it) is `make install-melo`.
-	$(PIP) install --quiet -e '.[dev,client,wyoming]'
+	$(PIP) install --quiet -e '.[dev,client,wyoming,cluster]'
 	touch $@
 
 install: $(VENV)/.installed install-kokoro
@@ -31,6 +31,12 @@ install-melo: install
 
 serve: install
 	$(PY) -m streamer --config $(CONFIG)
+
+# A local cluster to try scaling out: Redis, REPLICAS replicas and HAProxy on loopback
+# ports (printed); Ctrl-C stops them all. Needs redis-server and haproxy (Debian).
+REPLICAS ?= 2
+cluster: install
+	$(PY) -m scripts.cluster --replicas $(REPLICAS) --config $(CONFIG)
 
 # Everything: tests/unit, tests/integration, tests/performance (tests/README.md).
 test: install install-melo

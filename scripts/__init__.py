@@ -27,6 +27,11 @@ Through a server (spawned on free ports with ``--spawn``, or one at ``--url``):
   handshake burst, idle and half-open sockets, HTTP floods, SIGTERM mid-response) while
   witness sessions stream; per case expected, observed, pass or fail, and what the
   witnesses and the server noticed (RELIABILITY.md).
+- ``cluster``: a local cluster on loopback ports (Redis, N replicas, HAProxy) until
+  Ctrl-C (``make cluster``); the cluster tests start theirs with it.
+- ``bench_cluster``: what the cluster costs: interrupt reply routed to another replica
+  vs local, time to first audio through HAProxy vs direct, capacity of 2 replicas x 1
+  worker vs 1 replica x 2 workers.
 
 In-process, no server:
 

@@ -272,7 +272,17 @@ async def _serve(config: Config) -> None:
     async with trio.open_nursery() as nursery:
         server = await nursery.start(run_server, config)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                log.info("received %s", signal.Signals(signum).name)
-                server.shutdown()
-                break
+            async with trio.open_nursery() as watch:
+
+                async def until_stopped() -> None:
+                    await server.stopped.wait()
+                    watch.cancel_scope.cancel()
+
+                watch.start_soon(until_stopped)
+                async for signum in signals:
+                    log.info("received %s", signal.Signals(signum).name)
+                    if signum == signal.SIGTERM and not server.draining:
+                        server.drain()  # server.drain_timeout_s; 0: shut down now
+                        continue
+                    server.shutdown()
+                    break

@@ -45,6 +45,11 @@ class ServerConfig:
     log_level: str = "INFO"
     #: Graceful shutdown: sessions get 1001 closes, then everything is cancelled.
     shutdown_timeout_s: float = 5.0
+    #: SIGTERM drains first, for up to this long: ``/health`` answers 503 (a load
+    #: balancer sends no new sessions), new ones are refused, each live session is
+    #: closed (1001) once it has nothing left to say; then the shutdown above.
+    #: 0 = SIGTERM shuts down at once, like SIGINT.
+    drain_timeout_s: float = 0.0
     #: A client that does not read for this long is aborted: it would hold memory.
     write_timeout_s: float = 10.0
     #: A TCP connection must complete its WebSocket upgrade request within this long.
@@ -194,11 +199,30 @@ class PerformanceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """Many replicas sharing one session directory and control plane on Redis or
+    Valkey (README "Scaling out"). Without ``redis_url`` nothing of it is loaded."""
+
+    #: ``redis://[[user]:password@]host[:port][/db]`` (``rediss://`` for TLS) of the
+    #: Redis/Valkey every replica shares; null = this replica stands alone.
+    redis_url: str | None = None
+    #: This replica's name in the directory; null = ``<hostname>-<pid>``.
+    replica_id: str | None = None
+    #: A session's directory entry lives this long unless refreshed (every third of
+    #: it): a replica that dies without a word loses its sessions within it.
+    session_ttl_s: float = 3.0
+    #: A request routed to the replica holding the session waits this long for its
+    #: answer (then 504 ``route_timeout``).
+    route_timeout_ms: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     tts: TTSConfig = field(default_factory=TTSConfig)
     performance: PerformanceConfig = field(default_factory=PerformanceConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     #: Directory the config file was read from; relative paths resolve against it.
     base_dir: str = "."
 
@@ -227,6 +251,15 @@ MIN_TOKEN_SECRET_CHARS: Final = 32
 MAX_INFERENCE_LOAD: Final = 1.5
 #: A start delayed longer than this is no real-time start: a client should be told.
 MAX_START_DELAY_MS: Final = 60_000
+#: URL schemes of ``cluster.redis_url`` (the ``s`` ones use TLS).
+REDIS_SCHEMES: Final = ("redis", "rediss", "valkey", "valkeys")
+#: A replica id is part of Redis key and channel names: short, no separators.
+REPLICA_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+#: Below a second, heartbeats (a third of the TTL) would load Redis for nothing and a
+#: short pause of a replica (GC, swap) would drop its sessions.
+MIN_SESSION_TTL_S: Final = 1.0
+#: A route timeout beyond this is a hung client request, not a slow replica.
+MAX_ROUTE_TIMEOUT_MS: Final = 60_000
 
 
 def _build(cls: type[_T], data: Mapping[str, Any], prefix: str) -> _T:
@@ -351,8 +384,41 @@ def _validate_security(config: Config) -> SecurityConfig:
     return replace(sec, api_keys=keys)
 
 
+def _validate_cluster(c: ClusterConfig) -> None:
+    if c.redis_url is not None:
+        parts = urlsplit(c.redis_url)
+        ok = parts.scheme in REDIS_SCHEMES and bool(parts.hostname)
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            ok = False
+        db = parts.path.strip("/")
+        _check(
+            ok and (db == "" or db.isdigit()) and not parts.query,
+            "cluster.redis_url",
+            "must be like redis://host:6379/0 (redis, rediss, valkey or valkeys)",
+        )
+    if c.replica_id is not None:
+        _check(
+            REPLICA_ID_PATTERN.fullmatch(c.replica_id) is not None,
+            "cluster.replica_id",
+            "must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit",
+        )
+    _check(
+        c.session_ttl_s >= MIN_SESSION_TTL_S,
+        "cluster.session_ttl_s",
+        f"must be >= {MIN_SESSION_TTL_S:g}",
+    )
+    _check(
+        1 <= c.route_timeout_ms <= MAX_ROUTE_TIMEOUT_MS,
+        "cluster.route_timeout_ms",
+        f"must be 1-{MAX_ROUTE_TIMEOUT_MS}",
+    )
+
+
 def _validate(config: Config) -> Config:
     s, t, p = config.server, config.tts, config.performance
+    _validate_cluster(config.cluster)
     for key, port in (("http_port", s.http_port), ("websocket_port", s.websocket_port)):
         _check(0 <= port <= 65535, f"server.{key}", "must be a port number 0-65535")
     if s.wyoming_port is not None:
@@ -371,6 +437,7 @@ def _validate(config: Config) -> Config:
     _check(s.max_message_bytes >= 1024, "server.max_message_bytes", "must be >= 1024")
     _check(s.log_level.upper() in LOG_LEVELS, "server.log_level", f"must be one of {LOG_LEVELS}")
     _check(s.shutdown_timeout_s > 0, "server.shutdown_timeout_s", "must be > 0")
+    _check(s.drain_timeout_s >= 0, "server.drain_timeout_s", "must be >= 0 (0 = no drain)")
     _check(s.write_timeout_s > 0, "server.write_timeout_s", "must be > 0")
     _check(s.handshake_timeout_s > 0, "server.handshake_timeout_s", "must be > 0")
     _check(s.idle_timeout_s >= 0, "server.idle_timeout_s", "must be >= 0 (0 = never)")
@@ -437,6 +504,7 @@ def parse_config(data: Mapping[str, Any], base_dir: str = ".") -> Config:
             tts=built.tts,
             performance=built.performance,
             security=built.security,
+            cluster=built.cluster,
             base_dir=base_dir,
         )
     )

@@ -92,6 +92,15 @@ class ErrorCode(StrEnum):
     #: The key went over its ``chars_per_minute``; ``details.retry_after_ms`` says when
     #: the text fits again.
     RATE_LIMITED = "rate_limited"
+    # Many replicas (README "Scaling out"): HTTP replies only.
+    #: The shared directory (Redis/Valkey) cannot be reached: the request needs it
+    #: (finding another replica's session, creating one any replica may attach).
+    CONTROL_PLANE_UNAVAILABLE = "control_plane_unavailable"
+    #: The replica holding the session did not answer within ``cluster.route_timeout_ms``.
+    ROUTE_TIMEOUT = "route_timeout"
+    #: The replica is draining (shutting down): it takes no new session; retry, and a
+    #: load balancer sends you to another.
+    DRAINING = "draining"
 
 
 class CloseCode(IntEnum):

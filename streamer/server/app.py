@@ -7,7 +7,12 @@ through ``task_status`` with the real ports (port 0 in tests).
 
 Shutdown (``RunningServer.shutdown`` or a signal): stop accepting, close every
 WebSocket with 1001 through its own writer, let Hypercorn finish, and cancel whatever
-is left after ``shutdown_timeout_s``.
+is left after ``shutdown_timeout_s``. A drain (``RunningServer.drain``, SIGTERM) comes
+first when ``server.drain_timeout_s`` allows: ``/health`` answers 503, new sessions are
+refused, each connection closes once its session has nothing left to say.
+
+The control plane (``cluster/``) is this process alone, or, with ``cluster.redis_url``,
+a directory shared with the other replicas.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Final
@@ -26,6 +32,7 @@ from trio_websocket import WebSocketRequest, serve_websocket
 
 from ..config import Config
 from ..protocol import CloseCode
+from .cluster import run_control_plane
 from .http import TrackedConfig, apply_hypercorn_fixes, create_app
 from .runtime import (
     ServerState,
@@ -66,10 +73,44 @@ class RunningServer:
     #: The Wyoming server's port (``server.wyoming_port``); None when it is off.
     wyoming_port: int | None = None
     _shutdown: trio.Event = field(default_factory=trio.Event)
+    _drain: trio.Event = field(default_factory=trio.Event)
+    #: Set when ``run_server`` is about to return.
+    stopped: trio.Event = field(default_factory=trio.Event)
 
     def shutdown(self) -> None:
         """Begin a graceful shutdown; ``run_server`` returns when it is done."""
         self._shutdown.set()
+
+    def drain(self) -> None:
+        """Drain for up to ``server.drain_timeout_s``, then shut down (at once when it
+        is 0). ``shutdown()`` during a drain cuts it short."""
+        self._drain.set()
+
+    @property
+    def draining(self) -> bool:
+        return self._drain.is_set()
+
+
+async def _first(*waits: Callable[[], Awaitable[object]]) -> None:
+    """Until the first of ``waits`` returns."""
+    async with trio.open_nursery() as nursery:
+        for wait in waits:
+
+            async def until(wait: Callable[[], Awaitable[object]] = wait) -> None:
+                await wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(until)
+
+
+async def _drain(
+    timeout_s: float, state: ServerState, connections: Connections, running: RunningServer
+) -> None:
+    log.info("draining: %d connection(s), for up to %.0f s", connections.count, timeout_s)
+    state.draining = True
+    connections.draining.set()
+    with trio.move_on_after(timeout_s):
+        await _first(connections.wait_closed, running._shutdown.wait)
 
 
 async def _reap_sessions(manager: SessionManager) -> None:
@@ -103,8 +144,18 @@ async def _serve(
     manager = SessionManager(services)
     connections = Connections(limit=config.server.max_connections)
     state = ServerState(connection_count=lambda: connections.count)
+    ports: dict[str, object] = {"http_port": None, "websocket_port": None}
 
-    app = create_app(manager, state)
+    def describe() -> dict[str, object]:
+        """This replica's load and capacity, as the cluster's directory shows it."""
+        return ports | {
+            "ready": state.ready,
+            "draining": state.draining,
+            "sessions": len(manager.sessions),
+            "connections": connections.count,
+            "max_connections": config.server.max_connections,
+        }
+
     apply_hypercorn_fixes()
     apply_trio_websocket_fixes()
     hconfig = TrackedConfig()
@@ -122,10 +173,13 @@ async def _serve(
         hconfig.alpn_protocols = ["http/1.1"]
     http_stop = trio.Event()
 
-    async def handler(request: WebSocketRequest) -> None:
-        await serve_connection(request, manager, connections)
-
     async with trio.open_nursery() as nursery:
+        plane = await nursery.start(run_control_plane, config.cluster, manager, describe)
+        app = create_app(manager, state, plane)
+
+        async def handler(request: WebSocketRequest) -> None:
+            await serve_connection(request, manager, connections, plane)
+
         ws_server = await nursery.start(
             partial(
                 serve_websocket,
@@ -145,6 +199,7 @@ async def _serve(
             partial(hypercorn_serve, app, hconfig, shutdown_trigger=http_stop.wait)
         )
         http_port = int(binds[0].rsplit(":", 1)[1])
+        ports.update(http_port=http_port, websocket_port=ws_server.port)
         services.security.origins.page_port = http_port  # the page's own origin
         wyoming_port: int | None = None
         if config.server.wyoming_port is not None:
@@ -189,7 +244,10 @@ async def _serve(
             nursery.start_soon(watch_event_loop, services.metrics)
             nursery.start_soon(rescan_voices, services)
             task_status.started(running)
-            await running._shutdown.wait()
+            await _first(running._shutdown.wait, running._drain.wait)
+            drain_s = config.server.drain_timeout_s
+            if running._drain.is_set() and not running._shutdown.is_set() and drain_s > 0:
+                await _drain(drain_s, state, connections, running)
 
             log.info("shutting down: closing %d connection(s)", connections.count)
             with trio.move_on_after(config.server.shutdown_timeout_s):
@@ -203,3 +261,4 @@ async def _serve(
                 log.warning("shutdown: cut %d HTTP connection(s) still open", aborted)
             nursery.cancel_scope.cancel()
     log.info("stopped")
+    running.stopped.set()

@@ -34,6 +34,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     # Security knows no transport and no session: they ask it, it never calls them.
     "streamer.server.security": ("streamer.server.session", "streamer.server.runtime",
                                  "streamer.server.websocket", "streamer.server.http", "trio"),
+    # The control plane serves the transports; it never calls them.
+    "streamer.server.cluster": ("streamer.server.websocket", "streamer.server.http"),
 }
 #: The parts whose dependencies must form no cycle.
 PARTS = (
@@ -44,6 +46,7 @@ PARTS = (
     "streamer.server.session",
     "streamer.server.runtime",
     "streamer.server.security",
+    "streamer.server.cluster",
     "streamer.server.websocket",
     "streamer.server.http",
     "streamer.server.app",

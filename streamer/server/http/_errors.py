@@ -26,6 +26,9 @@ _STATUS: Final[dict[str, int]] = {
     ErrorCode.SESSION_IN_USE: 409,
     ErrorCode.BUSY: 503,
     ErrorCode.NOT_READY: 503,
+    ErrorCode.CONTROL_PLANE_UNAVAILABLE: 503,
+    ErrorCode.DRAINING: 503,
+    ErrorCode.ROUTE_TIMEOUT: 504,
     ErrorCode.SYNTHESIS_FAILED: 500,
     ErrorCode.INTERNAL_ERROR: 500,
     # unauthorized 401, origin_not_allowed 403, too_many_sessions and rate_limited 429:

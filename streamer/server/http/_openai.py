@@ -68,6 +68,7 @@ from ...protocol import (
     parse_synthesis_text,
     quote,
 )
+from ..cluster import NOTHING, ControlPlane, Receipt
 from ..runtime import DownloadGate, RequestOutcome, ServerState, Services
 from ..security import Lease
 from ..session import (
@@ -275,6 +276,8 @@ class _Production:
     #: real-time workers, but whatever it holds is given back with the slots.
     start: StartDecision = field(default_factory=StartDecision)
     services: Services | None = None
+    #: The same slot as counted across a cluster's replicas.
+    cluster_slot: Receipt = NOTHING
 
     def release_slot(self) -> None:
         """Give the download slot, the key's slot and any admission claim back (once,
@@ -287,6 +290,7 @@ class _Production:
         services, self.services = self.services, None
         if services is not None:
             release(services, self.start)
+        self.cluster_slot.release()
 
 
 async def _produce(
@@ -410,9 +414,15 @@ def _sse_event(obj: dict[str, Any]) -> bytes:
 # --- routes ----------------------------------------------------------------------------
 
 
-def register_openai(app: QuartTrio, manager: SessionManager, state: ServerState) -> None:
+def register_openai(
+    app: QuartTrio,
+    manager: SessionManager,
+    state: ServerState,
+    plane: ControlPlane | None = None,
+) -> None:
     """Add the OpenAI-compatible routes to ``app`` (a blueprint of their own, so their
-    errors take OpenAI's shape)."""
+    errors take OpenAI's shape). ``plane``: a cluster's, whose replicas count a key's
+    sessions and characters together."""
     services = manager.services
     created = int(time.time())
     blueprint = Blueprint("openai", __name__)
@@ -481,6 +491,13 @@ def register_openai(app: QuartTrio, manager: SessionManager, state: ServerState)
         except BaseException:
             release(services, decision)
             raise
+        if plane is not None and plane.distributed:
+            try:
+                production.cluster_slot = await plane.open_slot(current_caller())
+                await plane.charge(current_caller(), len(parsed.text), None)
+            except BaseException:
+                production.release_slot()
+                raise
         # A slot among the downloads (or a short wait for one; busy when that is full).
         try:
             await services.downloads.admit(production)

@@ -139,6 +139,11 @@ _SCHEMAS: dict[str, Any] = {
             "playing": {"type": ["object", "null"]},
             "queued": {"type": "array", "items": {"type": "object"}},
             "requests_total": {"type": "integer"},
+            "replica": {
+                "type": "string",
+                "description": "The replica holding it (cluster.replica_id); only in a "
+                "cluster.",
+            },
         },
     },
     "Status": {
@@ -268,11 +273,15 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "Readiness",
                 "description": "200 once the models are loaded and requests are served; "
-                "503 before (`ready: false`). Use for readiness probes and load balancers.",
+                "503 before (`ready: false`), while draining (`status: draining`) and while "
+                "every connection slot is taken (`status: full`). Use for readiness probes "
+                "and load balancers.",
                 "tags": ["operations"],
                 "responses": {
                     "200": health,
-                    "503": _json(_ref("Health"), "Not ready yet (models loading)."),
+                    "503": _json(
+                        _ref("Health"), "Not ready yet (models loading), draining, or full."
+                    ),
                 },
             }
         },

@@ -31,7 +31,8 @@ from ...protocol import (
     parse_json_object,
     quote,
 )
-from ..runtime import ServerState
+from ..cluster import ControlPlane, LocalPlane
+from ..runtime import ServerState, draining_refusal
 from ..session import SessionManager
 from ._errors import error_response, framework_code, read_body, reply_headers, status_for
 from ._openai import MAX_SPEECH_BODY_BYTES, register_openai
@@ -49,9 +50,12 @@ MAX_REST_BODY_BYTES: Final = 64 * 1024
 def create_app(
     manager: SessionManager,
     state: ServerState,
+    plane: ControlPlane | None = None,
 ) -> QuartTrio:
     """The Quart-Trio app: REST, OpenAI API, Prometheus, OpenAPI and the page.
-    ``state`` is read at request time."""
+    ``state`` is read at request time; the session routes ask ``plane`` (default: this
+    process's sessions only), which finds sessions on other replicas of a cluster."""
+    plane = plane or LocalPlane(manager)
     app = QuartTrio(__name__)
     app.config["JSON_SORT_KEYS"] = False
     # No route reads more than a speech request: a larger body is refused (413).
@@ -119,6 +123,8 @@ def create_app(
                 "admission": services.admission.to_json(trio.current_time()),
                 "formats": format_info(),
             }
+            | ({"draining": True} if state.draining else {})
+            | ({"cluster": cluster} if (cluster := plane.status()) is not None else {})
         )
 
     @app.get("/api/v1/voices")
@@ -140,40 +146,36 @@ def create_app(
         if unknown:
             raise ClientError(ErrorCode.INVALID_MESSAGE, f"unknown field(s): {sorted(unknown)}")
         config: AudioConfig = parse_audio_config(body.get("config"))
+        if state.draining:
+            raise draining_refusal()
         caller = current_caller()
-        services.security.quotas.check_room(caller, manager.waiting(caller))
+        services.security.quotas.check_room(caller, await plane.waiting(caller))
         session = manager.create(config, caller)
+        try:
+            await plane.register(session)  # any replica's WebSocket can attach it now
+        except ServerError:
+            manager.remove(session)
+            raise
         return jsonify(session.to_json()), 201
 
     @app.get("/api/v1/sessions")
     async def list_sessions() -> Response:
-        return jsonify({"sessions": [s.to_json() for s in manager.visible(current_caller())]})
+        return jsonify({"sessions": await plane.list_sessions(current_caller())})
 
     @app.get("/api/v1/sessions/<session_id>")
     async def get_session(session_id: str) -> Response:
-        return jsonify(manager.get(session_id, current_caller()).to_json())
+        return jsonify(await plane.get_session(session_id, current_caller()))
 
     @app.delete("/api/v1/sessions/<session_id>")
     async def delete_session(session_id: str) -> Response:
-        session = manager.get(session_id, current_caller())
-        session.close(1000, "session deleted")
-        manager.remove(session)
-        return jsonify({"deleted": session_id})
+        return jsonify(await plane.delete_session(session_id, current_caller()))
 
     @app.post("/api/v1/interrupt/<session_id>")
     async def interrupt(session_id: str) -> Response:
         received_at = trio.current_time()
         body = await _json_body()
         reason = parse_interrupt_reason(body.get("reason"))
-        event = manager.get(session_id, current_caller()).interrupt(reason, received_at)
-        return jsonify(
-            {
-                "session_id": session_id,
-                "request_id": event.request_id,
-                "reason": event.reason,
-                "dropped": list(event.dropped),
-            }
-        )
+        return jsonify(await plane.interrupt(session_id, current_caller(), reason, received_at))
 
     @app.get("/api/v1/metrics")
     async def metrics() -> Response:
@@ -187,19 +189,26 @@ def create_app(
             }
         )
 
-    # Readiness (503 until the models are loaded) and liveness (the process answers).
+    # Readiness (503 until the models are loaded, while draining, and while every
+    # connection slot is taken: a load balancer then sends new sessions elsewhere,
+    # and cuts none of the live ones) and liveness (the process answers).
     @app.get("/health")
     async def health() -> tuple[Response, int]:
         is_ready = state.ready
-        body = {"status": "ok" if is_ready else "starting", "ready": is_ready}
-        return jsonify(body), 200 if is_ready else 503
+        status = "ok" if is_ready else "starting"
+        if state.draining:
+            status = "draining"
+        elif is_ready and state.connections >= services.config.server.max_connections:
+            status = "full"
+        body = {"status": status, "ready": is_ready}
+        return jsonify(body), 200 if status == "ok" else 503
 
     @app.get("/health/live")
     async def health_live() -> Response:
         return jsonify({"status": "ok", "ready": state.ready})
 
     register_security(app, services.security)
-    register_openai(app, manager, state)
+    register_openai(app, manager, state, plane)
     register_prometheus(app, manager, state)
     register_web(app)
     register_openapi(app)

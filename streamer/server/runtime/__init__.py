@@ -48,7 +48,7 @@ from ._services import (
     load_models,
     rescan_voices,
 )
-from ._state import ServerState
+from ._state import DRAINING_RETRY_MS, ServerState, draining_refusal
 
 __all__ = [
     "BENCH_SLOWDOWN_ENV",
@@ -57,8 +57,10 @@ __all__ = [
     "CALIBRATION_TEXT",
     "CHAIN_RATIO_MAX",
     "COST_HALF_LIFE_AUDIO_S",
+    "DRAINING_RETRY_MS",
     "ESTIMATE_MARGIN",
     "FORGET_S",
+    "FULL_RETRY_S",
     "GIL_SWITCH_INTERVAL_S",
     "MAX_WAITING_PER_WORKER",
     "PRIOR_SECONDS_PER_CHAR",
@@ -94,6 +96,7 @@ __all__ = [
     "calibrate",
     "check_defaults",
     "cost_key",
+    "draining_refusal",
     "frozen_startup_objects",
     "load_models",
     "make_event_loop_realtime",

@@ -33,7 +33,7 @@ from ._policy import (
     refusal_headers,
     server_ssl_context,
 )
-from ._quotas import RATE_WINDOW_S, SESSIONS_RETRY_MS, Lease, Quotas
+from ._quotas import RATE_WINDOW_S, SESSIONS_RETRY_MS, Lease, Quotas, rate_refusal
 from ._tokens import MAX_TOKEN_CHARS, TOKEN_SECRET_ENV, TokenError, TokenSigner
 
 __all__ = [
@@ -70,6 +70,7 @@ __all__ = [
     "key_digest",
     "keys_main",
     "normalize_origin",
+    "rate_refusal",
     "refusal_body",
     "refusal_headers",
     "run_keys",

@@ -59,6 +59,10 @@ class Quotas:
         """Slots ``key_id`` holds now."""
         return self._open.get(key_id, 0)
 
+    def open_counts(self) -> dict[str, int]:
+        """Slots held now, by key id (keys holding none are absent)."""
+        return dict(self._open)
+
     def check_room(self, caller: Caller, in_use: int) -> None:
         """Raise ``too_many_sessions`` when ``in_use`` sessions already fill the key's
         ``max_sessions``."""
@@ -117,13 +121,8 @@ class Quotas:
             self._used[key.id] = used + chars
             return
         self._used[key.id] = used
-        if chars > limit:
-            retry_s = self.window_s  # never fits; the hint is only the window
-            message = (
-                f"{chars} characters are more than API key {key.id!r}'s chars_per_minute "
-                f"({limit}) allows at once"
-            )
-        else:
+        retry_s: float | None = None
+        if chars <= limit:
             # The oldest entries leave the window first: wait until enough have.
             freed, retry_s = 0, self.window_s
             for at, n in spent:
@@ -131,10 +130,33 @@ class Quotas:
                 if used - freed + chars <= limit:
                     retry_s = at + self.window_s - now
                     break
-            message = f"API key {key.id!r} has used {used} of its chars_per_minute ({limit})"
-        raise ClientError(
-            ErrorCode.RATE_LIMITED,
-            message,
-            request_id=request_id,
-            details={"retry_after_ms": max(1, math.ceil(retry_s * 1000)), "limit": limit},
+        raise rate_refusal(caller, chars, used, retry_s, self.window_s, request_id)
+
+
+def rate_refusal(
+    caller: Caller,
+    chars: int,
+    used: int,
+    retry_s: float | None,
+    window_s: float,
+    request_id: str | None,
+) -> ClientError:
+    """The ``rate_limited`` refusal of ``chars`` for a key that has ``used`` of its
+    window; ``retry_s``: when they would fit (None: never, more than the limit)."""
+    key = caller.key
+    limit = key.chars_per_minute if key is not None else 0
+    key_id = caller.key_id
+    if retry_s is None:
+        retry_s = window_s  # never fits; the hint is only the window
+        message = (
+            f"{chars} characters are more than API key {key_id!r}'s chars_per_minute "
+            f"({limit}) allows at once"
         )
+    else:
+        message = f"API key {key_id!r} has used {used} of its chars_per_minute ({limit})"
+    return ClientError(
+        ErrorCode.RATE_LIMITED,
+        message,
+        request_id=request_id,
+        details={"retry_after_ms": max(1, math.ceil(retry_s * 1000)), "limit": limit},
+    )

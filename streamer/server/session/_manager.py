@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -29,13 +30,21 @@ class SessionManager:
 
     services: Services
     sessions: dict[str, Session] = field(default_factory=dict)
+    #: Told the id of every session created or removed (a cluster's directory keeps up
+    #: with it); must not raise or block.
+    on_change: Callable[[str], None] | None = None
 
-    def create(self, config: AudioConfig, owner: Caller = ANONYMOUS) -> Session:
-        """A new session of ``owner`` with ``config`` (validated: raises ``ClientError``)."""
-        session = Session(new_session_id(), self.services, config)
+    def create(
+        self, config: AudioConfig, owner: Caller = ANONYMOUS, *, session_id: str | None = None
+    ) -> Session:
+        """A new session of ``owner`` with ``config`` (validated: raises ``ClientError``);
+        ``session_id``: one created elsewhere (by another replica) that moves here."""
+        session = Session(session_id or new_session_id(), self.services, config)
         session.owner = owner
         self.sessions[session.id] = session
         self.services.metrics.sessions_opened += 1
+        if self.on_change is not None:
+            self.on_change(session.id)
         return session
 
     def get(self, session_id: str, caller: Caller = ANONYMOUS) -> Session:
@@ -61,7 +70,8 @@ class SessionManager:
 
     def remove(self, session: Session) -> None:
         session.closed = True
-        self.sessions.pop(session.id, None)
+        if self.sessions.pop(session.id, None) is not None and self.on_change is not None:
+            self.on_change(session.id)
 
     def reap_unattached(self, now: float, max_age_s: float = UNATTACHED_SESSION_TTL_S) -> list[str]:
         """Remove sessions never attached for ``max_age_s`` (wall clock); return their ids."""

@@ -42,11 +42,14 @@ from ...protocol import (
     Interrupt,
     Interrupted,
     Keepalive,
+    ServerError,
     ServerProtocol,
     Synthesize,
     Text,
     render,
 )
+from ..cluster import NOTHING, ControlPlane, Receipt
+from ..runtime import DRAINING_RETRY_MS, draining_refusal
 from ..security import REFUSAL_STATUS, Caller, refusal_body, refusal_headers
 from ..session import MAX_QUEUED_EVENTS, CloseRequest, Outbox, OutboxClosed, Session, SessionManager
 from ._connections import Connections
@@ -62,6 +65,10 @@ IDLE_CLOSE_REASON: Final = "idle_timeout"
 IDLE_RECHECK_S: Final = 1.0
 #: Counted (errors_total) when a peer does not answer a ping in time.
 PING_TIMEOUT: Final = "ping_timeout"
+#: The close reason (code 1001) of a connection a draining server lets go.
+DRAIN_CLOSE_REASON: Final = "server draining"
+#: While draining, a connection whose session still speaks looks again this often.
+DRAIN_RECHECK_S: Final = 0.1
 #: The handshake refusal body for a server at ``max_connections``.
 _FULL_BODY: Final = (
     b'{"error":{"code":"max_connections","message":"server is at max_connections; retry later"}}'
@@ -71,9 +78,17 @@ _FULL_BODY: Final = (
 class _Connection:
     """State of one accepted WebSocket connection."""
 
-    def __init__(self, ws: WebSocketConnection, manager: SessionManager, caller: Caller) -> None:
+    def __init__(
+        self,
+        ws: WebSocketConnection,
+        manager: SessionManager,
+        caller: Caller,
+        plane: ControlPlane | None = None,
+    ) -> None:
         self.ws = ws
         self.manager = manager
+        #: Asked before acting when other replicas share the sessions (else None).
+        self.plane = plane if plane is not None and plane.distributed else None
         #: Who authenticated at the handshake: owns the sessions this connection creates.
         self.caller = caller
         config = manager.services.config
@@ -151,51 +166,100 @@ class _Connection:
     def dispatch(self, nursery: trio.Nursery, data: str | bytes, received_at: float) -> None:
         """Handle one client message synchronously; client faults become ``error``."""
         try:
-            message = self.protocol.receive(data)
-            if isinstance(message, Connect):
-                session = self._attach(nursery, message.session_id, message.config)
-                self.outbox.put_event(render(session.configure(AudioConfig())))
-            elif isinstance(message, Synthesize):
-                session = self.session or self._attach(nursery, None, AudioConfig())
-                session.submit(message, received_at)
-            elif isinstance(message, Interrupt):
-                if self.session is None:
-                    self.outbox.put_event(render(Interrupted(None, message.reason)))
-                else:
-                    self.session.interrupt(message.reason, received_at, message.played_ms)
-            elif isinstance(message, Text):
-                session = self.session or self._attach(nursery, None, AudioConfig())
-                session.text(message, received_at)
-            elif isinstance(message, Keepalive):
-                # The connection's idle timer was reset when the message was read.
-                if self.session is not None:
-                    self.session.keepalive(message, received_at)
-                elif message.context_id is not None:
-                    raise _no_context(message.context_id)
-            elif isinstance(message, Flush | Close | Cancel):
-                if self.session is None:
-                    raise _no_context(message.context_id)
-                if isinstance(message, Flush):
-                    self.session.flush(message, received_at)
-                elif isinstance(message, Close):
-                    self.session.close_context(message, received_at)
-                else:
-                    self.session.cancel(message, received_at)
+            self._handle(nursery, self.protocol.receive(data), received_at)
         except ClientError as error:
-            if error.close_code is not None:  # e.g. 1009 message_too_big: the socket ends
-                log.info("session %s: closing with %d %s", self.session_id, error.close_code,
-                         error.code)
-                self.manager.services.metrics.count_error(error.code)
-                self.outbox.close_with(error.close_code, error.code, drop_audio=True)
-                return
+            self._report(error)
+
+    async def dispatch_clustered(
+        self, nursery: trio.Nursery, data: str | bytes, received_at: float
+    ) -> None:
+        """``dispatch`` on a replica of a cluster: first the control plane, which may
+        have to claim the session a ``connect`` names (created on another replica) or
+        charge the text to the key's cluster-wide ``chars_per_minute``; then the same
+        synchronous handling. A message the session then refuses is refunded."""
+        assert self.plane is not None
+        receipt: Receipt = NOTHING
+        try:
+            message = self.protocol.receive(data)
+            if isinstance(message, Connect) and message.session_id is not None:
+                await self.plane.claim(message.session_id, self.caller)
+            elif isinstance(message, Synthesize | Text) and message.text:
+                request_id = message.request_id if isinstance(message, Synthesize) else (
+                    message.context_id
+                )
+                receipt = await self.plane.charge(self.caller, len(message.text), request_id)
+            try:
+                self._handle(nursery, message, received_at)
+            except ClientError:
+                receipt.release()
+                raise
+        except ClientError as error:
+            self._report(error)
+        except ServerError as error:
+            # The control plane is unreachable: this message cannot be served now; the
+            # session goes on.
+            self._report(ClientError(error.code, error.message, details=error.details))
+
+    def _handle(self, nursery: trio.Nursery, message: object, received_at: float) -> None:
+        if isinstance(message, Connect):
+            session = self._attach(nursery, message.session_id, message.config)
+            self.outbox.put_event(render(session.configure(AudioConfig())))
+        elif isinstance(message, Synthesize):
+            session = self.session or self._attach(nursery, None, AudioConfig())
+            session.submit(message, received_at)
+        elif isinstance(message, Interrupt):
+            if self.session is None:
+                self.outbox.put_event(render(Interrupted(None, message.reason)))
+            else:
+                self.session.interrupt(message.reason, received_at, message.played_ms)
+        elif isinstance(message, Text):
+            session = self.session or self._attach(nursery, None, AudioConfig())
+            session.text(message, received_at)
+        elif isinstance(message, Keepalive):
+            # The connection's idle timer was reset when the message was read.
             if self.session is not None:
-                self.session.send_error(error)
-                return
+                self.session.keepalive(message, received_at)
+            elif message.context_id is not None:
+                raise _no_context(message.context_id)
+        elif isinstance(message, Flush | Close | Cancel):
+            if self.session is None:
+                raise _no_context(message.context_id)
+            if isinstance(message, Flush):
+                self.session.flush(message, received_at)
+            elif isinstance(message, Close):
+                self.session.close_context(message, received_at)
+            else:
+                self.session.cancel(message, received_at)
+
+    def _report(self, error: ClientError) -> None:
+        """Answer a refused message: an ``error`` event, or a close where it says so."""
+        if error.close_code is not None:  # e.g. 1009 message_too_big: the socket ends
+            log.info("session %s: closing with %d %s", self.session_id, error.close_code,
+                     error.code)
             self.manager.services.metrics.count_error(error.code)
-            self.protocol.session_refused()
-            self.outbox.put_event(
-                render(Error(error.code, error.message, error.request_id, error.details))
-            )
+            self.outbox.close_with(error.close_code, error.code, drop_audio=True)
+            return
+        if self.session is not None:
+            self.session.send_error(error)
+            return
+        self.manager.services.metrics.count_error(error.code)
+        self.protocol.session_refused()
+        self.outbox.put_event(
+            render(Error(error.code, error.message, error.request_id, error.details))
+        )
+
+    async def close_when_drained(self, draining: trio.Event) -> None:
+        """Once the server drains, close (1001) as soon as the session has nothing
+        queued or playing and its listener's player is dry: its client reconnects,
+        through the load balancer, to a replica that stays."""
+        await draining.wait()
+        while True:
+            session = self.session
+            if session is None or not session.active(trio.current_time()):
+                log.info("session %s: server draining; closing", self.session_id)
+                self.outbox.close_with(CloseCode.GOING_AWAY, DRAIN_CLOSE_REASON, drop_audio=False)
+                return
+            await trio.sleep(DRAIN_RECHECK_S)
 
     async def close_when_idle(self) -> None:
         """Close the connection (1000 ``idle_timeout``) once, for ``idle_timeout``, the
@@ -254,9 +318,11 @@ class _Connection:
                     return
                 pings.start_soon(ping)
 
-    async def serve(self) -> None:
+    async def serve(self, draining: trio.Event | None = None) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.writer, nursery.cancel_scope)
+            if draining is not None:
+                nursery.start_soon(self.close_when_drained, draining)
             if self.idle_timeout > 0:
                 nursery.start_soon(self.close_when_idle)
             if self.ping_interval > 0:
@@ -272,7 +338,10 @@ class _Connection:
                     # trio-websocket sees the client's close frame, but act on nothing.
                     continue
                 try:
-                    self.dispatch(nursery, data, trio.current_time())
+                    if self.plane is None:
+                        self.dispatch(nursery, data, trio.current_time())
+                    else:
+                        await self.dispatch_clustered(nursery, data, trio.current_time())
                 except OutboxClosed:
                     pass  # this message's reply overflowed the outbox, which now closes
             # The client closed: stop synthesis; nothing more can be delivered.
@@ -304,22 +373,32 @@ async def _abort(ws: WebSocketConnection) -> None:
 
 
 async def _refuse(request: WebSocketRequest, refusal: ClientError) -> None:
-    """Answer the handshake with the refusal's status, headers and JSON body."""
+    """Answer the handshake with the refusal's status, headers and JSON body (503 with
+    ``Retry-After`` for a draining server)."""
+    status = REFUSAL_STATUS.get(refusal.code, 503)
+    extra = refusal_headers(refusal)
+    if status == 503:
+        extra["Retry-After"] = str(max(1, DRAINING_RETRY_MS // 1000))
     headers = [(b"content-type", b"application/json")] + [
-        (name.lower().encode(), value.encode()) for name, value in refusal_headers(refusal).items()
+        (name.lower().encode(), value.encode()) for name, value in extra.items()
     ]
     try:
-        await request.reject(
-            REFUSAL_STATUS[refusal.code], extra_headers=headers, body=refusal_body(refusal)
-        )
+        await request.reject(status, extra_headers=headers, body=refusal_body(refusal))
     except ConnectionClosed:
         pass
 
 
 async def serve_connection(
-    request: WebSocketRequest, manager: SessionManager, connections: Connections
+    request: WebSocketRequest,
+    manager: SessionManager,
+    connections: Connections,
+    plane: ControlPlane | None = None,
 ) -> None:
     """Handle one WebSocket connection from handshake to close. Never raises."""
+    if connections.draining.is_set():
+        manager.services.metrics.count_error(ErrorCode.DRAINING)
+        await _refuse(request, draining_refusal())
+        return
     # Origin, credentials and the key's session slot, before anything is accepted.
     try:
         handshake = manager.services.security.admit_websocket(
@@ -334,11 +413,22 @@ async def serve_connection(
         manager.services.metrics.count_error(refusal.code)
         await _refuse(request, refusal)
         return
+    slot: Receipt = NOTHING
     try:
+        if plane is not None and plane.distributed:
+            # The key's max_sessions across every replica (its slot here is taken).
+            try:
+                slot = await plane.open_slot(handshake.caller)
+            except ClientError as refusal:
+                log.info("WebSocket handshake from %s refused: %s", request.remote, refusal.code)
+                manager.services.metrics.count_error(refusal.code)
+                await _refuse(request, refusal)
+                return
         await _serve_admitted(request, manager, connections, handshake.caller,
-                              handshake.subprotocol)
+                              handshake.subprotocol, plane)
     finally:
         handshake.lease.release()
+        slot.release()
 
 
 async def _serve_admitted(
@@ -347,6 +437,7 @@ async def _serve_admitted(
     connections: Connections,
     caller: Caller,
     subprotocol: str | None,
+    plane: ControlPlane | None,
 ) -> None:
     if not connections.reserve():
         manager.services.metrics.count_error("max_connections")
@@ -365,9 +456,9 @@ async def _serve_admitted(
             ws = await request.accept(subprotocol=subprotocol)
         except ConnectionClosed:
             return
-        connection = _Connection(ws, manager, caller)
+        connection = _Connection(ws, manager, caller, plane)
         connections.add(connection.outbox)
-        await connection.serve()
+        await connection.serve(connections.draining)
     except Exception:
         log.exception(
             "session %s: connection failed; closing it with 1011",

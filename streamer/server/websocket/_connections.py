@@ -22,6 +22,9 @@ class Connections:
     _reserved: int = 0
     #: Woken whenever a connection ends (graceful shutdown waits on it).
     _ended: trio.lowlevel.ParkingLot = field(default_factory=trio.lowlevel.ParkingLot)
+    #: Set when the server drains: new handshakes are refused (503 ``draining``) and
+    #: each connection closes (1001) once its session has nothing left to say.
+    draining: trio.Event = field(default_factory=trio.Event)
 
     @property
     def count(self) -> int:

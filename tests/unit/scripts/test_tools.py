@@ -31,6 +31,8 @@ TOOLS = (
     "bench_voices",
     "bench_wyoming",
     "reliability",
+    "cluster",
+    "bench_cluster",
 )
 #: A made-up sample rate that makes durations easy to read: 200 bytes of PCM16 = 0.1 s.
 RATE = 1000

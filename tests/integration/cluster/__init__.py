@@ -1,0 +1,1 @@
+"""Many replicas behind HAProxy with Redis as the control plane (README "Scaling out")."""
