@@ -1,0 +1,308 @@
+"""The Pipecat adapter (``streamer/adapters/pipecat``) inside a real Pipecat pipeline,
+against our real server with the Piper voice: LLM text frames in, token by token at an
+LLM's pace; played audio, timed words and the assistant context out.
+
+The pipeline has no network transport. Its output is :class:`Speaker`, a Pipecat output
+transport whose "sound card" takes each 20 ms chunk in real time: Pipecat's own clock
+then releases each word frame when its audio plays, as a real transport would, so the
+assistant context holds what a listener heard. Marked slow: a real model, Whisper, and
+as much wall time as the speech."""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+import trio
+
+from streamer.server import RunningServer, build_services
+from tests.support.server_harness import rest, running_server
+from tests.support.services import make_config
+
+pipecat = pytest.importorskip("pipecat")
+
+from pipecat.frames.frames import (  # noqa: E402
+    BotStoppedSpeakingFrame,
+    EndFrame,
+    Frame,
+    InterruptionFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    OutputAudioRawFrame,
+    StartFrame,
+    TTSAudioRawFrame,
+    TTSTextFrame,
+)
+from pipecat.pipeline.pipeline import Pipeline  # noqa: E402
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker  # noqa: E402
+from pipecat.processors.aggregators.llm_context import LLMContext  # noqa: E402
+from pipecat.processors.aggregators.llm_response_universal import (  # noqa: E402
+    LLMAssistantAggregator,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor  # noqa: E402
+from pipecat.services.tts_service import TextAggregationMode  # noqa: E402
+from pipecat.transports.base_output import BaseOutputTransport  # noqa: E402
+from pipecat.transports.base_transport import TransportParams  # noqa: E402
+from pipecat.workers.runner import WorkerRunner  # noqa: E402
+
+from streamer.adapters.pipecat import StreamerTTSService  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+#: The pipeline's output rate: Pipecat's usual 16 kHz, not the voice's 22 050 Hz, so
+#: the server's resampling to the pipeline's rate is on the path.
+RATE = 16000
+#: An LLM's pace: tokens per second.
+TOKENS_PER_S = 30
+#: Bound on any one wait of the asyncio side (the speech itself takes ~10 s).
+WAIT_S = 60.0
+ANSWER = (
+    "Sure, I can help with that. Your next appointment is on Thursday afternoon, with "
+    "Doctor Alvarez at the downtown clinic. Would you like me to add a reminder?"
+)
+
+
+def llm_tokens(text: str) -> list[str]:
+    """Words with their leading space, punctuation apart, as an LLM streams them."""
+    tokens = re.findall(r" ?[A-Za-z']+|[^A-Za-z' ]", text)
+    assert "".join(tokens) == text
+    return tokens
+
+
+def normalized_words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())
+
+
+class Speaker(BaseOutputTransport):
+    """An output transport whose sound card plays each chunk in real time."""
+
+    def __init__(self) -> None:
+        super().__init__(TransportParams(audio_out_enabled=True))
+
+    async def start(self, frame: StartFrame) -> None:
+        await super().start(frame)
+        await self.set_transport_ready(frame)
+
+    async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
+        # The device takes the chunk as it plays it.
+        await asyncio.sleep(len(frame.audio) / 2 / frame.sample_rate)
+        return True
+
+
+@dataclass
+class Heard:
+    """What passed the speaker, in order: the audio it played and the words released
+    as they played."""
+
+    audio: list[bytes] = field(default_factory=list)
+    words: list[str] = field(default_factory=list)
+    bot_stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Set once ``barge_in_after_s`` of audio has played.
+    barge_in_after_s: float = float("inf")
+    barge_in: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def played_s(self) -> float:
+        return sum(len(a) for a in self.audio) / 2 / RATE
+
+
+class Recorder(FrameProcessor):
+    """Records what comes out of the speaker (played audio, released word frames)."""
+
+    def __init__(self, heard: Heard) -> None:
+        super().__init__()
+        self.heard = heard
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, TTSAudioRawFrame):
+            self.heard.audio.append(frame.audio)
+            if self.heard.played_s >= self.heard.barge_in_after_s:
+                self.heard.barge_in.set()
+        elif isinstance(frame, TTSTextFrame):
+            self.heard.words.append(frame.text)
+        elif isinstance(frame, BotStoppedSpeakingFrame):
+            self.heard.bot_stopped.set()
+        await self.push_frame(frame, direction)
+
+
+@dataclass
+class Agent:
+    """A voice agent's output half: our TTS, the speaker, the assistant context."""
+
+    tts: StreamerTTSService
+    heard: Heard
+    context: LLMContext
+    worker: PipelineWorker
+    connections: list[str]
+
+    async def say(self, text: str) -> None:
+        """Stream ``text`` as one LLM turn, token by token."""
+        await self.worker.queue_frame(LLMFullResponseStartFrame())
+        for token in llm_tokens(text):
+            await self.worker.queue_frame(LLMTextFrame(token))
+            await asyncio.sleep(1 / TOKENS_PER_S)
+        await self.worker.queue_frame(LLMFullResponseEndFrame())
+
+    def assistant_text(self) -> str:
+        return " ".join(
+            str(m.get("content"))
+            for m in self.context.get_messages()
+            if isinstance(m, dict) and m.get("role") == "assistant"
+        )
+
+
+async def run_agent(url: str, scenario: Any, mode: TextAggregationMode) -> Any:
+    """Run ``scenario(agent)`` inside a running pipeline; returns its result."""
+    tts = StreamerTTSService(url=url, language="en", text_aggregation_mode=mode)
+    connections: list[str] = []
+
+    @tts.event_handler("on_connected")
+    async def on_connected(service: Any) -> None:
+        connections.append("connected")
+
+    heard = Heard()
+    context = LLMContext()
+    pipeline = Pipeline([tts, Speaker(), Recorder(heard), LLMAssistantAggregator(context)])
+    worker = PipelineWorker(
+        pipeline,
+        params=PipelineParams(audio_out_sample_rate=RATE),
+        cancel_on_idle_timeout=False,
+    )
+    started = asyncio.Event()
+
+    @worker.event_handler("on_pipeline_started")
+    async def on_started(worker: Any, frame: Any) -> None:
+        started.set()
+
+    agent = Agent(tts, heard, context, worker, connections)
+    result: Any = None
+
+    async def drive() -> None:
+        nonlocal result
+        try:
+            await asyncio.wait_for(started.wait(), WAIT_S)
+            result = await asyncio.wait_for(scenario(agent), WAIT_S)
+        finally:
+            await worker.queue_frame(EndFrame())
+
+    runner = WorkerRunner(handle_sigint=False)
+    await runner.add_workers(worker)
+    await asyncio.wait_for(asyncio.gather(runner.run(), drive()), WAIT_S * 2)
+    return result
+
+
+def _run(url: str, scenario: Any, mode: TextAggregationMode) -> Any:
+    return asyncio.run(run_agent(url, scenario, mode))
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[RunningServer]:
+    config = make_config(
+        tts={"default_language": "en"},
+        performance={"preload_models": True, "warm_up": True},
+    )
+    async with running_server(config, build_services(config)) as running:
+        yield running
+
+
+def _url(server: RunningServer) -> str:
+    return f"ws://127.0.0.1:{server.websocket_port}"
+
+
+@pytest.mark.parametrize("mode", [TextAggregationMode.TOKEN, TextAggregationMode.SENTENCE])
+async def test_a_streamed_turn_is_spoken_timed_and_kept_in_the_context(
+    server: RunningServer, mode: TextAggregationMode
+) -> None:
+    from tests.support.asr import transcribe
+
+    async def scenario(agent: Agent) -> None:
+        await agent.say(ANSWER)
+        await agent.heard.bot_stopped.wait()
+
+    agent: Agent | None = None
+
+    async def capture(a: Agent) -> Agent:
+        nonlocal agent
+        agent = a
+        await scenario(a)
+        return a
+
+    await trio.to_thread.run_sync(_run, _url(server), capture, mode)
+    assert agent is not None
+    said = normalized_words(ANSWER)
+
+    # Whisper hears the answer in what the speaker played.
+    audio = np.frombuffer(b"".join(agent.heard.audio), dtype="<i2").astype(np.float32) / 32768
+    heard = transcribe(audio, RATE).split()
+    matched = difflib.SequenceMatcher(a=said, b=heard, autojunk=False)
+    assert sum(b.size for b in matched.get_matching_blocks()) >= 0.9 * len(said), heard
+
+    # Every word came timed from the server and went out as it played, and the
+    # assistant context holds the answer as spoken.
+    assert normalized_words(" ".join(agent.heard.words)) == said
+    assert normalized_words(agent.assistant_text()) == said
+    assert agent.connections == ["connected"]
+
+
+async def test_an_interruption_stops_the_audio_and_keeps_only_the_heard_words(
+    server: RunningServer,
+) -> None:
+    from tests.support.asr import transcribe
+
+    async def scenario(agent: Agent) -> dict[str, Any]:
+        # The user barges in after two seconds of speech.
+        agent.heard.barge_in_after_s = 2.0
+        turn = asyncio.create_task(agent.say(ANSWER + " " + ANSWER))
+        await agent.heard.barge_in.wait()
+        turn.cancel()
+        await agent.worker.queue_frame(InterruptionFrame())
+        at_interrupt = len(agent.heard.audio)
+        await agent.heard.bot_stopped.wait()
+        after = len(agent.heard.audio) - at_interrupt
+        # The same connection speaks the next turn (a cancel, not a reconnect).
+        agent.heard.bot_stopped.clear()
+        agent.heard.words.clear()
+        mark = len(agent.heard.audio)
+        await agent.say("All right, stopping here.")
+        await agent.heard.bot_stopped.wait()
+        return {"after": after, "mark": mark}
+
+    agent_box: list[Agent] = []
+
+    async def capture(a: Agent) -> dict[str, Any]:
+        agent_box.append(a)
+        return await scenario(a)
+
+    out = await trio.to_thread.run_sync(_run, _url(server), capture, TextAggregationMode.TOKEN)
+    agent = agent_box[0]
+
+    # At most the chunk being written when the interruption came (20 ms) plays after it.
+    assert out["after"] <= 1
+    # The context holds only what was heard: a non-empty prefix of the answer, what
+    # Whisper hears in the audio played before the interruption, and at most the two
+    # words whose start had played when it came (Pipecat counts a word once its start
+    # plays; Whisper does not hear a word cut short).
+    messages = [m for m in agent.context.get_messages() if m.get("role") == "assistant"]
+    first = normalized_words(str(messages[0]["content"]))
+    said = normalized_words(ANSWER + " " + ANSWER)
+    assert first and first == said[: len(first)] and len(first) < len(said) // 2
+    played = b"".join(agent.heard.audio[: out["mark"]])
+    pcm = np.frombuffer(played, dtype="<i2").astype(np.float32) / 32768
+    heard = transcribe(pcm, RATE).split()
+    assert 0 <= len(first) - len(heard) <= 2, (heard, first)
+    # The next turn is spoken, on the same connection.
+    assert normalized_words(str(messages[-1]["content"])) == ["all", "right", "stopping", "here"]
+    assert agent.connections == ["connected"]
+
+    # The server saw a cancel: the context ended interrupted, not finished.
+    async with rest(server) as http:
+        metrics = (await http.get("/api/v1/metrics")).json()
+    assert metrics["requests"].get("interrupted") == 1
