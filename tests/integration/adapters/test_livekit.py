@@ -22,10 +22,10 @@ from tests.support.services import make_config
 
 pytest.importorskip("livekit.agents")
 
-from livekit.agents import tts as lk_tts  # noqa: E402
-from livekit.agents.types import USERDATA_TIMED_TRANSCRIPT, TimedString  # noqa: E402
+from livekit.agents import tts as lk_tts
+from livekit.agents.types import USERDATA_TIMED_TRANSCRIPT, TimedString
 
-from streamer.adapters.livekit import StreamerTTS  # noqa: E402
+from streamer.adapters.livekit import StreamerTTS
 
 pytestmark = pytest.mark.slow
 
