@@ -15,7 +15,8 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	# torch is never pulled here; MeloTTS (which needs it) is `make install-melo`.
-	$(PIP) install --quiet -e '.[dev,client]'
+	# The adapters' extras too: their tests run inside the real frameworks.
+	$(PIP) install --quiet -e '.[dev,client,pipecat,livekit]'
 	touch $@
 
 install: $(VENV)/.installed install-kokoro
