@@ -28,6 +28,7 @@ TOOLS = (
     "bench_audio",
     "bench_gil",
     "bench_voices",
+    "bench_adapters",
     "reliability",
 )
 #: A made-up sample rate that makes durations easy to read: 200 bytes of PCM16 = 0.1 s.
