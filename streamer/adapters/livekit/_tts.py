@@ -182,8 +182,12 @@ class StreamerTTS(tts.TTS[Never]):
 
     @asynccontextmanager
     async def _connection(self, within_s: float) -> AsyncIterator[AsyncioTTSStreamingClient]:
-        """A pooled connection; one that was lost is dropped instead of returned."""
+        """A pooled connection; one that was lost (the server closes idle ones after
+        ``server.idle_timeout_s``) is dropped instead of used or returned."""
         client = await self._pool.get(timeout=within_s)
+        while client.closed:
+            self._pool.remove(client)
+            client = await self._pool.get(timeout=within_s)
         try:
             yield client
         finally:

@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 #: Largest message we accept: a binary frame is ``chunk_size`` samples (≤ 48000 ×
 #: 4 bytes) and a ``timestamps`` event a few kB, so 1 MiB leaves room and bounds memory.
 MAX_MESSAGE_BYTES: Final = 1 << 20
+#: How often an idle connection says ``keepalive``: well inside the server's
+#: ``server.idle_timeout_s`` (300 s by default), so a quiet agent keeps its connection.
+KEEPALIVE_INTERVAL_S: Final = 60.0
 #: ``buffer.mode`` per Pipecat aggregation mode: Pipecat already cut the sentences, so
 #: the server speaks each as sent; tokens are cut by the server's own rules.
 BUFFER_MODES: Final = {TextAggregationMode.SENTENCE: "none", TextAggregationMode.TOKEN: "auto"}
@@ -142,9 +145,11 @@ class StreamerTTSService(WebsocketTTSService):
         await self._connect_websocket()
         if self._websocket is not None and self._receive_task is None:
             self._receive_task = self.create_task(self._receive_task_handler(self._report_error))
+        self._create_keepalive_task(KEEPALIVE_INTERVAL_S)
 
     async def _disconnect(self) -> None:
         await super()._disconnect()
+        await self._cancel_keepalive_task()
         if self._receive_task is not None:
             await self.cancel_task(self._receive_task)
             self._receive_task = None
@@ -185,6 +190,9 @@ class StreamerTTSService(WebsocketTTSService):
             self._websocket = None
             self._server_contexts.clear()
             await self._call_event_handler("on_disconnected")
+
+    async def _send_keepalive(self) -> None:
+        await self._send(self._protocol.keepalive_message())
 
     async def _send(self, message: str) -> None:
         if self._websocket is None:
@@ -235,7 +243,10 @@ class StreamerTTSService(WebsocketTTSService):
         buffers, then ``audio_end``)."""
         context_id = context_id or self.get_active_audio_context_id()
         if context_id in self._server_contexts:
-            await self._send(self._protocol.close_message(context_id))
+            try:
+                await self._send(self._protocol.close_message(context_id))
+            except Exception as exc:  # the connection is gone; its contexts with it
+                await self.push_error(error_msg=f"{self}: closing the turn failed: {exc}")
 
     async def on_audio_context_interrupted(self, context_id: str) -> None:
         """Barge-in: ``cancel`` the context. Nothing of it follows the server's reply,
