@@ -104,6 +104,8 @@ class Heard:
     audio: list[bytes] = field(default_factory=list)
     words: list[str] = field(default_factory=list)
     bot_stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Set when a turn's end frame has played (Pipecat times it after its last word).
+    turn_played: asyncio.Event = field(default_factory=asyncio.Event)
     #: Set once ``barge_in_after_s`` of audio has played.
     barge_in_after_s: float = float("inf")
     barge_in: asyncio.Event = field(default_factory=asyncio.Event)
@@ -130,6 +132,11 @@ class Recorder(FrameProcessor):
             self.heard.words.append(frame.text)
         elif isinstance(frame, BotStoppedSpeakingFrame):
             self.heard.bot_stopped.set()
+        elif isinstance(frame, LLMFullResponseEndFrame):
+            # The speaker may have run dry between two sentences (the bot "stopped");
+            # the stop that counts is the one after the turn's last word.
+            self.heard.bot_stopped.clear()
+            self.heard.turn_played.set()
         await self.push_frame(frame, direction)
 
 
@@ -150,6 +157,13 @@ class Agent:
             await self.worker.queue_frame(LLMTextFrame(token))
             await asyncio.sleep(1 / TOKENS_PER_S)
         await self.worker.queue_frame(LLMFullResponseEndFrame())
+
+    async def say_and_hear(self, text: str) -> None:
+        """Stream ``text`` as one turn and return once the speaker has played all of it."""
+        self.heard.turn_played.clear()
+        await self.say(text)
+        await self.heard.turn_played.wait()
+        await self.heard.bot_stopped.wait()
 
     def assistant_text(self) -> str:
         return " ".join(
@@ -223,20 +237,14 @@ async def test_a_streamed_turn_is_spoken_timed_and_kept_in_the_context(
 ) -> None:
     from tests.support.asr import transcribe
 
+    agents: list[Agent] = []
+
     async def scenario(agent: Agent) -> None:
-        await agent.say(ANSWER)
-        await agent.heard.bot_stopped.wait()
+        agents.append(agent)
+        await agent.say_and_hear(ANSWER)
 
-    agent: Agent | None = None
-
-    async def capture(a: Agent) -> Agent:
-        nonlocal agent
-        agent = a
-        await scenario(a)
-        return a
-
-    await trio.to_thread.run_sync(_run, _url(server), capture, mode)
-    assert agent is not None
+    await trio.to_thread.run_sync(_run, _url(server), scenario, mode)
+    agent = agents[0]
     said = normalized_words(ANSWER)
 
     # Whisper hears the answer in what the speaker played.
@@ -263,16 +271,15 @@ async def test_an_interruption_stops_the_audio_and_keeps_only_the_heard_words(
         turn = asyncio.create_task(agent.say(ANSWER + " " + ANSWER))
         await agent.heard.barge_in.wait()
         turn.cancel()
+        agent.heard.bot_stopped.clear()
         await agent.worker.queue_frame(InterruptionFrame())
         at_interrupt = len(agent.heard.audio)
         await agent.heard.bot_stopped.wait()
         after = len(agent.heard.audio) - at_interrupt
         # The same connection speaks the next turn (a cancel, not a reconnect).
-        agent.heard.bot_stopped.clear()
         agent.heard.words.clear()
         mark = len(agent.heard.audio)
-        await agent.say("All right, stopping here.")
-        await agent.heard.bot_stopped.wait()
+        await agent.say_and_hear("All right, stopping here.")
         return {"after": after, "mark": mark}
 
     agent_box: list[Agent] = []
