@@ -22,6 +22,7 @@ untagged audio frames to their context is ``streamer.client.ClientProtocol``'s.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
@@ -125,7 +126,7 @@ class StreamerTTSService(WebsocketTTSService):
         self._protocol = ClientProtocol()
         #: Contexts opened on the server (a ``text`` sent) that have not ended.
         self._server_contexts: set[str] = set()
-        self._receive_task: Any = None
+        self._receive_task: asyncio.Task[None] | None = None
 
     def can_generate_metrics(self) -> bool:
         return True
