@@ -34,9 +34,10 @@ RATE = 24000
 TOKENS_PER_S = 30
 #: Bound on the asyncio side of one test (the speech itself takes a few seconds).
 WAIT_S = 60.0
+#: No names or titles: Whisper tiny writes "Doctor Alvarez at" its own way.
 ANSWER = (
-    "Sure, I can help with that. Your next appointment is on Thursday afternoon, with "
-    "Doctor Alvarez at the downtown clinic."
+    "Sure, I can help with that. Your next appointment is on Thursday afternoon, at the "
+    "clinic downtown. Would you like a reminder the evening before?"
 )
 
 
@@ -124,7 +125,7 @@ async def test_a_stream_fed_token_by_token_yields_audio_and_timed_words(
     audio, timed = await trio.to_thread.run_sync(run, _url(server), scenario)
 
     ok, heard = heard_enough(audio, ANSWER)
-    assert ok, heard
+    assert ok, " ".join(heard)
     # The timed strings add up to the text as pushed, each word timed, in order,
     # inside the audio.
     assert "".join(timed) == ANSWER
@@ -144,7 +145,7 @@ async def test_synthesize_speaks_one_request(server: RunningServer) -> None:
 
     audio, timed = await trio.to_thread.run_sync(run, _url(server), scenario)
     ok, heard = heard_enough(audio, text)
-    assert ok, heard
+    assert ok, " ".join(heard)
     assert normalized_words("".join(timed)) == normalized_words(text)
 
 

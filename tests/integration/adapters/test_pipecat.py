@@ -63,9 +63,10 @@ RATE = 16000
 TOKENS_PER_S = 30
 #: Bound on any one wait of the asyncio side (the speech itself takes ~10 s).
 WAIT_S = 60.0
+#: No names or titles: Whisper tiny writes "Doctor Alvarez at" its own way.
 ANSWER = (
-    "Sure, I can help with that. Your next appointment is on Thursday afternoon, with "
-    "Doctor Alvarez at the downtown clinic. Would you like me to add a reminder?"
+    "Sure, I can help with that. Your next appointment is on Thursday afternoon, at the "
+    "clinic downtown. Would you like me to send a reminder the evening before?"
 )
 
 
@@ -251,7 +252,7 @@ async def test_a_streamed_turn_is_spoken_timed_and_kept_in_the_context(
     audio = np.frombuffer(b"".join(agent.heard.audio), dtype="<i2").astype(np.float32) / 32768
     heard = transcribe(audio, RATE).split()
     matched = difflib.SequenceMatcher(a=said, b=heard, autojunk=False)
-    assert sum(b.size for b in matched.get_matching_blocks()) >= 0.9 * len(said), heard
+    assert sum(b.size for b in matched.get_matching_blocks()) >= 0.9 * len(said), " ".join(heard)
 
     # Every word came timed from the server and went out as it played, and the
     # assistant context holds the answer as spoken.
