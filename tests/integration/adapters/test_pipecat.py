@@ -82,18 +82,33 @@ def normalized_words(text: str) -> list[str]:
 
 
 class Speaker(BaseOutputTransport):
-    """An output transport whose sound card plays each chunk in real time."""
+    """An output transport whose sound card plays in real time on the wall clock.
+
+    Pipecat releases each word frame on the wall clock, counted from the turn's first
+    audio; a device with its own clock plays on it too. So a chunk is taken when the
+    audio before it has played by that clock, and after this process was stalled (a
+    loaded machine) the backlog is taken at once instead of falling behind the words.
+    A pause longer than ``IDLE_S`` is the device idling between turns.
+    """
+
+    IDLE_S = 1.0
 
     def __init__(self) -> None:
         super().__init__(TransportParams(audio_out_enabled=True))
+        self._started_at = 0.0
+        self._queued_s = -self.IDLE_S
 
     async def start(self, frame: StartFrame) -> None:
         await super().start(frame)
         await self.set_transport_ready(frame)
 
     async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
-        # The device takes the chunk as it plays it.
-        await asyncio.sleep(len(frame.audio) / 2 / frame.sample_rate)
+        now = asyncio.get_running_loop().time()
+        if now > self._started_at + self._queued_s + self.IDLE_S:
+            self._started_at, self._queued_s = now, 0.0
+        self._queued_s += len(frame.audio) / 2 / frame.sample_rate
+        # Taken as it plays: return once it has.
+        await asyncio.sleep(self._started_at + self._queued_s - now)
         return True
 
 
