@@ -125,6 +125,8 @@ class Heard:
     bot_stopped: asyncio.Event = field(default_factory=asyncio.Event)
     #: Set when a turn's end frame has played (Pipecat times it after its last word).
     turn_played: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Set when an interruption has passed the speaker (it dropped what it held).
+    interrupted: asyncio.Event = field(default_factory=asyncio.Event)
     #: Set once ``barge_in_after_s`` of audio has played.
     barge_in_after_s: float = float("inf")
     barge_in: asyncio.Event = field(default_factory=asyncio.Event)
@@ -151,6 +153,8 @@ class Recorder(FrameProcessor):
             self.heard.words.append(frame.text)
         elif isinstance(frame, BotStoppedSpeakingFrame):
             self.heard.bot_stopped.set()
+        elif isinstance(frame, InterruptionFrame):
+            self.heard.interrupted.set()
         elif isinstance(frame, LLMFullResponseEndFrame):
             # The speaker may have run dry between two sentences (the bot "stopped");
             # the stop that counts is the one after the turn's last word.
@@ -241,8 +245,10 @@ async def run_agent(url: str, scenario: Any, mode: TextAggregationMode) -> Any:
         try:
             await asyncio.wait_for(started.wait(), WAIT_S)
             result = await asyncio.wait_for(scenario(agent), WAIT_S)
-        finally:
-            await worker.queue_frame(EndFrame())
+        except BaseException:
+            await worker.cancel()  # a failed scenario: tear down at once, then report
+            raise
+        await worker.queue_frame(EndFrame())
 
     runner = WorkerRunner(handle_sigint=False)
     await runner.add_workers(worker)
@@ -308,9 +314,8 @@ async def test_an_interruption_stops_the_audio_and_keeps_only_the_heard_words(
         turn = asyncio.create_task(agent.say(ANSWER + " " + ANSWER))
         await agent.heard.barge_in.wait()
         turn.cancel()
-        agent.heard.bot_stopped.clear()
         await agent.worker.queue_frame(InterruptionFrame())
-        await agent.heard.bot_stopped.wait()
+        await agent.heard.interrupted.wait()
         # The same connection speaks the next turn (a cancel, not a reconnect).
         agent.heard.words.clear()
         mark = len(agent.heard.audio)
