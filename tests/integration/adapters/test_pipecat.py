@@ -28,7 +28,6 @@ from tests.support.services import make_config
 pipecat = pytest.importorskip("pipecat")
 
 from pipecat.frames.frames import (  # noqa: E402
-    BotStoppedSpeakingFrame,
     EndFrame,
     Frame,
     InterruptionFrame,
@@ -38,6 +37,7 @@ from pipecat.frames.frames import (  # noqa: E402
     OutputAudioRawFrame,
     StartFrame,
     TTSAudioRawFrame,
+    TTSStoppedFrame,
     TTSTextFrame,
 )
 from pipecat.pipeline.pipeline import Pipeline  # noqa: E402
@@ -122,9 +122,10 @@ class Heard:
     #: Out of the TTS service, in order: the context of each audio frame, and
     #: "interruption" where one passed.
     timeline: list[str] = field(default_factory=list)
-    bot_stopped: asyncio.Event = field(default_factory=asyncio.Event)
     #: Set when a turn's end frame has played (Pipecat times it after its last word).
     turn_played: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Set when the speaker has played a turn's audio to its end (its stop frame).
+    audio_played: asyncio.Event = field(default_factory=asyncio.Event)
     #: Set when an interruption has passed the speaker (it dropped what it held).
     interrupted: asyncio.Event = field(default_factory=asyncio.Event)
     #: Set once ``barge_in_after_s`` of audio has played.
@@ -151,14 +152,11 @@ class Recorder(FrameProcessor):
                 self.heard.barge_in.set()
         elif isinstance(frame, TTSTextFrame):
             self.heard.words.append(frame.text)
-        elif isinstance(frame, BotStoppedSpeakingFrame):
-            self.heard.bot_stopped.set()
+        elif isinstance(frame, TTSStoppedFrame):
+            self.heard.audio_played.set()
         elif isinstance(frame, InterruptionFrame):
             self.heard.interrupted.set()
         elif isinstance(frame, LLMFullResponseEndFrame):
-            # The speaker may have run dry between two sentences (the bot "stopped");
-            # the stop that counts is the one after the turn's last word.
-            self.heard.bot_stopped.clear()
             self.heard.turn_played.set()
         await self.push_frame(frame, direction)
 
@@ -200,9 +198,13 @@ class Agent:
     async def say_and_hear(self, text: str) -> None:
         """Stream ``text`` as one turn and return once the speaker has played all of it."""
         self.heard.turn_played.clear()
+        self.heard.audio_played.clear()
         await self.say(text)
+        # Its words (released up to the end frame) and its audio (up to its stop frame);
+        # not "the bot stopped speaking", which a speaker that ran dry between two
+        # sentences of a stalled process also says.
         await self.heard.turn_played.wait()
-        await self.heard.bot_stopped.wait()
+        await self.heard.audio_played.wait()
 
     def assistant_text(self) -> str:
         return " ".join(
