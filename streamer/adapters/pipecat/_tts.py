@@ -60,6 +60,14 @@ MAX_MESSAGE_BYTES: Final = 1 << 20
 #: How often an idle connection says ``keepalive``: well inside the server's
 #: ``server.idle_timeout_s`` (300 s by default), so a quiet agent keeps its connection.
 KEEPALIVE_INTERVAL_S: Final = 60.0
+#: How long Pipecat waits for the next audio of a context before it takes the context
+#: as finished (its ``stop_frame_timeout_s``, 3 s by default, a guard against providers
+#: that never say "done"). Ours always do: every context ends with ``audio_end``,
+#: ``interrupted`` or an error (an open one gets no text for ``tts.context_idle_s``,
+#: 20 s: ``context_idle``, then ``audio_end``). A turn whose LLM pauses for a tool call,
+#: or a loaded machine, can leave more than 3 s between two segments' audio; cut there,
+#: the rest of the turn would be lost. So the guard waits out the server's own rule.
+AUDIO_GAP_TIMEOUT_S: Final = 30.0
 #: ``buffer.mode`` per Pipecat aggregation mode: Pipecat already cut the sentences, so
 #: the server speaks each as sent; tokens are cut by the server's own rules.
 BUFFER_MODES: Final = {TextAggregationMode.SENTENCE: "none", TextAggregationMode.TOKEN: "auto"}
@@ -112,6 +120,7 @@ class StreamerTTSService(WebsocketTTSService):
         )
         if settings is not None:
             defaults.apply_update(settings)
+        kwargs.setdefault("stop_frame_timeout_s", AUDIO_GAP_TIMEOUT_S)
         super().__init__(
             text_aggregation_mode=text_aggregation_mode,
             # Words come timed from the server: Pipecat pushes them as they play.

@@ -61,6 +61,8 @@ pytestmark = pytest.mark.slow
 RATE = 16000
 #: An LLM's pace: tokens per second.
 TOKENS_PER_S = 30
+#: How long the LLM stops mid-turn in the pause test: more than Pipecat's 3 s default.
+LLM_PAUSE_S = 4.5
 #: Bound on any one wait of the asyncio side (the speech itself takes ~10 s).
 WAIT_S = 60.0
 #: No names or titles: Whisper tiny writes "Doctor Alvarez at" its own way.
@@ -360,3 +362,30 @@ async def test_an_interruption_stops_the_audio_and_keeps_only_the_heard_words(
     async with rest(server) as http:
         metrics = (await http.get("/api/v1/metrics")).json()
     assert metrics["requests"].get("interrupted") == 1
+
+
+async def test_an_llm_pausing_mid_turn_loses_nothing(server: RunningServer) -> None:
+    """A turn whose LLM stops for a while (a tool call) between two sentences: the
+    audio pauses for longer than Pipecat's default 3 s guard, and the turn goes on."""
+    first, second = "Let me check that for you.", " It will be sunny all day tomorrow."
+    agents: list[Agent] = []
+
+    async def scenario(agent: Agent) -> None:
+        agents.append(agent)
+        agent.heard.turn_played.clear()
+        agent.heard.audio_played.clear()
+        await agent.worker.queue_frame(LLMFullResponseStartFrame())
+        for text in (first, second):
+            for token in llm_tokens(text):
+                await agent.worker.queue_frame(LLMTextFrame(token))
+                await asyncio.sleep(1 / TOKENS_PER_S)
+            if text is first:
+                await asyncio.sleep(LLM_PAUSE_S)
+        await agent.worker.queue_frame(LLMFullResponseEndFrame())
+        await agent.heard.turn_played.wait()
+        await agent.heard.audio_played.wait()
+
+    await trio.to_thread.run_sync(_run, _url(server), scenario, TextAggregationMode.TOKEN)
+    agent = agents[0]
+    assert normalized_words(agent.assistant_text()) == normalized_words(first + second)
+    assert normalized_words(" ".join(agent.heard.words)) == normalized_words(first + second)
