@@ -15,7 +15,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	# torch is never pulled here; MeloTTS (which needs it) is `make install-melo`.
-	$(PIP) install --quiet -e '.[dev,client,wyoming,cluster]'
+	# The adapters' and the cluster's extras too: their tests run inside the real
+	# frameworks and against a real Redis.
+	$(PIP) install --quiet -e '.[dev,client,wyoming,cluster,pipecat,livekit]'
 	touch $@
 
 install: $(VENV)/.installed install-kokoro

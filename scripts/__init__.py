@@ -23,6 +23,8 @@ Through a server (spawned on free ports with ``--spawn``, or one at ``--url``):
   raw throughput, Piper's own HTTP server (peer), and our server's overhead over both.
 - ``bench_wyoming``: our Wyoming server beside ``wyoming-piper`` (same Piper voice):
   first audio and total time, one-shot and streamed text, as Home Assistant asks.
+- ``bench_adapters``: time to first audio through the Pipecat and LiveKit Agents
+  adapters against the raw asyncio client, and each path's own time at the socket.
 - ``reliability``: attacks (fuzzed WebSocket frames and HTTP bodies, bad frames, a
   handshake burst, idle and half-open sockets, HTTP floods, SIGTERM mid-response) while
   witness sessions stream; per case expected, observed, pass or fail, and what the

@@ -23,7 +23,18 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "streamer.engines": ("streamer.server", "streamer.client"),
     "streamer.audio": ("streamer.engines", "streamer.server", "streamer.client"),
     "streamer.client": ("streamer.server",),
-    "streamer.server": ("streamer.client",),
+    # The server (and the CLI that starts it) never load a voice-agent framework: the
+    # Pipecat and LiveKit adapters are clients over the WebSocket, imported by whoever
+    # uses them.
+    "streamer.server": ("streamer.client", "streamer.adapters.pipecat",
+                        "streamer.adapters.livekit", "pipecat", "livekit"),
+    "streamer.cli": ("streamer.adapters.pipecat", "streamer.adapters.livekit", "pipecat",
+                     "livekit"),
+    # ... and those adapters know the wire protocol only, through streamer.client.
+    "streamer.adapters.pipecat": ("streamer.server", "streamer.engines", "streamer.audio",
+                                  "streamer.protocol", "trio"),
+    "streamer.adapters.livekit": ("streamer.server", "streamer.engines", "streamer.audio",
+                                  "streamer.protocol", "trio"),
     # The Wyoming server is a surface of the server (it shares its runtime), not a client.
     "streamer.adapters.wyoming": ("streamer.client",),
     # Only the composition root (app.py) may start an adapter, and only when configured.
@@ -43,6 +54,7 @@ PARTS = (
     "streamer.engines",
     "streamer.audio",
     "streamer.client",
+    "streamer.adapters",
     "streamer.server.session",
     "streamer.server.runtime",
     "streamer.server.security",

@@ -30,6 +30,7 @@ TOOLS = (
     "bench_gil",
     "bench_voices",
     "bench_wyoming",
+    "bench_adapters",
     "reliability",
     "cluster",
     "bench_cluster",
