@@ -8,8 +8,9 @@ How Pipecat's turn maps to the protocol (protocol_docs/pipecat.md):
 - each piece of text Pipecat hands to :meth:`run_tts` is a ``text`` message: a
   sentence in Pipecat's sentence mode (``buffer`` ``none``: we speak it as sent), a
   token in its token mode (``buffer`` ``auto``: the server cuts the clauses);
-- the end of the turn (:meth:`flush_audio`) is ``close``: the server speaks what it
-  still buffers and ends the context with ``audio_end``;
+- the end of the turn (:meth:`flush_audio`) is ``flush`` then ``close``: the server
+  speaks what it still buffers at once (``flushed`` says when its audio is all sent)
+  and ends the context with ``audio_end``;
 - our ``timestamps`` become Pipecat word timestamps, so its output transport releases
   each word as it is played and the assistant context holds what was spoken;
 - an interruption (:meth:`on_audio_context_interrupted`) is a ``cancel`` of that
@@ -249,11 +250,15 @@ class StreamerTTSService(WebsocketTTSService):
         yield None
 
     async def flush_audio(self, context_id: str | None = None) -> None:
-        """End of the turn: ``close`` the context (the server speaks what it still
-        buffers, then ``audio_end``)."""
+        """End of the turn: ``flush`` the context (speak what the server still buffers
+        now, whatever its buffer rule), then ``close`` it (``audio_end`` after the
+        last audio). The two go out back to back; ``close`` alone would speak the rest
+        too, but the ``flush`` marks the turn's end in the stream (``flushed``) the
+        way every framework's TTS protocol does."""
         context_id = context_id or self.get_active_audio_context_id()
         if context_id in self._server_contexts:
             try:
+                await self._send(self._protocol.flush_message(context_id))
                 await self._send(self._protocol.close_message(context_id))
             except Exception as exc:  # the connection is gone; its contexts with it
                 await self.push_error(error_msg=f"{self}: closing the turn failed: {exc}")
