@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from streamer.config import parse_config
+
 from ._common import REPO_ROOT
 
 #: A replica loads no model before it is ready (``preload_models`` off unless the base
@@ -166,6 +168,10 @@ class LocalCluster:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tts-cluster-")))
     maxconn: int = 100
     host: str = "127.0.0.1"
+    #: Where the base config's relative paths (models, voices, caches) point: its
+    #: project, as ``load_config`` reads it. The replicas' own configs live in
+    #: ``workdir``, so those paths are written out absolute.
+    project_dir: Path = REPO_ROOT
 
     def __post_init__(self) -> None:
         ports = free_ports(3 + 2 * self.replicas)
@@ -207,6 +213,7 @@ class LocalCluster:
         server.setdefault("max_connections", self.maxconn)
         server.setdefault("drain_timeout_s", 30.0)
         config.setdefault("performance", {}).setdefault("preload_models", False)
+        _absolute_paths(config, self.project_dir)
         cluster = config.setdefault("cluster", {})
         cluster.update(redis_url=f"redis://{self.host}:{self.redis_port}", replica_id=node.name)
         cluster.setdefault("session_ttl_s", SESSION_TTL_S)
@@ -322,6 +329,20 @@ class LocalCluster:
             for n in self.nodes
         ]
         return "\n".join(lines)
+
+
+def _absolute_paths(config: dict[str, Any], project_dir: Path) -> None:
+    """Rewrite the config's model, voice and cache paths (their defaults included) as
+    absolute ones, resolved the way the server resolves them from ``project_dir``."""
+    parsed = parse_config(config, base_dir=str(project_dir))
+    tts = config.setdefault("tts", {})
+    tts["voices_dir"] = str(parsed.path(parsed.tts.voices_dir))
+    tts.setdefault("kokoro", {})["model_dir"] = str(parsed.path(parsed.tts.kokoro.model_dir))
+    if parsed.tts.piper.cache_dir:
+        tts.setdefault("piper", {})["cache_dir"] = str(parsed.path(parsed.tts.piper.cache_dir))
+    if parsed.tts.melo.checkpoint_dir:
+        melo = tts.setdefault("melo", {})
+        melo["checkpoint_dir"] = str(parsed.path(parsed.tts.melo.checkpoint_dir))
 
 
 def missing_binaries() -> list[str]:

@@ -279,10 +279,19 @@ async def _serve(config: Config) -> None:
                     watch.cancel_scope.cancel()
 
                 watch.start_soon(until_stopped)
+                stopping = False
                 async for signum in signals:
-                    log.info("received %s", signal.Signals(signum).name)
+                    name = signal.Signals(signum).name
+                    if stopping:
+                        # Ctrl-C reaches the whole process group (a supervisor passes
+                        # it on too): taken here, a repeat would otherwise be re-raised
+                        # as KeyboardInterrupt when the receiver closes. The shutdown
+                        # already has its deadline (server.shutdown_timeout_s).
+                        log.info("received %s again: already stopping", name)
+                        continue
+                    log.info("received %s", name)
                     if signum == signal.SIGTERM and not server.draining:
                         server.drain()  # server.drain_timeout_s; 0: shut down now
                         continue
                     server.shutdown()
-                    break
+                    stopping = True  # until_stopped ends this loop once it has stopped

@@ -160,3 +160,29 @@ async def test_a_speech_client_that_stops_reading_does_not_hold_shutdown(
                     server.process.send_signal(signal.SIGTERM)
                     assert await server.exit_code() == 0, server.log()
         assert time.monotonic() - started < EXIT_TIMEOUT_S
+
+
+async def test_a_second_signal_while_stopping_exits_0_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C reaches a whole process group, so a server under a supervisor (``make
+    cluster``) gets SIGINT twice: the second, arriving while it stops, must be taken
+    as "already stopping", not re-raised as a KeyboardInterrupt traceback.
+
+    A client that never answers the close keeps the server stopping (for up to
+    ``shutdown_timeout_s``) while the second signal arrives."""
+    from streamer.testing import RawWebSocket
+
+    async with serving(tmp_path) as server:
+        silent = await RawWebSocket.open("127.0.0.1", server.ws_port)
+        server.process.send_signal(signal.SIGINT)
+        with trio.fail_after(EXIT_TIMEOUT_S):
+            while "shutting down" not in server.log():
+                assert server.process.poll() is None, "stopped before the second signal"
+                await trio.sleep(0.01)  # polling the log: the signal's effect
+        assert server.process.poll() is None, "stopped before the second signal"
+        server.process.send_signal(signal.SIGINT)
+        assert await server.exit_code() == 0, server.log()
+        log = server.log()
+        assert "stopped" in log and "Traceback" not in log and "KeyboardInterrupt" not in log, log
+        del silent

@@ -8,6 +8,7 @@ import importlib
 import json
 import logging
 import pkgutil
+from pathlib import Path
 
 import pytest
 import trio
@@ -236,3 +237,21 @@ def test_the_probe_reads_the_wait_from_queued() -> None:
     trace = probe.traces.setdefault("r1", RequestTrace("r1", 0.0))
     probe.record('{"type":"queued","request_id":"r1","position":0,"admission_wait_ms":2000}', 0.1)
     assert trace.admission_wait_ms == 2000 and trace.queued_at == 0.1
+
+
+def test_the_local_clusters_replicas_find_the_projects_models(tmp_path: Path) -> None:
+    """Replica configs live in a temporary directory: their model, voice and cache paths
+    are written absolute, resolved from the base config's project (Kokoro was 'not
+    installed' in every replica of `make cluster` before)."""
+    from scripts.cluster import LocalCluster
+
+    cluster = LocalCluster(
+        1,
+        {"tts": {"piper": {"cache_dir": "cache/piper"}, "voices_dir": "/abs/voices"}},
+        workdir=tmp_path,
+        project_dir=Path("/project"),
+    )
+    tts = cluster.replica_config(cluster.nodes[0])["tts"]
+    assert tts["kokoro"]["model_dir"] == "/project/models/kokoro"
+    assert tts["piper"]["cache_dir"] == "/project/cache/piper"
+    assert tts["voices_dir"] == "/abs/voices"
