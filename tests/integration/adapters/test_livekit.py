@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -26,6 +25,7 @@ from livekit.agents import tts as lk_tts
 from livekit.agents.types import USERDATA_TIMED_TRANSCRIPT, TimedString
 
 from streamer.adapters.livekit import StreamerTTS
+from tests.support.llm_text import llm_tokens, normalized_words
 
 pytestmark = pytest.mark.slow
 
@@ -39,16 +39,6 @@ ANSWER = (
     "Sure, I can help with that. Your next appointment is on Thursday afternoon, at the "
     "clinic downtown. Would you like a reminder the evening before?"
 )
-
-
-def llm_tokens(text: str) -> list[str]:
-    tokens = re.findall(r" ?[A-Za-z']+|[^A-Za-z' ]", text)
-    assert "".join(tokens) == text
-    return tokens
-
-
-def normalized_words(text: str) -> list[str]:
-    return re.findall(r"[a-z']+", text.lower())
 
 
 def heard_enough(audio: bytes, text: str) -> tuple[bool, list[str]]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +52,7 @@ from pipecat.transports.base_transport import TransportParams  # noqa: E402
 from pipecat.workers.runner import WorkerRunner  # noqa: E402
 
 from streamer.adapters.pipecat import StreamerTTSService  # noqa: E402
+from tests.support.llm_text import llm_tokens, normalized_words  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -70,17 +70,6 @@ ANSWER = (
     "Sure, I can help with that. Your next appointment is on Thursday afternoon, at the "
     "clinic downtown. Would you like me to send a reminder the evening before?"
 )
-
-
-def llm_tokens(text: str) -> list[str]:
-    """Words with their leading space, punctuation apart, as an LLM streams them."""
-    tokens = re.findall(r" ?[A-Za-z']+|[^A-Za-z' ]", text)
-    assert "".join(tokens) == text
-    return tokens
-
-
-def normalized_words(text: str) -> list[str]:
-    return re.findall(r"[a-z']+", text.lower())
 
 
 class Speaker(BaseOutputTransport):

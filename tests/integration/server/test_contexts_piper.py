@@ -18,6 +18,7 @@ import trio
 
 from streamer.engines.timings import words_of
 from streamer.server import RunningServer, build_services
+from tests.support.llm_text import llm_tokens
 from tests.support.server_harness import Client, running_server, ws_client
 from tests.support.services import make_config
 
@@ -33,20 +34,6 @@ ANSWER = (
 )
 #: What the issue asks of word starts against Whisper's, median absolute difference.
 MAX_MEDIAN_START_ERROR_MS = 80
-
-
-def llm_tokens(text: str) -> list[str]:
-    """Roughly how an LLM's tokenizer cuts English: words with their leading space,
-    punctuation apart, long words in two."""
-    tokens: list[str] = []
-    for match in re.finditer(r" ?[A-Za-z']+|[^A-Za-z' ]", text):
-        token = match.group()
-        if len(token.strip()) > 7:
-            tokens += [token[: len(token) // 2], token[len(token) // 2 :]]
-        else:
-            tokens.append(token)
-    assert "".join(tokens) == text
-    return tokens
 
 
 @pytest.fixture
