@@ -377,6 +377,9 @@ async def test_a_stream_speaks_its_text_when_the_client_half_closes(fake: Runnin
         assert [e.type for e in events if e.type != "audio-chunk"] == [
             "audio-start", "audio-stop", "synthesize-stopped"
         ]  # fmt: skip
+        # The stream was admitted as a real-time listener and gave its claim back
+        # before synthesize-stopped went out.
+        assert fake.manager.services.admission.streams == 0
         assert await client.next() is None  # then the server closes
 
 
