@@ -15,9 +15,12 @@ heard this one out (a new turn). Sessions start spread over one second. Figures:
   first segment (found by running the server's own ``TextBuffer`` rule on the token
   times here: usually the first clause mark past ``first_min_chars``) to the context's
   first binary frame. What the server adds once the agent's first clause is there.
-- **underruns between segments**: frames that reached the listener after it had played
-  everything before them (``UNDERRUN_TOLERANCE_S`` of slack), and the silence they made.
-  At 30 tokens/s the text comes ~8x faster than it is spoken, so every gap is ours.
+- **underruns**: frames that reached the listener after it had played everything
+  before them (``UNDERRUN_TOLERANCE_S`` of slack), and the silence they made. At
+  30 tokens/s the text comes ~8x faster than it is spoken, so every gap is ours. Each
+  is placed by the answer's word timestamps: *in the first segment* (the stream getting
+  ahead: what any ``synthesize`` risks under the same load) or *from the first segment
+  boundary on* (between or in later segments: what streaming the text adds).
 - **max-delay cuts**: segments the buffer's ``max_delay_ms`` rule would have cut on
   these token times (the default is meant never to fire on a healthy stream).
 - **baseline**: after each answer is heard out, the time to first audio of a plain
@@ -48,7 +51,7 @@ import re
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import trio
@@ -57,8 +60,10 @@ from streamer.client import (
     AudioEnd,
     AudioStart,
     Interrupted,
+    Timestamps,
     TTSServerError,
     TTSStreamingClient,
+    Word,
 )
 from streamer.protocol import BufferPolicy, TextBuffer
 
@@ -149,6 +154,8 @@ class Answer:
     baseline_ms: float | None = None
     underruns: int = 0
     gap_ms: float = 0.0
+    #: Underruns at or after the first segment boundary (see the module docstring).
+    later_underruns: int = 0
     audio_s: float = 0.0
     ended: str = ""
 
@@ -162,18 +169,29 @@ class Listener:
     underruns: int = 0
     gap_s: float = 0.0
     audio_s: float = 0.0
+    #: Where in the audio (seconds before the late frame) each underrun fell.
+    gaps_at: list[float] = field(default_factory=list)
 
     def frame(self, now: float, size: int) -> None:
         seconds = size / self.bytes_per_s
-        self.audio_s += seconds
         if self.dry_at is None:
             self.dry_at = now + seconds
+            self.audio_s += seconds
             return
         if now > self.dry_at + UNDERRUN_TOLERANCE_S:
             self.underruns += 1
             self.gap_s += now - self.dry_at
+            self.gaps_at.append(self.audio_s)
             self.dry_at = now
         self.dry_at += seconds
+        self.audio_s += seconds
+
+
+def boundary_s(words: Sequence[Word], first_segment_chars: int) -> float | None:
+    """Where the second segment's audio starts: the first word past the first segment
+    (None if the answer had one segment, or no timestamps)."""
+    later = [w.start_ms for w in words if w.char_start >= first_segment_chars]
+    return min(later) / 1000 if later else None
 
 
 class Busy(Exception):
@@ -205,6 +223,7 @@ async def speak(
 
     listener: Listener | None = None
     refused: TTSServerError | None = None
+    words: list[Word] = []
     with trio.fail_after(ANSWER_TIMEOUT_S):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(feed)
@@ -217,6 +236,8 @@ async def speak(
                         if answer.first_audio_ms is None and sent_trigger:
                             answer.first_audio_ms = (now - sent_trigger[0]) * 1000
                         listener.frame(now, len(item))
+                    elif isinstance(item, Timestamps):
+                        words += item.words
                     elif isinstance(item, AudioEnd | Interrupted):
                         answer.ended = type(item).__name__
             except TTSServerError as error:  # the opening text was refused
@@ -229,6 +250,11 @@ async def speak(
     if listener is not None:
         answer.underruns, answer.gap_ms = listener.underruns, listener.gap_s * 1000
         answer.audio_s = listener.audio_s
+        boundary = boundary_s(words, len(plan.first_segment))
+        if boundary is None and timestamps == "none":
+            boundary = 0.0  # unknown: counted as later (on the safe side)
+        if boundary is not None:
+            answer.later_underruns = sum(1 for at in listener.gaps_at if at >= boundary)
     dry_at = listener.dry_at if listener and listener.dry_at else time.perf_counter()
     return answer, dry_at
 
@@ -367,9 +393,13 @@ def report(
     print(markdown_table(LATENCY_HEADERS, rows))
     underruns = sum(a.underruns for a in answers)
     audio_s = sum(a.audio_s for a in answers)
+    later = sum(a.later_underruns for a in answers)
     print(f"\nunderruns: {underruns} in {audio_s:.0f} s of audio "
           f"({sum(1 for a in answers if a.underruns)} answers with any; silence "
           f"{sum(gaps):.0f} ms in all)")  # fmt: skip
+    if not args.whole:
+        print(f"  in the first segment: {underruns - later}; from the first segment "
+              f"boundary on: {later}")  # fmt: skip
     print(f"max-delay cuts on these token times: {sum(p.delay_cuts for p in plans)} "
           f"(max_delay_ms {policy.max_delay_ms})")
     print("answers not ended by audio_end:", sum(1 for a in answers if a.ended != "AudioEnd"))
@@ -389,6 +419,7 @@ def report(
         ),
         "baseline_ms": summarize([a.baseline_ms for a in answers if a.baseline_ms is not None]),
         "underruns": underruns,
+        "underruns_from_first_boundary": None if args.whole else later,
         "busy_refusals": len(refusals),
         "audio_s": audio_s,
         "gap_ms": summarize(gaps),

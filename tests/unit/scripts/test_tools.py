@@ -255,3 +255,27 @@ def test_the_local_clusters_replicas_find_the_projects_models(tmp_path: Path) ->
     assert tts["kokoro"]["model_dir"] == "/project/models/kokoro"
     assert tts["piper"]["cache_dir"] == "/project/cache/piper"
     assert tts["voices_dir"] == "/abs/voices"
+
+
+def test_the_agent_bench_places_each_underrun_before_or_after_the_first_boundary() -> None:
+    from scripts.agent_latency import Listener, boundary_s
+    from streamer.client import Word
+
+    listener = Listener(bytes_per_s=RATE * 2)  # PCM16: 2000 bytes a second
+    listener.frame(0.0, TENTH_S * 2)  # 0.2 s of audio, plays until 0.2
+    listener.frame(0.1, TENTH_S * 2)  # in time: plays until 0.4
+    listener.frame(0.5, TENTH_S * 2)  # 0.1 s late, after 0.4 s of audio
+    listener.frame(1.0, TENTH_S * 2)  # 0.3 s late, after 0.6 s of audio
+    assert listener.underruns == 2
+    assert listener.gaps_at == pytest.approx([0.4, 0.6])
+    assert listener.audio_s == pytest.approx(0.8)
+
+    first_segment = "Hello there."
+    words = [
+        Word("Hello", 0, 300, 0, 5),
+        Word("there.", 300, 500, 6, 12),
+        Word("Next", 550, 800, 13, 17),
+        Word("one.", 800, 1000, 18, 22),
+    ]
+    assert boundary_s(words, len(first_segment)) == pytest.approx(0.55)
+    assert boundary_s(words[:2], len(first_segment)) is None
