@@ -227,7 +227,8 @@ class ContextStream:
     (also gathered in :attr:`words`), :class:`Flushed`, :class:`ErrorEvent` for an
     error that concerns one message (the context goes on), and last :class:`AudioEnd`
     or :class:`Interrupted`. An error that ends it (refused when opening,
-    ``synthesis_failed``) raises :class:`TTSServerError`.
+    ``synthesis_failed``, ``busy`` when no room came by the time its text was ready)
+    raises :class:`TTSServerError`.
 
     ``priority``, ``config`` and ``buffer`` go with the first :meth:`send_text`, which
     opens the context on the server. Leaving ``async with`` closes the input (the

@@ -53,8 +53,10 @@ PRIORITIES: Final = ("normal", "high", "critical")
 #: Events are not counted: each request gets at most four (a context a few per
 #: sentence: its timestamps and flushes).
 MAX_BUFFERED_AUDIO_BYTES: Final = 1 << 20
-#: The error that ends an open context (every other error concerns one message).
-CONTEXT_ENDING_CODES: Final = frozenset({"synthesis_failed"})
+#: The errors that end an open context (every other error concerns one message): its
+#: synthesis failed, or admission found no room for it by the time its first text was
+#: ready (``busy`` after ``queued``; the server takes no more text for it).
+CONTEXT_ENDING_CODES: Final = frozenset({"synthesis_failed", "busy"})
 #: The reason of the ``interrupted`` that answers a ``cancel``.
 CANCEL_REASON: Final = "cancel"
 #: The errors that answer a ``cancel`` of a context that had already ended.

@@ -303,8 +303,9 @@ class StreamerTTSService(WebsocketTTSService):
                 [(word.word, word.start_ms / 1000) for word in item.words], context_id
             )
         elif isinstance(item, ErrorEvent):
-            # context_closed, context_idle… concern one message; synthesis_failed and a
-            # refused opening (terminal) end the context.
+            # context_closed, context_idle… concern one message; synthesis_failed, busy
+            # (no room by the time its text was ready) and a refused opening (terminal)
+            # end the context.
             await self.push_error(error_msg=f"{self}: {item.code}: {item.message}")
         if delivery.terminal and isinstance(item, (AudioEnd, Interrupted, ErrorEvent)):
             await self.stop_ttfb_metrics()

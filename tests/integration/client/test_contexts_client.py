@@ -30,6 +30,7 @@ from streamer.client import (
 )
 from streamer.client.asyncio_client import AsyncioTTSStreamingClient
 from streamer.server.app import RunningServer
+from streamer.server.runtime import Reservation
 from tests.support.fake_engine import FakeEngine
 from tests.support.server_harness import running_server
 from tests.support.services import make_config, make_services
@@ -97,6 +98,12 @@ def test_an_error_on_an_open_context_does_not_end_it() -> None:
     assert p.receive(idle) == [Delivery("c1", ErrorEvent("context_idle", "m", "c1"))]
     failed = _event(type="error", code="synthesis_failed", message="m", request_id="c1")
     assert p.receive(failed)[0].terminal
+    # Refused by admission after its ``queued`` (no room by the time its text was
+    # ready): over, as the server takes no more text for it.
+    p.context("c2")
+    p.receive(_event(type="queued", request_id="c2", position=0, context_id="c2"))
+    refused = _event(type="error", code="busy", message="m", request_id="c2")
+    assert p.receive(refused)[0].terminal
     # A request's errors end it as before.
     assert p.receive(_event(type="error", code="busy", message="m", request_id="r1"))[0].terminal
 
@@ -218,6 +225,36 @@ async def test_a_refused_opening_raises(server: RunningServer) -> None:
             with pytest.raises(TTSServerError) as caught:
                 await ctx.collect()
     assert caught.value.code == "unknown_language"
+
+
+async def test_a_context_refused_by_admission_when_its_text_is_ready_ends_with_busy(
+    engine: FakeEngine,
+) -> None:
+    config = make_config(
+        tts={"default_language": "en", "default_format": "pcm"},
+        performance={"realtime_lead_ms": 0, "max_start_delay_ms": 50},
+    )
+    services = make_services(config, engine)
+    # Three admitted streams of a voice never measured (a whole worker each) need more
+    # than the two workers: no new stream fits, so the context waits, then is refused.
+    for _ in range(3):
+        services.admission.force(Reservation("another-voice", expected_audio_s=600.0))
+    async with running_server(config, services) as running:
+        with trio.fail_after(WAIT):
+            async with TTSStreamingClient(_url(running)) as client:
+                ctx = client.stream()
+                await ctx.send_text("Hello there.")
+                await ctx.close()
+                with pytest.raises(TTSServerError) as caught:
+                    await ctx.collect()
+                assert ctx.queued is not None and ctx.queued.admission_wait_ms == 50
+                # The session goes on: its next context is judged (and refused) alike.
+                again = client.stream()
+                await again.send_text("Again.")
+                with pytest.raises(TTSServerError):
+                    await again.collect()
+    assert caught.value.code == "busy"
+    assert caught.value.details["waited_ms"] >= 50
 
 
 async def test_interrupt_with_played_ms(server: RunningServer, engine: FakeEngine) -> None:
