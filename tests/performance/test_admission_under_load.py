@@ -561,10 +561,12 @@ async def test_a_context_is_admitted_like_a_stream_and_its_claim_grows_with_its_
             admission = sim.services.admission
             first = a.submit("a1", PARAGRAPH)
             await trio.sleep(1.0)
-            # A context opened on a silent session starts a stream: it waits for room,
-            # and is refused with busy like a synthesize; then it takes no more text.
+            # A context opened on a silent session starts a stream: judged when its first
+            # segment is ready (not at its opening: no admission_wait_ms in its queued),
+            # it waits for room, and is refused with busy like a synthesize; then it
+            # takes no more text.
             refused = b.open_context("ctx-b", "Hello there. ")
-            assert refused.queued == {"admission_wait_ms": 1000}
+            assert refused.queued == {"admission_wait_ms": None}
             await b.until_done(refused)
             refusal = refused.error
             assert refusal is not None and refusal["code"] == ErrorCode.BUSY
@@ -572,16 +574,19 @@ async def test_a_context_is_admitted_like_a_stream_and_its_claim_grows_with_its_
                 b.session.text(Text("ctx-b", "More."), trio.current_time())
             assert closed.value.code is ErrorCode.CONTEXT_CLOSED
             await a.until_played(first)
-            # Alone now, a context is admitted at once; its claim grows with its text.
+            # Alone now, a context is admitted as soon as its first segment is ready;
+            # its claim grows with its text.
             spoken = c.open_context("ctx-c", "One. ")
             assert spoken.queued == {"admission_wait_ms": None}
             await trio.testing.wait_all_tasks_blocked()
             playing = c.session.playing
             assert playing is not None and playing.start.reservation is not None
             claim = playing.start.reservation
+            assert not admission.admitted(claim)  # "One." is not cut yet
             before = claim.expected_audio_s
             c.session.text(Text("ctx-c", "Two. Three. Four. "), trio.current_time())
             assert claim.expected_audio_s > before
+            await trio.testing.wait_all_tasks_blocked()
             assert admission.admitted(claim)
             c.session.close_context(Close("ctx-c"), trio.current_time())
             await c.until_played(spoken)
@@ -652,10 +657,12 @@ async def test_every_way_a_request_ends_gives_its_claim_back(
             assert admission.streams == 1
             barge.session.interrupt("barge_in")
             await settled()
-            # A context cancelled while queued, and one cancelled while it plays.
+            # A context cancelled while it waits for its first segment (it claims nothing
+            # before: it is judged then), and one cancelled while it plays.
             ctx = await sim.listener()
-            ctx.open_context("queued-ctx", "Hello. ")
-            assert admission.streams == 1
+            ctx.open_context("queued-ctx", "Hello")
+            await trio.testing.wait_all_tasks_blocked()
+            assert admission.streams == 0 and admission.waiting == 0
             ctx.session.cancel(Cancel("queued-ctx"), trio.current_time())
             await settled()
             ctx.open_context("playing-ctx", "One. Two. Three. ")

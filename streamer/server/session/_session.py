@@ -187,9 +187,12 @@ class Session:
         priority: Priority,
         config: AudioConfig,
         received_at: float,
+        *,
+        text_to_come: bool = False,
     ) -> SynthesisRequest:
         """A request that may be queued now: its id unused, room in the queue, its
-        config resolved, and the start policy's consent. Raises ``ClientError``."""
+        config resolved, and the start policy's consent (``text_to_come``: a context's
+        opening, see ``check_can_start``). Raises ``ClientError``."""
         services = self._services
         if (
             self._queue.used(request_id)
@@ -212,7 +215,13 @@ class Session:
         # listener's player) continues that stream; only a silent session starts one.
         continues = self.active(trio.current_time())
         decision = check_can_start(
-            services, resolved, priority, request_id, text, new_stream=not continues
+            services,
+            resolved,
+            priority,
+            request_id,
+            text,
+            new_stream=not continues,
+            text_to_come=text_to_come,
         )
         try:
             services.security.quotas.charge(
@@ -303,6 +312,7 @@ class Session:
             message.priority or Priority.NORMAL,
             message.config or AudioConfig(),
             received_at,
+            text_to_come=True,
         )
         request.context = StreamedText(
             message.context_id,
