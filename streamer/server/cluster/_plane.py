@@ -80,9 +80,11 @@ class ControlPlane(Protocol):
         """Sessions ``caller``'s key created over REST that no WebSocket attached yet."""
         ...
 
-    async def claim(self, session_id: str, caller: Caller) -> None:
+    async def claim(self, session_id: str, caller: Caller) -> Receipt:
         """Attach ``session_id`` (a ``connect`` names it) here, atomically: afterwards
-        it is in this replica's manager. Raises ``unknown_session``, ``session_in_use``."""
+        it is in this replica's manager. Raises ``unknown_session``, ``session_in_use``.
+        Releasing the receipt gives the claim back (the ``connect`` was refused here,
+        so no connection holds the session: another may attach it)."""
         ...
 
     async def open_slot(self, caller: Caller) -> Receipt:
@@ -153,8 +155,8 @@ class LocalPlane:
     async def waiting(self, caller: Caller) -> int:
         return self.manager.waiting(caller)
 
-    async def claim(self, session_id: str, caller: Caller) -> None:
-        return None  # ``connect`` finds it in the manager, or answers unknown_session
+    async def claim(self, session_id: str, caller: Caller) -> Receipt:
+        return NOTHING  # ``connect`` finds it in the manager, or answers unknown_session
 
     async def open_slot(self, caller: Caller) -> Receipt:
         return NOTHING  # the local quotas are the whole count

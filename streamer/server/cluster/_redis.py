@@ -77,6 +77,7 @@ _REGISTER: Final = _new_script(_scripts.REGISTER)
 _REMOVE: Final = _new_script(_scripts.REMOVE)
 _LIST: Final = _new_script(_scripts.LIST)
 _CLAIM: Final = _new_script(_scripts.CLAIM)
+_UNCLAIM: Final = _new_script(_scripts.UNCLAIM)
 _SLOTS: Final = _new_script(_scripts.SLOTS)
 _CHARGE: Final = _new_script(_scripts.CHARGE)
 _ROUTE: Final = _new_script(_scripts.ROUTE)
@@ -151,6 +152,22 @@ class _Refund:
         plane, self._plane = self._plane, None
         if plane is not None:
             plane._soon(plane._cmd.custom_command(["ZREM", self._key, self._member]))
+
+
+class _Unclaim:
+    """Gives a claim back (``connect`` refused after it) when released."""
+
+    __slots__ = ("_plane", "_session_id")
+
+    def __init__(self, plane: RedisPlane, session_id: str) -> None:
+        self._plane: RedisPlane | None = plane
+        self._session_id = session_id
+
+    def release(self) -> None:
+        plane, self._plane = self._plane, None
+        if plane is not None:
+            args = [P, self._session_id, plane._me]
+            plane._soon(plane._cmd.invoke_script(_UNCLAIM, keys=[], args=args))
 
 
 class _SlotReturn:
@@ -393,14 +410,14 @@ class RedisPlane:
     async def register(self, session: Session) -> None:
         await self._write([session])
 
-    async def claim(self, session_id: str, caller: Caller) -> None:
+    async def claim(self, session_id: str, caller: Caller) -> Receipt:
         fields = await self._call(
             self._cmd.custom_command(["HMGET", _session_key(session_id), "replica", "key"])
         )
         replica, key = (None if v is None else _text(v) for v in fields)
         if replica is None:
             if session_id in self.manager.sessions:
-                return  # ours; its entry is back with the next beat (Redis restarted)
+                return NOTHING  # ours; its entry is back with the next beat (Redis restarted)
             raise unknown_session(session_id)
         owner = self._owner(key or "")
         if not caller.can_see(owner):
@@ -427,6 +444,7 @@ class RedisPlane:
             # The replica it was created on lets go of its copy now (else at its next beat).
             message = json.dumps({"op": "release", "id": session_id})
             self._soon(self._cmd.publish(message, _channel(previous)))
+        return _Unclaim(self, session_id)
 
     async def open_slot(self, caller: Caller) -> Receipt:
         key = caller.key

@@ -95,6 +95,16 @@ redis.call('PEXPIRE', k, ttl)
 return {'ok', v[1], v[3]}
 """
 
+#: ARGV: prefix, id, replica. Gives back a claim ``replica`` holds (its ``connect`` was
+#: refused after the claim): the session stays there, attached to nothing.
+UNCLAIM: Final = """
+local k = ARGV[1] .. 's:' .. ARGV[2]
+if redis.call('HGET', k, 'replica') == ARGV[3] then
+  redis.call('HSET', k, 'attached', '0')
+end
+return 0
+"""
+
 #: ARGV: prefix, id, message, this replica. Publishes ``message`` on the channel of the
 #: replica holding the session, in one round trip: {} when there is no such session
 #: (or this replica holds it), else {replica, subscribers reached} (0: it is gone).

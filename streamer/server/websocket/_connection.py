@@ -176,13 +176,14 @@ class _Connection:
         """``dispatch`` on a replica of a cluster: first the control plane, which may
         have to claim the session a ``connect`` names (created on another replica) or
         charge the text to the key's cluster-wide ``chars_per_minute``; then the same
-        synchronous handling. A message the session then refuses is refunded."""
+        synchronous handling. A message the session then refuses is refunded (a
+        ``connect`` refused after its claim gives the claim back)."""
         assert self.plane is not None
         receipt: Receipt = NOTHING
         try:
             message = self.protocol.receive(data)
             if isinstance(message, Connect) and message.session_id is not None:
-                await self.plane.claim(message.session_id, self.caller)
+                receipt = await self.plane.claim(message.session_id, self.caller)
             elif isinstance(message, Synthesize | Text) and message.text:
                 request_id = message.request_id if isinstance(message, Synthesize) else (
                     message.context_id

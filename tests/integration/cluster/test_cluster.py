@@ -284,6 +284,33 @@ async def test_rest_created_session_attaches_wherever_the_websocket_lands() -> N
                 await eventually(one_copy)
 
 
+async def test_a_connect_refused_after_its_claim_leaves_the_session_free_to_attach() -> None:
+    async with cluster(2) as local:
+        r1, r2 = local.nodes
+        reply = await call(r1.http_port, "POST", "/api/v1/sessions", config={"language": "en"})
+        assert reply.status_code == 201, reply.text
+        session_id = reply.json()["session_id"]
+        # Claimed by r2, then refused there for its settings: no connection holds it.
+        async with ws(r2.websocket_port) as refused:
+            await refused.send(type="connect", session_id=session_id,
+                               config={"language": "xx"})  # fmt: skip
+            assert (await refused.next_event("error"))["code"] == "unknown_language"
+        # The claim is given back (one Redis call after the error went out): another
+        # connection attaches it, here through r1. Before, the directory kept it
+        # attached until its reaper, and every connect got session_in_use.
+        async def attaches() -> bool:
+            async with ws(r1.websocket_port) as client:
+                await client.send(type="connect", session_id=session_id, config={})
+                event = await client.next_event()
+                if event["type"] == "error":
+                    assert event["code"] == "session_in_use", event
+                    return False
+                assert event["type"] == "connected" and event["session_id"] == session_id
+                return True
+
+        await eventually(attaches)
+
+
 async def test_a_killed_replica_leaves_the_directory_and_its_sessions_answer_404() -> None:
     async with cluster(2) as local:
         r1, r2 = local.nodes
