@@ -488,9 +488,12 @@ class _Connection:
                     None,
                     text or None,
                 )
+                # A stream is judged when its first segment is ready, as a WebSocket
+                # context is (``check_can_start``): it has nothing to say before.
                 decision = check_can_start(
-                    services, resolved, PRIORITY, None, text, new_stream=True
-                )
+                    services, resolved, PRIORITY, None, text, new_stream=True,
+                    text_to_come=streaming,
+                )  # fmt: skip
                 job = new_job(
                     services,
                     resolved,
@@ -505,6 +508,7 @@ class _Connection:
                 job.timed = False
                 if stream is not None:
                     stream.start = (decision, resolved)
+                    await stream.feed.wait_ready()
                     await wait_to_start(services, decision, f"wyoming-{stream.number}", job)
                 else:
                     borrower = object()
