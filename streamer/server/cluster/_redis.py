@@ -138,51 +138,21 @@ class _Reply:
     body: dict[str, Any] = field(default_factory=dict)
 
 
-class _Refund:
-    """Gives back one charge (``ZREM`` of its entry) when released."""
+class _Undo:
+    """A receipt that, released (once), runs one Redis command in the background: a
+    charge's ``ZREM``, a claim given back, a slot count rewritten. ``command`` makes
+    the call only then (an awaitable made early and never awaited warns)."""
 
-    __slots__ = ("_key", "_member", "_plane")
+    __slots__ = ("_command", "_plane")
 
-    def __init__(self, plane: RedisPlane, key: str, member: str) -> None:
+    def __init__(self, plane: RedisPlane, command: Callable[[], Awaitable[object]]) -> None:
         self._plane: RedisPlane | None = plane
-        self._key = key
-        self._member = member
+        self._command = command
 
     def release(self) -> None:
         plane, self._plane = self._plane, None
         if plane is not None:
-            plane._soon(plane._cmd.custom_command(["ZREM", self._key, self._member]))
-
-
-class _Unclaim:
-    """Gives a claim back (``connect`` refused after it) when released."""
-
-    __slots__ = ("_plane", "_session_id")
-
-    def __init__(self, plane: RedisPlane, session_id: str) -> None:
-        self._plane: RedisPlane | None = plane
-        self._session_id = session_id
-
-    def release(self) -> None:
-        plane, self._plane = self._plane, None
-        if plane is not None:
-            args = [P, self._session_id, plane._me]
-            plane._soon(plane._cmd.invoke_script(_UNCLAIM, keys=[], args=args))
-
-
-class _SlotReturn:
-    """Writes this replica's count of a key's sessions after the slot was returned."""
-
-    __slots__ = ("_key_id", "_plane")
-
-    def __init__(self, plane: RedisPlane, key_id: str) -> None:
-        self._plane: RedisPlane | None = plane
-        self._key_id = key_id
-
-    def release(self) -> None:
-        plane, self._plane = self._plane, None
-        if plane is not None:
-            plane._soon(plane._write_slots([self._key_id]))
+            plane._soon(self._command())
 
 
 class RedisPlane:
@@ -444,7 +414,8 @@ class RedisPlane:
             # The replica it was created on lets go of its copy now (else at its next beat).
             message = json.dumps({"op": "release", "id": session_id})
             self._soon(self._cmd.publish(message, _channel(previous)))
-        return _Unclaim(self, session_id)
+        unclaim = [P, session_id, self._me]
+        return _Undo(self, lambda: self._cmd.invoke_script(_UNCLAIM, keys=[], args=unclaim))
 
     async def open_slot(self, caller: Caller) -> Receipt:
         key = caller.key
@@ -465,7 +436,8 @@ class RedisPlane:
         if not ok:
             # The policy's own refusal: held elsewhere and here, with the new one.
             self._security.quotas.check_room(caller, int(others) + mine - 1)
-        return _SlotReturn(self, key.id)
+        key_id = key.id
+        return _Undo(self, lambda: self._write_slots([key_id]))
 
     async def charge(self, caller: Caller, chars: int, request_id: str | None) -> Receipt:
         key = caller.key
@@ -485,7 +457,7 @@ class RedisPlane:
         except ServerError:
             return NOTHING
         if int(answer[0]) == 1:
-            return _Refund(self, charges, member)
+            return _Undo(self, lambda: self._cmd.custom_command(["ZREM", charges, member]))
         retry_ms, used = int(answer[1]), int(answer[2])
         retry_s = None if retry_ms < 0 else retry_ms / 1000
         raise rate_refusal(caller, chars, used, retry_s, window_s, request_id)
