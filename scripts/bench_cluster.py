@@ -35,6 +35,7 @@ from trio_websocket import WebSocketConnection, connect_websocket_url
 
 from ._common import REPO_ROOT, machine_info, summarize, write_json
 from .cluster import LocalCluster
+from .load import capacity_sessions
 
 #: Long enough to be still playing when the interrupt comes (~20 s of speech, paced).
 LONG_ES: Final = "Esta es una frase bastante larga para hablar un rato. " * 20
@@ -156,7 +157,7 @@ def _capacity(replicas: int, workers: int, args: argparse.Namespace) -> dict[str
             print(f"  {replicas} replica(s) x {workers} worker(s): {' '.join(command[1:])}")
             subprocess.run(command, cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL)
             result: dict[str, Any] = json.loads(Path(out.name).read_text())
-        return {"capacity_sessions": result.get("capacity_sessions"), "uptime": uptime()}
+        return {"capacity_sessions": capacity_sessions(result), "uptime": uptime()}
     finally:
         local.stop()
 

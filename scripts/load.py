@@ -398,6 +398,12 @@ def _raw_throughput(path: str | None) -> float | None:
     return float(value) if value is not None else None
 
 
+def capacity_sessions(result: dict[str, Any]) -> int | None:
+    """The capacity ``--find-capacity`` found, from this tool's JSON (``--json``)."""
+    found = result["scenarios"]["load"]["capacity_sessions"]
+    return None if found is None else int(found)
+
+
 async def find_capacity(url: str, args: argparse.Namespace, pid: int | None) -> dict[str, Any]:
     """Step K up until a step underruns or is refused; bounded by ``--max-speaking``."""
     steps: list[dict[str, Any]] = []
@@ -595,7 +601,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 name, args, args.url, args.http_url, args.pid, raw
             )
     if args.find_capacity:
-        capacity = result["scenarios"]["load"]["capacity_sessions"]
+        capacity = capacity_sessions(result)
         line = f"capacity: {capacity} continuously speaking real-time sessions without underruns"
         if raw and capacity:
             result["capacity_of_raw_pct"] = 100 * capacity / raw

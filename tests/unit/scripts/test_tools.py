@@ -279,3 +279,17 @@ def test_the_agent_bench_places_each_underrun_before_or_after_the_first_boundary
     ]
     assert boundary_s(words, len(first_segment)) == pytest.approx(0.55)
     assert boundary_s(words[:2], len(first_segment)) is None
+
+
+def test_the_cluster_bench_reads_the_capacity_where_the_load_tool_writes_it(
+    tmp_path: Path,
+) -> None:
+    # The load tool nests each scenario's figures under "scenarios"; the cluster bench
+    # read a top-level key and reported every capacity as None.
+    from scripts.load import capacity_sessions
+
+    written = {"scenarios": {"load": {"capacity_sessions": 20, "steps": []}}}
+    path = tmp_path / "load.json"
+    path.write_text(json.dumps(written))
+    assert capacity_sessions(json.loads(path.read_text())) == 20
+    assert capacity_sessions({"scenarios": {"load": {"capacity_sessions": None}}}) is None
